@@ -1,0 +1,133 @@
+"""The reserved /_maintenance/ endpoints (FastAPI): health, status and the progress push."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated
+
+from fastapi import FastAPI, Header, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.catchall import HEALTH_BODY
+from app.responder import RequestFacts, Responder
+
+logger = logging.getLogger("maintenance_shim")
+MAX_PROGRESS_BODY = 16 * 1024
+
+
+class ProgressIn(BaseModel):
+    """A progress report: step done so far, of total."""
+
+    step: int = Field(ge=0, le=10**12)
+    total: int | None = Field(default=None, gt=0, le=10**12)
+
+    @model_validator(mode="after")
+    def _step_within_total(self) -> ProgressIn:
+        if self.total is not None and self.step > self.total:
+            raise ValueError("step is larger than total")
+        return self
+
+
+class NoStore:
+    """Adds `Cache-Control: no-store` to every reserved-path answer that has none (errors included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+
+def create_admin(
+    responder: Responder,
+    admin_token: str | None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The FastAPI app for the reserved endpoints and their OpenAPI document."""
+    app = FastAPI(
+        title="maintenance-shim",
+        summary="Reserved endpoints of the maintenance stand-in.",
+        docs_url="/_maintenance/docs",
+        redoc_url=None,
+        openapi_url="/_maintenance/openapi.json",
+        lifespan=lifespan,
+    )
+    token = admin_token.encode() if admin_token else None
+
+    @app.api_route("/_maintenance/health", methods=["GET", "HEAD"])
+    async def health() -> Response:
+        """Always 200 while the shim runs, so a proxy's health check keeps it in rotation."""
+        return Response(HEALTH_BODY, media_type="application/json")
+
+    @app.get("/_maintenance/status")
+    async def status(request: Request) -> Response:
+        """The `maintenance` object: state, ETA, progress, localized by ?lang, cookie, Accept-Language."""
+        service = responder.service_for(request.scope.get("server"))
+        facts = RequestFacts.from_scope_headers(request.scope["headers"])
+        choice = responder.choose(request.url.path, request.scope["query_string"], facts, service)
+        reply = responder.status_reply(service, choice.locale)
+        return Response(reply.body, status_code=200, headers=_str_headers(reply.headers))
+
+    @app.put(
+        "/_maintenance/progress",
+        status_code=204,
+        responses={401: {"description": "Missing or wrong token"}, 404: {"description": "No token set"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ProgressIn.model_json_schema()}},
+            }
+        },
+    )
+    async def progress(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """Report training progress (bearer MAINT_ADMIN_TOKEN); 404 when no token is configured."""
+        if token is None:
+            raise HTTPException(404, "Not Found")
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+            raise HTTPException(401, "Missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        body = await _read_limited(request, MAX_PROGRESS_BODY)
+        try:
+            report = ProgressIn.model_validate_json(body)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors(include_url=False)) from None
+        responder.tracker.record(time.time(), report.step, report.total, "push")
+        return Response(status_code=204)
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"Body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _str_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {name.decode(): value.decode() for name, value in headers if name != b"content-length"}
+

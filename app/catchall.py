@@ -1,0 +1,106 @@
+"""The public ASGI app: reserved paths go to FastAPI, everything else gets its 503 without reading the body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.responder import COMMON_HEADERS, Reply, RequestFacts, Responder
+
+RESERVED_PREFIX = "/_maintenance"
+HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()
+HEALTH_REPLY = Reply(
+    200,
+    [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(HEALTH_BODY)).encode()),
+        *COMMON_HEADERS,
+    ],
+    HEALTH_BODY,
+)
+WS_TRY_AGAIN_LATER = 1013
+
+
+async def send_reply(reply: Reply, send: Send, head: bool) -> None:
+    """Send a prepared reply; the headers list is copied because middleware may append to it."""
+    await send({"type": "http.response.start", "status": reply.status, "headers": list(reply.headers)})
+    await send({"type": "http.response.body", "body": b"" if head else reply.body})
+
+
+class MaintenanceApp:
+    """Routes by path prefix only; the catch-all never touches FastAPI's routing or the request body."""
+
+    def __init__(self, *, admin: ASGIApp, responder: Responder, health_paths: Iterable[str]) -> None:
+        self.admin = admin
+        self.responder = responder
+        self.health_paths = frozenset(health_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith(RESERVED_PREFIX) and (
+                len(path) == len(RESERVED_PREFIX) or path[len(RESERVED_PREFIX)] == "/"
+            ):
+                await self.admin(scope, receive, send)
+                return
+            method: str = scope["method"]
+            if path in self.health_paths and method in ("GET", "HEAD"):
+                await send_reply(HEALTH_REPLY, send, method == "HEAD")
+                return
+            responder = self.responder
+            service = responder.service_for(scope.get("server"))
+            facts = RequestFacts.from_scope_headers(scope["headers"])
+            choice = responder.choose(path, scope["query_string"], facts, service)
+            await send_reply(responder.maintenance_reply(service, choice), send, method == "HEAD")
+        elif kind == "websocket":
+            await self._refuse_websocket(scope, receive, send)
+        else:
+            await self.admin(scope, receive, send)
+
+    async def _refuse_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message: Message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            service = self.responder.service_for(scope.get("server"))
+            facts = RequestFacts.from_scope_headers(scope["headers"])
+            choice = self.responder.choose(scope["path"], scope["query_string"], facts, service)
+            reply = self.responder.maintenance_reply(service, choice)
+            await send({"type": "websocket.http.response.start", "status": 503, "headers": list(reply.headers)})
+            await send({"type": "websocket.http.response.body", "body": reply.body})
+            return
+        # Without the extension a close before accept becomes a 403; accept and close with "try again later".
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": "maintenance"})
+
+
+class CorsGate:
+    """Hands requests from allowed origins to Starlette's CORSMiddleware; the rest go straight through.
+
+    A preflight from an origin that is not allowed gets the ordinary 503, not CORSMiddleware's 400.
+    """
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After", "Content-Language"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"origin":
+                    if self.cors.is_allowed_origin(value.decode("latin-1")):
+                        await self.cors(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)

@@ -1,0 +1,90 @@
+"""Wiring only: Settings -> tracker, catalogs, renderer, responder, admin API, catch-all, CORS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from app.admin import NoStore, create_admin
+from app.catchall import CorsGate, MaintenanceApp
+from app.config import Settings
+from app.i18n import Catalogs
+from app.negotiate import LocaleMatcher
+from app.render import Renderer, Service
+from app.responder import Responder
+from app.status import RetryPolicy, Tracker
+
+if TYPE_CHECKING:
+    from app.sources import LogFollower, ProgressFileFollower
+
+    Follower = LogFollower | ProgressFileFollower
+
+logger = logging.getLogger("maintenance_shim")
+
+
+def create_tracker(settings: Settings, started: datetime | None = None) -> Tracker:
+    """The Tracker for these settings; a duration ETA counts from `started` (default: now)."""
+    return Tracker(
+        resume_seconds=settings.resume_seconds,
+        stall_seconds=settings.stall_seconds,
+        retry=RetryPolicy(
+            settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown
+        ),
+        static_deadline=settings.eta_deadline(started or datetime.now().astimezone()),
+    )
+
+
+def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
+    """The whole shim as one ASGI app, for every listener of `settings`."""
+    tracker = tracker or create_tracker(settings)
+    listeners = settings.listeners
+    services = {item.port: Service(item.service, item.kind) for item in listeners}
+    catalogs = Catalogs(settings.languages)
+    renderer = Renderer(
+        catalogs,
+        settings.languages,
+        {locale: settings.message_for(locale) for locale in settings.languages},
+        settings.lang_cookie,
+    )
+    responder = Responder(
+        tracker=tracker,
+        renderer=renderer,
+        matcher=LocaleMatcher(settings.languages, settings.default_language),
+        services=services,
+        default_service=services[listeners[0].port],
+        cookie_name=settings.lang_cookie,
+        json_paths=settings.json_paths,
+    )
+
+    @asynccontextmanager
+    async def follow_sources(_: FastAPI) -> AsyncIterator[None]:
+        followers: list[Follower] = []
+        if settings.progress_file or settings.train_log:
+            from app.sources import LogFollower, ProgressFileFollower  # only when a source is set
+        if settings.progress_file:
+            followers.append(ProgressFileFollower(settings.progress_file, tracker.record))
+        if settings.train_log:
+            followers.append(LogFollower(settings.train_log, tracker.record))
+        tasks = [asyncio.create_task(follower.run()) for follower in followers]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
+
+    secret = settings.admin_token.get_secret_value() if settings.admin_token else None
+    admin = NoStore(create_admin(responder, secret, lifespan=follow_sources))
+    app: ASGIApp = MaintenanceApp(admin=admin, responder=responder, health_paths=settings.health_paths)
+    if settings.cors_origins:
+        app = CorsGate(app, settings.cors_origins)
+    return app

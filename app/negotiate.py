@@ -1,0 +1,212 @@
+"""Content negotiation, pure: request path, query and headers -> (locale, format)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qsl
+
+from babel import Locale, UnknownLocaleError
+from babel.core import get_global
+
+Format = Literal["html", "json", "problem", "text"]
+FORMATS: tuple[Format, ...] = ("html", "json", "problem", "text")
+
+# Media types each format answers to, most specific first.
+_MEDIA: dict[Format, tuple[str, ...]] = {
+    "html": ("text/html", "application/xhtml+xml"),
+    "json": ("application/json",),
+    "problem": ("application/problem+json",),
+    "text": ("text/plain",),
+}
+_QUERY_FORMATS: dict[str, Format] = {
+    "html": "html",
+    "json": "json",
+    "problem": "problem",
+    "problem+json": "problem",
+    "text": "text",
+    "txt": "text",
+}
+_MAX_ITEMS = 32  # an Accept or Accept-Language header longer than this is abuse; the rest is ignored
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a request gets: its locale, its format, and whether `?lang=` asked to remember the locale."""
+
+    locale: str
+    format: Format
+    remember_locale: bool
+
+
+def parse_qvalues(header: str) -> list[tuple[str, float]]:
+    """`a;q=0.5, b` -> [("b", 1.0), ("a", 0.5)]: stable by position, malformed items dropped."""
+    items: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header.split(",")[:_MAX_ITEMS]):
+        value, *params = (piece.strip() for piece in part.split(";"))
+        if not value:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, raw = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(raw.strip())
+                except ValueError:
+                    q = -1.0
+                if not 0.0 <= q <= 1.0:  # also rejects NaN
+                    q = -1.0
+        if q >= 0.0:
+            items.append((q, index, value.lower()))
+    items.sort(key=lambda item: (-item[0], item[1]))
+    return [(value, q) for q, _, value in items]
+
+
+def choose_format(accept: str | None, default: Format) -> Format:
+    """The best format for an Accept header; `*/*` or no header -> `default`; nothing acceptable -> text."""
+    if not accept or not accept.strip():
+        return default
+    best: tuple[float, int, int] | None = None
+    chosen: Format = "text"
+    for position, (media, q) in enumerate(parse_qvalues(accept)):
+        if q <= 0:
+            continue
+        major, _, minor = media.partition("/")
+        for fmt in FORMATS:
+            for candidate in _MEDIA[fmt]:
+                c_major, _, c_minor = candidate.partition("/")
+                if media == candidate:
+                    specificity = 2
+                elif minor == "*" and major == c_major:
+                    specificity = 1
+                elif media == "*/*":
+                    specificity = 0
+                else:
+                    continue
+                pick = default if specificity < 2 and _accepts(default, media) else fmt
+                rank = (q, specificity, -position)
+                if best is None or rank > best:
+                    best, chosen = rank, pick
+    return chosen
+
+
+def _accepts(fmt: Format, media: str) -> bool:
+    major, _, _ = media.partition("/")
+    return media == "*/*" or any(c.partition("/")[0] == major for c in _MEDIA[fmt])
+
+
+class LocaleMatcher:
+    """Maps BCP 47 / POSIX tags to one of the offered locales through CLDR likely subtags."""
+
+    def __init__(self, offered: Sequence[str], default: str) -> None:
+        self.default = default
+        self._offered = [(Locale.parse(tag), tag) for tag in offered]
+        self._cache: dict[str, str | None] = {}
+
+    @property
+    def offered(self) -> list[str]:
+        return [tag for _, tag in self._offered]
+
+    def match(self, tag: str) -> str | None:
+        """One language tag -> an offered locale, or None."""
+        key = tag.strip()[:64]
+        if key in self._cache:
+            return self._cache[key]
+        found = self._match(key)
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _match(self, tag: str) -> str | None:
+        if not tag or tag == "*" or not all(ch.isalnum() or ch in "-_" for ch in tag):
+            return None
+        try:
+            wanted = Locale.parse(tag.replace("_", "-"), sep="-")
+        except (ValueError, UnknownLocaleError, TypeError):
+            return None
+        script = wanted.script or _likely_script(wanted)
+        for offered, name in self._offered:
+            if offered.language != wanted.language:
+                continue
+            if offered.script and script and offered.script != script:
+                continue
+            if offered.territory and offered.territory != wanted.territory:
+                continue
+            return name
+        return None
+
+    def best(self, header: str | None) -> str | None:
+        """The best offered locale for an Accept-Language header, or None."""
+        if not header:
+            return None
+        for tag, q in parse_qvalues(header):
+            if q > 0:
+                found = self.match(tag)
+                if found:
+                    return found
+        return None
+
+
+def _likely_script(locale: Locale) -> str | None:
+    likely: dict[str, str] = get_global("likely_subtags")
+    key = f"{locale.language}_{locale.territory}" if locale.territory else locale.language
+    full = likely.get(key) or likely.get(locale.language)
+    if not full:
+        return None
+    parts = full.split("_")
+    return parts[1] if len(parts) > 2 else None
+
+
+def cookie_value(header: str | None, name: str) -> str | None:
+    """The value of cookie `name` in a Cookie header; malformed pairs are skipped, never raised on."""
+    if not header:
+        return None
+    for pair in header.split(";")[:64]:
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            return value.strip().strip('"')
+    return None
+
+
+def query_params(query: bytes) -> dict[str, str]:
+    """The first value of each query parameter; undecodable bytes are replaced."""
+    if not query:
+        return {}
+    params: dict[str, str] = {}
+    text = query.decode("latin-1")
+    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=64, errors="replace")[:64]:
+        params.setdefault(key, value)
+    return params
+
+
+def negotiate(
+    *,
+    path: str,
+    params: dict[str, str],
+    accept: str | None,
+    accept_language: str | None,
+    cookie: str | None,
+    matcher: LocaleMatcher,
+    cookie_name: str,
+    json_paths: Iterable[str],
+    default_format: Format,
+) -> Choice:
+    """The negotiation order of DESIGN.md: ?format, JSON paths, Accept; ?lang, cookie, Accept-Language."""
+    fmt = _QUERY_FORMATS.get(params.get("format", "").strip().lower())
+    if fmt is None:
+        fmt = "json" if any(path.startswith(prefix) for prefix in json_paths) else None
+    if fmt is None:
+        fmt = choose_format(accept, default_format)
+    remember = False
+    locale = None
+    if "lang" in params:
+        locale = matcher.match(params["lang"])
+        remember = locale is not None
+    if locale is None:
+        from_cookie = cookie_value(cookie, cookie_name)
+        locale = matcher.match(from_cookie) if from_cookie else None
+    if locale is None:
+        locale = matcher.best(accept_language)
+    return Choice(locale or matcher.default, fmt, remember)

@@ -1,0 +1,184 @@
+"""Response bodies for one (service, locale, format, Snapshot): the HTML page, JSON, problem+json and text."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from app.config import ServiceKind
+from app.i18n import Catalogs, bcp47, native_name
+from app.negotiate import Format
+from app.status import Snapshot
+from app.texts import Texts, build_texts
+
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+STATUS_PATH = "/_maintenance/status"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A replaced service: the name users see and the format its clients get by default."""
+
+    name: str
+    kind: ServiceKind
+
+    @property
+    def default_format(self) -> Format:
+        return "json" if self.kind == "api" else "html"
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def page_refresh_seconds(retry_after: int) -> int:
+    """How often the page reloads itself without JavaScript: the Retry-After, kept between 15 s and 2 min."""
+    return max(15, min(120, retry_after))
+
+
+class Renderer:
+    """Renders bodies; holds one Jinja2 environment per locale (catalogs bound once, at start-up)."""
+
+    def __init__(
+        self,
+        catalogs: Catalogs,
+        locales: Sequence[str],
+        operator_messages: dict[str, str | None],
+        cookie_name: str,
+        templates: Path = TEMPLATES_DIR,
+    ) -> None:
+        self._catalogs = catalogs
+        self._locales = list(locales)
+        self._operator = operator_messages
+        self._cookie_name = cookie_name
+        self._style = (templates / "page.css").read_text(encoding="utf-8")
+        self._script = (templates / "page.js").read_text(encoding="utf-8")
+        self.page_csp = (
+            "default-src 'none'; "
+            f"style-src {_csp_hash(self._style)}; "
+            f"script-src {_csp_hash(self._script)}; "
+            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
+        )
+        self._languages = [
+            {"locale": locale, "tag": bcp47(locale), "name": native_name(locale)} for locale in self._locales
+        ]
+        self._envs: dict[str, jinja2.Environment] = {}
+        for locale in self._locales:
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(templates),
+                autoescape=True,
+                extensions=["jinja2.ext.i18n"],
+                undefined=jinja2.StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.install_gettext_translations(catalogs[locale], newstyle=True)  # type: ignore[attr-defined]
+            self._envs[locale] = env
+
+    def texts(self, snapshot: Snapshot, service: Service, locale: str) -> Texts:
+        """The localized sentences for this snapshot."""
+        return build_texts(
+            snapshot, self._catalogs[locale], locale, service.name, self._operator.get(locale)
+        )
+
+    def maintenance(self, snapshot: Snapshot, service: Service, locale: str, texts: Texts) -> dict[str, Any]:
+        """The `maintenance` object of DESIGN.md."""
+        progress = snapshot.progress
+        return {
+            "service": service.name,
+            "state": snapshot.state,
+            "message": texts.message,
+            "eta": {
+                "known": snapshot.eta_seconds is not None,
+                "seconds": snapshot.eta_seconds,
+                "at": _iso(snapshot),
+                "text": texts.eta_relative,
+            },
+            "retry_after": snapshot.retry_after,
+            "progress": None
+            if progress is None
+            else {
+                "step": progress.step,
+                "total": progress.total,
+                "fraction": progress.fraction,
+                "rate_per_second": progress.rate,
+                "updated_at": progress.updated_at.isoformat().replace("+00:00", "Z")
+                if progress.updated_at
+                else None,
+            },
+            "locale": bcp47(locale),
+        }
+
+    def body(self, snapshot: Snapshot, service: Service, locale: str, fmt: Format) -> bytes:
+        """The 503 body in `fmt`."""
+        texts = self.texts(snapshot, service, locale)
+        maintenance = self.maintenance(snapshot, service, locale, texts)
+        if fmt == "json":
+            return _json({"detail": texts.detail, "maintenance": maintenance})
+        if fmt == "problem":
+            return _json(
+                {
+                    "type": "about:blank",
+                    "title": texts.problem_title,
+                    "status": 503,
+                    "detail": texts.detail,
+                    "maintenance": maintenance,
+                }
+            )
+        if fmt == "text":
+            lines = [texts.title, "", texts.detail]
+            lines += [line for line in (texts.progress, texts.steps_left) if line]
+            return ("\n".join(lines) + "\n").encode("utf-8")
+        return self.page(snapshot, service, locale, texts, maintenance).encode("utf-8")
+
+    def status_body(self, snapshot: Snapshot, service: Service, locale: str) -> bytes:
+        """The /_maintenance/status body: the same `maintenance` object the 503 carries."""
+        texts = self.texts(snapshot, service, locale)
+        return _json(self.maintenance(snapshot, service, locale, texts))
+
+    def page(
+        self,
+        snapshot: Snapshot,
+        service: Service,
+        locale: str,
+        texts: Texts,
+        maintenance: dict[str, Any],
+    ) -> str:
+        """The HTML page for people."""
+        template = self._envs[locale].get_template("page.html")
+        progress = snapshot.progress
+        percent = round((progress.fraction or 0.0) * 100, 1) if progress and progress.fraction is not None else None
+        return template.render(
+            lang=bcp47(locale),
+            locale=locale,
+            service=service.name,
+            state=snapshot.state,
+            texts=texts,
+            snapshot=snapshot,
+            eta_at=_iso(snapshot),
+            percent=percent,
+            maintenance=maintenance,
+            languages=self._languages,
+            cookie_name=self._cookie_name,
+            status_path=STATUS_PATH,
+            refresh_seconds=page_refresh_seconds(snapshot.retry_after),
+            style=self._style,
+            script=self._script,
+        )
+
+
+def _iso(snapshot: Snapshot) -> str | None:
+    return snapshot.eta_at.isoformat().replace("+00:00", "Z") if snapshot.eta_at else None
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

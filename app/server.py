@@ -1,0 +1,82 @@
+"""Run the shim: bind every listener, then one uvicorn server serves all sockets."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from app.config import Listener, Settings
+from app.main import create_app
+
+logger = logging.getLogger("maintenance_shim")
+EXIT_BIND_FAILED = 1
+
+
+class BindError(Exception):
+    """A listener's address cannot be bound."""
+
+
+def bind(listener: Listener) -> socket.socket:
+    """A bound (not yet listening) TCP socket for `listener`; raises BindError with a readable reason."""
+    try:
+        infos = socket.getaddrinfo(
+            listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as error:
+        raise BindError(f"cannot resolve {listener.host}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise BindError(f"cannot listen on {listener.host}:{listener.port}: {error.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def configure_logging(level: str) -> None:
+    """Our log lines on stderr, uvicorn's beside them."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("maintenance_shim")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    sockets: list[socket.socket] = []
+    try:
+        for listener in settings.listeners:
+            sockets.append(bind(listener))
+    except BindError as error:
+        for sock in sockets:
+            sock.close()
+        logger.error("%s", error)
+        return EXIT_BIND_FAILED
+    for listener in settings.listeners:
+        logger.info("answering for %s on %s:%s", listener.service, listener.host, listener.port)
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+    # Server.run (not asyncio.run(server.serve())) keeps uvicorn's uvloop loop factory.
+    server.run(sockets=sockets)
+    return 0 if server.started else EXIT_BIND_FAILED

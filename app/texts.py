@@ -1,0 +1,107 @@
+"""The localized facts of one Snapshot: every sentence a response shows, from the catalogs, per locale."""
+
+from __future__ import annotations
+
+import gettext
+from dataclasses import dataclass
+
+from babel.numbers import format_decimal, format_percent
+
+from app.i18n import clock_time, relative_time
+from app.status import Snapshot
+
+
+@dataclass(frozen=True)
+class Texts:
+    """What every format says, in one locale."""
+
+    title: str
+    state_label: str
+    message: str
+    eta_sentence: str
+    eta_relative: str | None
+    eta_clock: str | None
+    detail: str
+    progress: str | None
+    steps_left: str | None
+    problem_title: str
+
+
+def _state_message(translations: gettext.NullTranslations, state: str, service: str) -> str:
+    _ = translations.gettext
+    messages = {
+        "training": _("%(service)s is paused while its GPU trains a new model."),
+        "finishing": _("Training is complete. %(service)s is saving the model and starting up again."),
+        "overdue": _(
+            "Training is taking longer than expected. %(service)s will be back as soon as it finishes."
+        ),
+        "stalled": _(
+            "Training has not reported progress for a while. %(service)s stays paused until it finishes."
+        ),
+        "unknown": _("%(service)s is paused for maintenance."),
+    }
+    return messages.get(state, messages["unknown"]) % {"service": service}
+
+
+def _state_label(translations: gettext.NullTranslations, state: str) -> str:
+    _ = translations.gettext
+    labels = {
+        "training": _("Training"),
+        "finishing": _("Finishing"),
+        "overdue": _("Running late"),
+        "stalled": _("Stalled"),
+        "unknown": _("Maintenance"),
+    }
+    return labels.get(state, labels["unknown"])
+
+
+def build_texts(
+    snapshot: Snapshot,
+    translations: gettext.NullTranslations,
+    locale: str,
+    service: str,
+    operator_message: str | None = None,
+) -> Texts:
+    """All sentences for `snapshot` in `locale`; the operator's message, if any, replaces the catalog's."""
+    _ = translations.gettext
+    ngettext = translations.ngettext
+    message = operator_message or _state_message(translations, snapshot.state, service)
+    relative = clock = None
+    if snapshot.eta_seconds is not None and snapshot.eta_at is not None:
+        relative = relative_time(snapshot.eta_seconds, locale)
+        clock = clock_time(snapshot.eta_at, locale)
+        if snapshot.state == "overdue":
+            sentence = _("New estimate: back %(relative)s (around %(clock)s).")
+        else:
+            sentence = _("Expected back %(relative)s (around %(clock)s).")
+        eta_sentence = sentence % {"relative": relative, "clock": clock}
+    else:
+        eta_sentence = _("There is no estimate yet; please try again later.")
+    detail = _("%(message)s %(eta)s") % {"message": message, "eta": eta_sentence}
+    progress_text = steps_left = None
+    if snapshot.progress is not None:
+        step = format_decimal(snapshot.progress.step, locale=locale)
+        if snapshot.progress.total:
+            progress_text = _("Step %(step)s of %(total)s (%(percent)s)") % {
+                "step": step,
+                "total": format_decimal(snapshot.progress.total, locale=locale),
+                "percent": format_percent(snapshot.progress.fraction or 0.0, locale=locale),
+            }
+            left = max(0, snapshot.progress.total - snapshot.progress.step)
+            steps_left = ngettext(
+                "%(num)s step to go", "%(num)s steps to go", left
+            ) % {"num": format_decimal(left, locale=locale)}
+        else:
+            progress_text = _("Step %(step)s") % {"step": step}
+    return Texts(
+        title=_("%(service)s will be back soon") % {"service": service},
+        state_label=_state_label(translations, snapshot.state),
+        message=message,
+        eta_sentence=eta_sentence,
+        eta_relative=relative,
+        eta_clock=clock,
+        detail=detail,
+        progress=progress_text,
+        steps_left=steps_left,
+        problem_title=_("Service unavailable"),
+    )
