@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, model_validator
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.catchall import HEALTH_BODY
 from app.responder import RequestFacts, Responder
@@ -32,28 +31,6 @@ class ProgressIn(BaseModel):
         if self.total is not None and self.step > self.total:
             raise ValueError("step is larger than total")
         return self
-
-
-class NoStore:
-    """Adds `Cache-Control: no-store` to every reserved-path answer that has none (errors included)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_no_store(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == b"cache-control" for name, _ in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_no_store)
 
 
 def create_admin(

@@ -78,6 +78,28 @@ class MaintenanceApp:
         await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": "maintenance"})
 
 
+class NoStore:
+    """Adds `Cache-Control: no-store` to every reserved-path answer that has none (errors included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+
 class CorsGate:
     """Hands requests from allowed origins to Starlette's CORSMiddleware; the rest go straight through.
 
@@ -94,13 +116,15 @@ class CorsGate:
             expose_headers=["Retry-After", "Content-Language"],
             max_age=600,
         )
+        self.preflight = NoStore(self.cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             for name, value in scope["headers"]:
                 if name == b"origin":
                     if self.cors.is_allowed_origin(value.decode("latin-1")):
-                        await self.cors(scope, receive, send)
+                        handler = self.preflight if scope["method"] == "OPTIONS" else self.cors
+                        await handler(scope, receive, send)
                         return
                     break
         await self.app(scope, receive, send)

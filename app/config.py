@@ -258,12 +258,12 @@ def load_settings(
         for key, value in merged.items()
         if key.startswith("MAINT_MESSAGE_") and value
     }
-    fields = {
+    raw_fields = {
         key[len("MAINT_") :].lower(): value
         for key, value in merged.items()
         if key[len("MAINT_") :].lower() in Settings.model_fields and key != "MAINT_MESSAGES"
     }
-    fields = {k: (None if v == "" and k in _OPTIONAL else v) for k, v in fields.items()}
+    fields: dict[str, Any] = {k: (None if v == "" and k in _OPTIONAL else v) for k, v in raw_fields.items()}
     fields.update(overrides or {})
     try:
         settings = Settings.model_validate({**fields, "messages": messages})

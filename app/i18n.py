@@ -5,7 +5,7 @@ from __future__ import annotations
 import gettext
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 
@@ -77,4 +77,4 @@ def relative_time(seconds: float, locale: str) -> str:
 
 def clock_time(when: datetime, locale: str) -> str:
     """The short UTC wall-clock time, e.g. `3:30 PM UTC`; the page shows the viewer's own zone."""
-    return f"{format_time(when.astimezone(timezone.utc), 'short', tzinfo=timezone.utc, locale=locale)} UTC"
+    return f"{format_time(when.astimezone(UTC), 'short', tzinfo=UTC, locale=locale)} UTC"

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.admin import NoStore, create_admin
-from app.catchall import CorsGate, MaintenanceApp
+from app.admin import create_admin
+from app.catchall import CorsGate, MaintenanceApp, NoStore
 from app.config import Settings
 from app.i18n import Catalogs
 from app.negotiate import LocaleMatcher

@@ -74,11 +74,11 @@ def choose_format(accept: str | None, default: Format) -> Format:
             continue
         major, _, minor = media.partition("/")
         for fmt in FORMATS:
-            for candidate in _MEDIA[fmt]:
-                c_major, _, c_minor = candidate.partition("/")
+            for index, candidate in enumerate(_MEDIA[fmt]):
+                c_major = candidate.partition("/")[0]
                 if media == candidate:
                     specificity = 2
-                elif minor == "*" and major == c_major:
+                elif minor == "*" and major == c_major and index == 0:
                     specificity = 1
                 elif media == "*/*":
                     specificity = 0
@@ -92,8 +92,7 @@ def choose_format(accept: str | None, default: Format) -> Format:
 
 
 def _accepts(fmt: Format, media: str) -> bool:
-    major, _, _ = media.partition("/")
-    return media == "*/*" or any(c.partition("/")[0] == major for c in _MEDIA[fmt])
+    return media == "*/*" or _MEDIA[fmt][0].partition("/")[0] == media.partition("/")[0]
 
 
 class LocaleMatcher:
@@ -150,7 +149,7 @@ class LocaleMatcher:
 
 
 def _likely_script(locale: Locale) -> str | None:
-    likely: dict[str, str] = get_global("likely_subtags")
+    likely = get_global("likely_subtags")
     key = f"{locale.language}_{locale.territory}" if locale.territory else locale.language
     full = likely.get(key) or likely.get(locale.language)
     if not full:

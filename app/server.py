@@ -41,6 +41,17 @@ def bind(listener: Listener) -> socket.socket:
     return sock
 
 
+class _RefusedHandshakeFilter(logging.Filter):
+    """Drops uvicorn's error for a WebSocket refused with an HTTP 503, which is what we mean to do.
+
+    uvicorn's websockets-sansio protocol logs "returned without completing handshake" even after the
+    app answered the handshake through the `websocket.http.response` extension.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def configure_logging(level: str) -> None:
     """Our log lines on stderr, uvicorn's beside them."""
     handler = logging.StreamHandler(sys.stderr)
@@ -77,6 +88,7 @@ def serve(settings: Settings) -> int:
         backlog=2048,
     )
     server = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeFilter())
     # Server.run (not asyncio.run(server.serve())) keeps uvicorn's uvloop loop factory.
     server.run(sockets=sockets)
     return 0 if server.started else EXIT_BIND_FAILED

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from app.eta import Estimator, State
 
@@ -103,7 +103,7 @@ class Tracker:
             if estimate.total:
                 fraction = round(min(1.0, max(0.0, estimate.step / estimate.total)), 4)
             updated = (
-                datetime.fromtimestamp(estimate.updated_at, timezone.utc).replace(microsecond=0)
+                datetime.fromtimestamp(estimate.updated_at, UTC).replace(microsecond=0)
                 if estimate.updated_at is not None
                 else None
             )
@@ -128,7 +128,7 @@ class Tracker:
     ) -> Snapshot:
         eta_seconds = None if remaining is None else max(1, math.ceil(remaining))
         eta_at = (
-            datetime.fromtimestamp(math.floor(now) + eta_seconds, timezone.utc)
+            datetime.fromtimestamp(math.floor(now) + eta_seconds, UTC)
             if eta_seconds is not None
             else None
         )
