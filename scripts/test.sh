@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh Debian machine (apt packages when missing, a venv with
+# the package and its test extras), then run every check: ruff, mypy, shellcheck and the whole pytest suite.
+set -Eeuo pipefail
+[[ -n ${TRACE:-} ]] && set -x
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${MAINT_TEST_VENV:-$root/.venv}
+python=${PYTHON:-python3}
+apt_packages=(nginx-light chromium fonts-noto-cjk wrk shellcheck curl procps)
+
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    || die "could not install: ${missing[*]}"
+fi
+
+if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+  missing=(python3-venv)
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}" || die "python3-venv is missing"
+fi
+if [[ ! -x $venv/bin/python ]]; then
+  "$python" -m venv "$venv" || die "cannot create a venv with $python (need Python >= 3.11 and python3-venv)"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q "${root}[test]"
+
+cd "$root"
+"$venv/bin/ruff" check app tests bench
+"$venv/bin/mypy"
+shellcheck -x scripts/*.sh .ci/run
+"$venv/bin/python" -m pytest "$@"

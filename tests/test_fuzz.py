@@ -1,0 +1,113 @@
+"""Arbitrary headers, cookies, paths and query strings against a real shim: always the documented answer."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Shim, ShimFactory
+
+PROBE = "<x-probe onerror=1>"
+# Characters allowed in an HTTP/1.1 field value (VCHAR, SP, HTAB, obs-text); the wire parser rejects the rest.
+FIELD_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=300
+)
+ANY_TEXT = st.text(max_size=120)
+METHODS = st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+HEADER_NAMES = st.sampled_from(
+    ["Accept", "Accept-Language", "Cookie", "Origin", "Access-Control-Request-Method", "Content-Type",
+     "Expect", "If-None-Match", "Range", "Authorization", "X-Forwarded-For", "Content-Encoding"]
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_shim(module_shim_launcher: ShimFactory) -> Shim:
+    """A shim with every feature on."""
+    return module_shim_launcher(
+        services=["studio"],
+        env={
+            "MAINT_CORS_ORIGINS": "https://studio.example.com",
+            "MAINT_HEALTH_PATHS": "/healthz",
+            "MAINT_ETA": "30m",
+            "MAINT_ADMIN_TOKEN": "fuzz-token-0123456789",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def connection(fuzz_shim: Shim) -> Iterator[http.client.HTTPConnection]:
+    """One keep-alive connection, reopened when the server closes it."""
+    conn = http.client.HTTPConnection("127.0.0.1", fuzz_shim.port, timeout=10)
+    yield conn
+    conn.close()
+
+
+def send(conn: http.client.HTTPConnection, method: str, target: str, headers: list[tuple[str, str]],
+         body: bytes) -> tuple[int, dict[str, str], bytes]:
+    for attempt in range(2):
+        try:
+            conn.putrequest(method, target, skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value.encode("latin-1"))
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        except (http.client.HTTPException, ConnectionError):
+            conn.close()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    method=METHODS,
+    path=ANY_TEXT,
+    query=ANY_TEXT,
+    headers=st.lists(st.tuples(HEADER_NAMES, FIELD_TEXT), max_size=6),
+    cookie=FIELD_TEXT,
+    body=st.binary(max_size=200),
+    probe=st.booleans(),
+)
+def test_always_the_documented_answer(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    cookie: str,
+    body: bytes,
+    probe: bool,
+) -> None:
+    if probe:
+        path, query = path + PROBE, f"lang={PROBE}&format=html&{query}"
+        headers = [*headers, ("Accept-Language", PROBE), ("Accept", f"text/html, {PROBE}")]
+    target = "/" + quote(path, safe="/") + ("?" + quote(query, safe="=&") if query else "")
+    status, response_headers, data = send(
+        connection, method, target, [*headers, ("Cookie", f"lang={cookie}")], body
+    )
+    reserved = target.startswith("/_maintenance")
+    preflight = method == "OPTIONS" and any(
+        name == "Origin" and value == "https://studio.example.com" for name, value in headers
+    )
+    health = target.split("?")[0] == "/healthz" and method in ("GET", "HEAD")
+    if reserved:
+        assert status in (200, 204, 401, 404, 405, 422), status
+    elif preflight:
+        assert status in (200, 503), status
+    elif health:
+        assert status == 200
+    else:
+        assert status == 503, (status, target, headers)
+        assert response_headers["cache-control"] == "no-store"
+        assert int(response_headers["retry-after"]) >= 1
+    assert status != 500
+    assert response_headers.get("cache-control") == "no-store"
+    assert PROBE.encode() not in data and b"<x-probe" not in data

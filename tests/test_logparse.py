@@ -1,0 +1,269 @@
+"""app/logparse.py on logs written by the real tqdm, the forms trainers print, and hostile input."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tqdm import tqdm
+
+from app.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
+
+
+def tqdm_log(path: Path | None = None, total: int = 20, **options: object) -> str:
+    """What one real tqdm 'Steps' bar writes for `total` steps with postfix fields."""
+    with io.StringIO() if path is None else path.open("w", encoding="utf-8") as file:
+        bar = tqdm(total=total, desc="Steps", file=file, mininterval=0, miniters=1, **options)  # type: ignore[call-overload]
+        for step in range(total):
+            bar.update(1)
+            bar.set_postfix(loss=round(1 / (step + 1), 3), lr=1e-4)
+        bar.close()
+        if path is None:
+            assert isinstance(file, io.StringIO)
+            return file.getvalue()
+    return path.read_text(encoding="utf-8")
+
+
+def steps(updates: list[LogProgress]) -> list[tuple[int, int | None]]:
+    return [(update.step, update.total) for update in updates]
+
+
+@pytest.fixture
+def diffusers_log(tmp_path: Path) -> Iterator[str]:
+    """A diffusers-style log: pipeline loading, a Steps bar, validation and saving bars in between."""
+    path = tmp_path / "train.log"
+    with path.open("w", encoding="utf-8") as file:
+        for _ in tqdm(range(7), desc="Loading pipeline components...", file=file, mininterval=0):
+            pass
+        train = tqdm(total=300, desc="Steps", file=file, mininterval=0, miniters=1)
+        for step in range(1, 121):
+            train.update(1)
+            train.set_postfix(step_loss=0.1, lr=1e-4)
+            if step == 50:
+                # The validation pipeline's own unlabelled bar, and a checkpoint save.
+                for _ in tqdm(range(25), file=file, mininterval=0):
+                    pass
+                for _ in tqdm(range(4), desc="Saving checkpoint", file=file, mininterval=0):
+                    pass
+                for _ in tqdm(range(1000), desc="Map", file=file, mininterval=0):
+                    pass
+    yield path.read_text(encoding="utf-8")
+
+
+BAR_LINES = [
+    (
+        "Steps:  40%|████      | 1200/3000 [11:12<16:48,  1.78it/s, loss=0.1]",
+        LogProgress(1200, 3000, 1.78, "Steps"),
+    ),
+    ("100%|██████████| 50/50 [00:02<00:00, 19.87it/s]", LogProgress(50, 50, 19.87, "")),
+    ("  3%|▎         | 3/100 [00:01<00:40,  2.5s/it]", LogProgress(3, 100, 0.4, "")),
+    ("Steps:  40%|####      | 1200/3000 [11:12<16:48,  1.78it/s]", LogProgress(1200, 3000, 1.78, "Steps")),
+    ("1200it [00:10, 110.2it/s]", LogProgress(1200, None, 110.2, "")),
+    ("Steps: 0it [00:00, ?it/s]", LogProgress(0, None, None, "Steps")),
+    (
+        "steps:  40%|████      | 1200/3000 [11:12<16:48,  1.78it/s, avr_loss=0.0912]",
+        LogProgress(1200, 3000, 1.78, "steps"),
+    ),
+    (" 12%|█▏        | 1.20k/10.0k [00:10<01:10, 120it/s]", LogProgress(1200, 10000, 120.0, "")),
+    ("  4%|▍         | 120/3000 [01:02<24:56,  1.92it/s]", LogProgress(120, 3000, 1.92, "")),
+    (
+        "\x1b[32mSteps\x1b[0m:  40%|\x1b[34m████      \x1b[0m| 1200/3000 [11:12<16:48,  1.78it/s]\x1b[A",
+        LogProgress(1200, 3000, 1.78, "Steps"),
+    ),
+    ("step 1200/3000", LogProgress(1200, 3000, None, "step")),
+    ("Step 1200 / 3000 loss=0.1", LogProgress(1200, 3000, None, "step")),
+    ("global_step=1200/3000", LogProgress(1200, 3000, None, "global_step")),
+    ("2026-11-22 15:08:30 INFO train: step: 1200/3000 lr=1e-4", LogProgress(1200, 3000, None, "step")),
+    ("[Step 1200 of 3000]", LogProgress(1200, 3000, None, "step")),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), BAR_LINES)
+def test_parse_line_recognises_trainer_forms(line: str, expected: LogProgress) -> None:
+    parsed = parse_line(line)
+    assert parsed is not None
+    assert (parsed.step, parsed.total, parsed.label) == (expected.step, expected.total, expected.label)
+    assert parsed.rate == (None if expected.rate is None else pytest.approx(expected.rate))
+
+
+NOT_PROGRESS = [
+    "epoch 1/10",
+    "[1200/3000]",
+    "2026-11-22 12/03/2026 loss 0.3 3/4 done",
+    "total optimization steps / 学習ステップ数: 3000",
+    "{'loss': 0.51, 'learning_rate': 4.5e-05, 'epoch': 0.4}",
+    "Saving model checkpoint to out/checkpoint-500",
+    "50% of the data is ready",
+    "",
+    "\x00\x01\x02\ufffd\ufffd",
+]
+
+
+@pytest.mark.parametrize("line", NOT_PROGRESS)
+def test_parse_line_is_conservative(line: str) -> None:
+    assert parse_line(line) is None
+
+
+def test_strip_ansi_removes_colour_cursor_and_title_sequences() -> None:
+    assert strip_ansi("\x1b[1;32mok\x1b[0m\x1b[A\x1b]0;title\x07!") == "ok!"
+
+
+@pytest.mark.parametrize("options", [{}, {"ascii": True}, {"ncols": 120}, {"unit": "step"}])
+def test_real_tqdm_bar_gives_every_step(tmp_path: Path, options: dict[str, object]) -> None:
+    log = tqdm_log(tmp_path / "train.log", **options)
+    updates = LogParser().feed(log)
+    assert steps(updates) == [(n, 20) for n in range(0, 21)]
+    assert {update.label for update in updates} == {"Steps"}
+
+
+def test_real_tqdm_unknown_total() -> None:
+    file = io.StringIO()
+    for _ in tqdm(iter(range(30)), desc="Steps", file=file, mininterval=0, miniters=1):
+        pass
+    assert steps(LogParser().feed(file.getvalue())) == [(n, None) for n in range(0, 31)]
+
+
+def test_training_bar_wins_over_loading_validation_saving_and_map_bars(diffusers_log: str) -> None:
+    updates = LogParser().feed(diffusers_log)
+    assert steps(updates) == [(n, 300) for n in range(0, 121)]
+    assert {update.label for update in updates} == {"Steps"}
+
+
+def test_hugging_face_trainer_bar_wins_over_the_smaller_eval_bar() -> None:
+    file = io.StringIO()
+    for _ in tqdm(range(3), file=file, mininterval=0):  # an unlabelled bar before training
+        pass
+    train = tqdm(total=3000, file=file, mininterval=0, miniters=1)
+    train.update(400)
+    for _ in tqdm(range(50), file=file, mininterval=0):  # evaluation
+        pass
+    train.update(100)
+    updates = LogParser().feed(file.getvalue())
+    assert steps(updates)[-1] == (500, 3000)
+    assert all(total == 3000 for _, total in steps(updates)[4:])
+    assert (50, 50) not in steps(updates)
+
+
+def test_kohya_steps_bar_with_epoch_lines() -> None:
+    log = (
+        "running training / 学習開始\n"
+        "  num epochs / epoch数: 10\n"
+        "  total optimization steps / 学習ステップ数: 3000\n"
+        "\rcaching latents: 100%|██████████| 40/40 [00:04<00:00,  9.1it/s]\n"
+        "\rsteps:   0%|          | 0/3000 [00:00<?, ?it/s]\n"
+        "epoch 1/10\n"
+        "\rsteps:  10%|█         | 300/3000 [02:48<25:12,  1.78it/s, avr_loss=0.1]"
+        "\rsteps:  10%|█         | 301/3000 [02:49<25:11,  1.78it/s, avr_loss=0.1]\n"
+        "epoch 2/10\n"
+    )
+    assert steps(LogParser().feed(log)) == [(0, 3000), (300, 3000), (301, 3000)]
+
+
+def test_plain_step_lines_and_dates_in_the_same_log() -> None:
+    log = "".join(f"2026-12-03 12/03/2026 10:{n:02d}:00 step {n * 10}/3000 loss=0.{n} [{n}/59]\n" for n in range(1, 6))
+    assert steps(LogParser().feed(log)) == [(n * 10, 3000) for n in range(1, 6)]
+
+
+def test_locked_training_label_ignores_larger_unlabelled_bars() -> None:
+    log = (
+        "\rSteps:  1%|          | 30/3000 [00:10<16:40, 3.0it/s]\n"
+        "\r 10%|█         | 1000/10000 [00:01<00:09, 900it/s]\n"
+    )
+    assert steps(LogParser().feed(log)) == [(30, 3000)]
+
+
+def test_training_label_with_a_changing_number_stays_locked() -> None:
+    log = "".join(
+        f"\rEpoch {epoch}:  50%|█████     | {epoch * 100 + 50}/1000 [00:10<00:10, 5.0it/s]\n" for epoch in range(3)
+    )
+    assert steps(LogParser().feed(log)) == [(50, 1000), (150, 1000), (250, 1000)]
+
+
+def test_partial_bar_is_read_once_its_closing_bracket_arrives() -> None:
+    parser = LogParser()
+    assert parser.feed("\rSteps:  40%|████      | 1200/30") == []
+    assert steps(parser.feed("00 [11:12<16:48,  1.78it/s, loss=0.1]")) == [(1200, 3000)]
+    # The next '\r' completes it: no second report of the same step.
+    assert steps(parser.feed("\rSteps:  40%|████      | 1201/3000 [11:13<16:47,  1.78it/s]")) == [(1201, 3000)]
+    assert parser.feed("\n") == []
+
+
+def test_partial_plain_line_waits_for_its_newline() -> None:
+    parser = LogParser()
+    assert parser.feed("step 1200/30") == []
+    assert steps(parser.feed("00\n")) == [(1200, 3000)]
+
+
+def test_very_long_line_is_dropped_and_counted() -> None:
+    parser = LogParser()
+    bar = "\rSteps:  40%|████      | 1200/3000 [11:12<16:48,  1.78it/s]\n"
+    assert parser.feed("x" * 10_000_000) == []
+    assert parser.feed("y" * 100_000) == []
+    assert steps(parser.feed("\n" + bar)) == [(1200, 3000)]
+    assert parser.dropped_lines == 1
+    # A long line complete inside one chunk is dropped the same way.
+    parser.feed("z" * (MAX_PARTIAL + 1) + "\n")
+    assert parser.dropped_lines == 2
+
+
+def test_very_long_line_in_many_chunks_keeps_memory_bounded() -> None:
+    parser = LogParser()
+    for _ in range(160):
+        parser.feed("a" * 65_536)
+        assert len(parser._partial) <= MAX_PARTIAL
+    assert steps(parser.feed("\rstep 5/10\n")) == [(5, 10)]
+    assert parser.dropped_lines == 1
+
+
+def test_binary_garbage_never_raises() -> None:
+    rnd = random.Random(7)
+    garbage = bytes(rnd.randrange(256) for _ in range(200_000)).decode("utf-8", errors="replace")
+    parser = LogParser()
+    parser.feed(garbage)
+    assert steps(parser.feed("\nstep 7/10\n")) == [(7, 10)]
+
+
+def test_reset_forgets_partial_line_and_lock() -> None:
+    parser = LogParser()
+    parser.feed("\rSteps:  1%|          | 30/3000 [00:10<16:40, 3.0it/s]\nstep 12")
+    parser.reset()
+    assert steps(parser.feed("\r 10%|█         | 5/50 [00:01<00:09, 5.0it/s]\n")) == [(5, 50)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=2000))
+def test_any_text_never_raises(text: str) -> None:
+    parser = LogParser()
+    for update in parser.feed(text):
+        assert update.step >= 0
+    parse_line(text)
+
+
+REFERENCE_LOG = tqdm_log(total=5, ncols=80) + "\x1b[33mstep 6/8\x1b[0m\r\n" + tqdm_log(total=8, ascii=True)
+
+
+def test_every_single_split_offset_gives_the_same_updates() -> None:
+    whole = steps(LogParser().feed(REFERENCE_LOG))
+    assert whole[-1] == (8, 8)
+    assert len(REFERENCE_LOG) > 1000
+    for offset in range(len(REFERENCE_LOG) + 1):
+        parser = LogParser()
+        split = parser.feed(REFERENCE_LOG[:offset]) + parser.feed(REFERENCE_LOG[offset:])
+        assert steps(split) == whole, offset
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(REFERENCE_LOG)), max_size=40))
+def test_any_chunking_gives_the_same_updates(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(REFERENCE_LOG)]
+    parser = LogParser()
+    updates: list[LogProgress] = []
+    for start, end in itertools.pairwise(bounds):
+        updates += parser.feed(REFERENCE_LOG[start:end])
+    assert steps(updates) == steps(LogParser().feed(REFERENCE_LOG))
