@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("MAINT_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
@@ -139,3 +140,26 @@ def module_shim_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     launcher = ShimLauncher(tmp_path_factory.mktemp("shims"))
     yield launcher
     launcher.close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+# As root and on a closed network: no sandbox, no background connections to Google.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's headless Chromium driven by Playwright; missing Chromium fails the test, never skips it."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is required (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
