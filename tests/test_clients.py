@@ -49,7 +49,8 @@ def test_urllib3_does_not_retry_post_by_default(short_shim: Shim) -> None:
 def test_curl_retry_waits_retry_after(short_shim: Shim, tmp_path: Path) -> None:
     started = time.monotonic()
     result = subprocess.run(  # curl truncates its output file before retrying, so not /dev/null
-        ["curl", "--no-progress-meter", "-o", str(tmp_path / "out"), "-w", "%{http_code}", "--retry", "1", f"{short_shim.url}/v1/videos"],
+        ["curl", "--no-progress-meter", "-o", str(tmp_path / "out"), "-w", "%{http_code}", "--retry", "1",
+         f"{short_shim.url}/v1/videos"],
         capture_output=True, text=True, timeout=30, check=False,
     )
     elapsed = time.monotonic() - started

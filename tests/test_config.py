@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from app.config import Listener, SettingsError, load_settings, parse_eta, parse_listener
 
-NOW = datetime(2026, 11, 22, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
 
 
 def test_defaults_with_no_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,7 +64,8 @@ def test_cross_origin_fetch_reads_503_and_retry_after(
     result = run_fetch(chromium, studio_origin, f"{shim.url}/api/generate")
     assert "error" not in result, result
     assert result["status"] == 503
-    assert result["retryAfter"] is not None and int(result["retryAfter"]) == result["body"]["maintenance"]["retry_after"]
+    assert result["retryAfter"] is not None
+    assert int(result["retryAfter"]) == result["body"]["maintenance"]["retry_after"]
     assert result["language"] == "ja"
     assert result["body"]["maintenance"]["eta"]["known"] is True
 

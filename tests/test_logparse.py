@@ -19,7 +19,7 @@ from app.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_
 def tqdm_log(path: Path | None = None, total: int = 20, **options: object) -> str:
     """What one real tqdm 'Steps' bar writes for `total` steps with postfix fields."""
     with io.StringIO() if path is None else path.open("w", encoding="utf-8") as file:
-        bar = tqdm(total=total, desc="Steps", file=file, mininterval=0, miniters=1, **options)  # type: ignore[call-overload]
+        bar = tqdm(total=total, desc="Steps", file=file, mininterval=0, miniters=1, **options)
         for step in range(total):
             bar.update(1)
             bar.set_postfix(loss=round(1 / (step + 1), 3), lr=1e-4)
@@ -116,7 +116,7 @@ def test_strip_ansi_removes_colour_cursor_and_title_sequences() -> None:
 
 @pytest.mark.parametrize("options", [{}, {"ascii": True}, {"ncols": 120}, {"unit": "step"}])
 def test_real_tqdm_bar_gives_every_step(tmp_path: Path, options: dict[str, object]) -> None:
-    log = tqdm_log(tmp_path / "train.log", **options)
+    log = tqdm_log(tmp_path / "train.log", 20, **options)
     updates = LogParser().feed(log)
     assert steps(updates) == [(n, 20) for n in range(0, 21)]
     assert {update.label for update in updates} == {"Steps"}

@@ -134,7 +134,7 @@ BAD_FILES = [
     pytest.param(b'{"step": "12", "total": 30}', "not an integer", id="string"),
     pytest.param(b'{"step": true, "total": 30}', "not an integer", id="bool"),
     pytest.param(b'{"step": 12, "total": 0}', "total must be >= 1", id="zero-total"),
-    pytest.param(b'{"step": 12, "updated_at": "yesterday"}', "Invalid isoformat", id="bad-time"),
+    pytest.param(b'{"step": 12, "updated_at": "yesterday"}', "not an ISO-8601 time", id="bad-time"),
     pytest.param(b'{"step": 12, "updated_at": Infinity}', "not a valid time", id="infinite-time"),
     pytest.param(b"\xff\xfe\x00garbage", "not JSON", id="binary"),
     pytest.param(b" " * 10_000_000, "more than", id="10MB"),
@@ -168,6 +168,18 @@ def test_bad_progress_file_warns_once_and_keeps_last_good(
     write_atomically(progress_path, data)
     follower.poll_once()
     assert len(warnings_in(caplog)) == 2
+
+
+def test_half_written_files_of_changing_length_warn_once(progress_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, LOGGER)
+    recorder = Recorder()
+    follower = ProgressFileFollower(progress_path, recorder)
+    text = json.dumps({"step": 1234, "total": 3000, "message": "a non-atomic writer"})
+    for cut in range(1, len(text) - 1):
+        progress_path.write_text(text[:cut])  # in place, as a careless trainer would
+        follower.poll_once()
+    assert len(warnings_in(caplog)) == 1
+    assert recorder.calls == []
 
 
 def test_missing_progress_file_warns_once_then_is_picked_up(
