@@ -87,7 +87,9 @@ def create_admin(
         try:
             report = ProgressIn.model_validate_json(body)
         except ValidationError as error:
-            raise RequestValidationError(error.errors(include_url=False)) from None
+            # Only type, loc and msg: the input may be NaN (not JSON-encodable) and is not echoed back.
+            errors = [{key: err[key] for key in ("type", "loc", "msg")} for err in error.errors()]
+            raise RequestValidationError(errors) from None
         responder.tracker.record(time.time(), report.step, report.total, "push")
         return Response(status_code=204)
 
