@@ -110,7 +110,11 @@ class Tracker:
             rate = round(estimate.rate, 3) if estimate.rate is not None else None
             progress = Progress(estimate.step, estimate.total, fraction, rate, updated)
         if estimate is not None and estimate.state != "unknown":
-            return self._make(now, estimate.state, estimate.remaining, progress)
+            remaining = estimate.remaining
+            if remaining is None and self._deadline is not None and self._deadline > now:
+                # Progress is moving but there is no rate yet (one sample): the static ETA stands in.
+                remaining = self._deadline - now
+            return self._make(now, estimate.state, remaining, progress)
         if self._deadline is not None:
             remaining = self._deadline - now
             if remaining > 0:

@@ -277,6 +277,22 @@ def test_step_going_back_resets_history() -> None:
     assert estimate.remaining == pytest.approx(981 * 0.5 + RESUME, rel=0.01)
 
 
+def test_late_report_from_a_slower_source_is_not_a_restart() -> None:
+    estimator = new_estimator()
+    for step in range(0, 100):
+        estimator.add(START + step, step, 1000)
+    reference = estimator.estimate(START + 99)
+    estimator.add(START + 99.5, 95, 1000)  # the log, a few steps behind the progress file
+    estimator.add(START + 98.5, 101, 1000)  # a clock half a second behind: no negative interval
+    estimate = estimator.estimate(START + 99.5)
+    assert estimate.step == 101
+    assert estimate.rate == pytest.approx(reference.rate, rel=0.05)
+    # A checkpoint resume after a crash: lower than anything in the last 30 s, so a new run.
+    estimator.add(START + 200, 50, 1000)
+    assert estimator.estimate(START + 200).step == 50
+    assert estimator.estimate(START + 200).rate is None
+
+
 def test_old_repeated_and_same_time_samples_are_harmless() -> None:
     estimator = new_estimator()
     for step in range(0, 50):
