@@ -36,7 +36,7 @@ fi
 "$venv/bin/python" -m pip install -q "${root}[test]"
 
 cd "$root"
-"$venv/bin/ruff" check app tests bench
+"$venv/bin/ruff" check .
 "$venv/bin/mypy"
 shellcheck -x scripts/*.sh .ci/run
 "$venv/bin/python" -m pytest "$@"
