@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from babel import Locale
 
 from app.config import ServiceKind
 from app.i18n import Catalogs, bcp47, native_name
@@ -153,24 +154,37 @@ class Renderer:
         texts: Texts,
         maintenance: dict[str, Any],
     ) -> str:
-        """The HTML page for people."""
+        """The HTML page for people: server-rendered text that works without scripts, plus the script's data."""
         template = self._envs[locale].get_template("page.html")
         progress = snapshot.progress
-        percent = round((progress.fraction or 0.0) * 100, 1) if progress and progress.fraction is not None else None
+        percent = (
+            round(min(1.0, max(0.0, progress.fraction)) * 100, 1)
+            if progress is not None and progress.fraction is not None
+            else None
+        )
+        # The script words "N steps to go" itself as the count changes: one template per CLDR plural
+        # category (Intl.PluralRules on the page picks it), found by asking the catalog with sample counts.
+        plural_category = Locale.parse(locale).plural_form
+        ngettext = self._catalogs[locale].ngettext
+        steps_left_forms: dict[str, str] = {}
+        for count in (*range(112), 1000, 1_000_000):
+            steps_left_forms.setdefault(
+                plural_category(count), ngettext("%(num)s step to go", "%(num)s steps to go", count)
+            )
         return template.render(
             lang=bcp47(locale),
             locale=locale,
             service=service.name,
             state=snapshot.state,
             texts=texts,
-            snapshot=snapshot,
-            eta_at=_iso(snapshot),
+            progress=progress,
             percent=percent,
             maintenance=maintenance,
             languages=self._languages,
             cookie_name=self._cookie_name,
             status_path=STATUS_PATH,
             refresh_seconds=page_refresh_seconds(snapshot.retry_after),
+            steps_left_forms=steps_left_forms,
             style=self._style,
             script=self._script,
         )

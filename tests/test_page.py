@@ -267,9 +267,7 @@ def test_screenshots(browser: Browser, start_shim: ShimFactory, tmp_path: Path) 
             page.set_viewport_size({"width": width, "height": 800})
             for scheme in ("light", "dark"):
                 page.emulate_media(color_scheme=scheme)
-                widths = page.evaluate(
-                    "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-                )
+                widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
                 assert widths[0] <= widths[1], f"{lang} {width} {scheme} overflows: {widths}"
                 shot(page, f"page-{lang}-{width}-{scheme}")
         context.close()

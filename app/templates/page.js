@@ -1,14 +1,120 @@
 "use strict";
 (function () {
-  var data = JSON.parse(document.getElementById("maintenance-data").textContent);
-  var fill = document.getElementById("fill");
-  if (fill) { fill.style.width = fill.getAttribute("data-percent") + "%"; }
-  var delay = Math.max(5, Math.min(60, data.retry_after || 30)) * 1000;
-  function poll() {
-    fetch(location.href, { method: "HEAD", cache: "no-store" }).then(function (r) {
-      if (r.status !== 503) { location.reload(); return; }
-      setTimeout(poll, delay);
-    }, function () { setTimeout(poll, delay); });
+  var doc = document;
+  var $ = function (id) { return doc.getElementById(id); };
+  var data = JSON.parse($("maintenance-data").textContent);
+  var ui = JSON.parse($("maintenance-ui").textContent);
+  var lang = doc.documentElement.lang;
+  var number = new Intl.NumberFormat(lang);
+  var percent = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 0 });
+  var two = new Intl.NumberFormat(lang, { minimumIntegerDigits: 2, useGrouping: false });
+  var plural = new Intl.PluralRules(lang);
+  var clock = new Intl.DateTimeFormat(lang, { hour: "numeric", minute: "2-digit" });
+  // Poll at the Retry-After, but never slower than 15 s so a returning service is noticed quickly.
+  var MIN_MS = 2000, MAX_MS = 15000;
+  var deadline = null, failures = 0, timer = 0, busy = false;
+
+  function fill(template, values) {
+    return template.replace(/%\((\w+)\)s/g, function (all, key) { return key in values ? values[key] : all; });
   }
-  setTimeout(poll, delay);
+  function setText(el, text) { if (el.textContent !== text) { el.textContent = text; } }
+
+  function render(m) {
+    data = m;
+    doc.body.setAttribute("data-state", m.state);
+    setText($("state-label"), ui.labels[m.state] || ui.labels.unknown);
+    setText($("message"), m.message);
+    var eta = m.eta || {};
+    if (eta.known && eta.seconds !== null) {
+      // Relative to this page's clock, not eta.at: the viewer's clock may be off. Small moves are
+      // ignored so the countdown does not jitter by a second at each poll.
+      var next = performance.now() + eta.seconds * 1000;
+      if (deadline === null || Math.abs(next - deadline) > 2000) { deadline = next; }
+      var at = clock.format(new Date(Date.now() + eta.seconds * 1000));
+      setText($("eta"), fill(m.state === "overdue" ? ui.eta_new : ui.eta_expected, { relative: eta.text, clock: at }));
+    } else {
+      deadline = null;
+      setText($("eta"), ui.eta_unknown);
+    }
+    var p = m.progress, bar = $("bar");
+    $("progress").hidden = !p;
+    if (p) {
+      var text = fill(ui.step, { step: number.format(p.step) }), left = "";
+      if (p.total) {
+        text = fill(ui.step_of, { step: number.format(p.step), total: number.format(p.total), percent: percent.format(p.fraction || 0) });
+        var n = Math.max(0, p.total - p.step);
+        left = n ? fill(ui.steps_left[plural.select(n)] || ui.steps_left.other, { num: number.format(n) }) : "";
+        bar.setAttribute("aria-valuemax", String(p.total));
+        bar.setAttribute("aria-valuenow", String(p.step));
+        bar.setAttribute("aria-valuetext", text);
+      } else {
+        bar.removeAttribute("aria-valuenow");
+        bar.removeAttribute("aria-valuetext");
+      }
+      $("fill").setAttribute("width", (p.total ? Math.round((p.fraction || 0) * 1000) / 10 : 0) + "%");
+      setText($("progress-text"), text);
+      setText($("steps-left"), left);
+    }
+    tick();
+  }
+
+  function tick() {
+    // A countdown only while the estimate is a real one; overdue and stalled estimates are "if it resumed now".
+    var show = deadline !== null && (data.state === "training" || data.state === "finishing");
+    $("countdown-row").hidden = !show;
+    if (!show) { return; }
+    var s = Math.max(0, Math.ceil((deadline - performance.now()) / 1000));
+    var h = Math.floor(s / 3600), mm = two.format(Math.floor(s / 60) % 60), ss = two.format(s % 60);
+    setText($("countdown"), (h ? number.format(h) + ":" + mm : String(Math.floor(s / 60))) + ":" + ss);
+  }
+
+  function schedule(ms) { clearTimeout(timer); timer = setTimeout(check, ms); }
+  function pollDelay() { return Math.max(MIN_MS, Math.min(MAX_MS, (data.retry_after || 15) * 1000)); }
+  function retryDelay() { failures += 1; return Math.min(MAX_MS, MIN_MS * Math.pow(2, failures - 1)); }
+  function here() { return location.href.split("#")[0]; }
+
+  function back() {
+    // GET the original URL again (a reload would re-send a POST); a fragment-only change would not reload.
+    if (location.hash) { location.reload(); } else { location.replace(here()); }
+  }
+
+  function check() {
+    if (busy) { return; }
+    busy = true;
+    fetch(here(), { method: "HEAD", cache: "no-store", credentials: "same-origin", redirect: "manual" })
+      .then(function (probe) {
+        // 502/504: a proxy with nothing behind it yet, so not back; anything else but 503 is the service.
+        if (probe.status === 502 || probe.status === 504) { throw new Error("gateway " + probe.status); }
+        if (probe.status !== 503) { back(); return; }
+        return fetch(ui.status, { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } })
+          .then(function (r) {
+            if (!r.ok) { throw new Error("status " + r.status); }
+            return r.json();
+          })
+          .then(function (m) { failures = 0; render(m); schedule(pollDelay()); });
+      })
+      .catch(function () { schedule(retryDelay()); })
+      .then(function () { busy = false; });
+  }
+
+  Array.prototype.forEach.call(doc.querySelectorAll("a[data-locale]"), function (link) {
+    link.addEventListener("click", function (event) {
+      if (event.button || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) { return; }
+      var locale = link.getAttribute("data-locale");
+      var url = new URL(here());
+      var pair = ui.cookie + "=" + locale;
+      doc.cookie = pair + "; path=/; max-age=31536000; samesite=lax";
+      var stored = ("; " + doc.cookie + ";").indexOf("; " + pair + ";") >= 0;
+      // Keep path and query; ?lang= only when the URL has one already or the cookie is not ours to write.
+      if (url.searchParams.has("lang") || !stored) { url.searchParams.set("lang", locale); }
+      event.preventDefault();
+      location.replace(url.href);
+    });
+  });
+
+  doc.addEventListener("visibilitychange", function () { if (!doc.hidden) { schedule(0); } });
+  addEventListener("pageshow", function (event) { if (event.persisted) { schedule(0); } });
+  render(data);
+  setInterval(tick, 250);
+  schedule(pollDelay());
 })();
