@@ -72,6 +72,7 @@ class Renderer:
         self._languages = [
             {"locale": locale, "tag": bcp47(locale), "name": native_name(locale)} for locale in self._locales
         ]
+        self._steps_left_forms = {locale: _steps_left_forms(catalogs, locale) for locale in self._locales}
         self._envs: dict[str, jinja2.Environment] = {}
         for locale in self._locales:
             env = jinja2.Environment(
@@ -162,15 +163,6 @@ class Renderer:
             if progress is not None and progress.fraction is not None
             else None
         )
-        # The script words "N steps to go" itself as the count changes: one template per CLDR plural
-        # category (Intl.PluralRules on the page picks it), found by asking the catalog with sample counts.
-        plural_category = Locale.parse(locale).plural_form
-        ngettext = self._catalogs[locale].ngettext
-        steps_left_forms: dict[str, str] = {}
-        for count in (*range(112), 1000, 1_000_000):
-            steps_left_forms.setdefault(
-                plural_category(count), ngettext("%(num)s step to go", "%(num)s steps to go", count)
-            )
         return template.render(
             lang=bcp47(locale),
             locale=locale,
@@ -184,10 +176,23 @@ class Renderer:
             cookie_name=self._cookie_name,
             status_path=STATUS_PATH,
             refresh_seconds=page_refresh_seconds(snapshot.retry_after),
-            steps_left_forms=steps_left_forms,
+            steps_left_forms=self._steps_left_forms[locale],
             style=self._style,
             script=self._script,
         )
+
+
+def _steps_left_forms(catalogs: Catalogs, locale: str) -> dict[str, str]:
+    """"N steps to go" once per CLDR plural category, for the page's script (Intl.PluralRules picks one).
+
+    The catalog is asked with sample counts until each category of the locale has its wording.
+    """
+    category = Locale.parse(locale).plural_form
+    ngettext = catalogs[locale].ngettext
+    forms: dict[str, str] = {}
+    for count in (*range(112), 1000, 1_000_000):
+        forms.setdefault(category(count), ngettext("%(num)s step to go", "%(num)s steps to go", count))
+    return forms
 
 
 def _iso(snapshot: Snapshot) -> str | None:

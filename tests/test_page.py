@@ -16,21 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from app.i18n import load_translations
 from tests.conftest import ARTIFACTS, Shim, ShimFactory
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LANGS = {"en": "en-US", "ja": "ja-JP", "zh_Hans": "zh-CN"}
 TAGS = {"en": "en", "ja": "ja", "zh_Hans": "zh-Hans"}
 ZONES = {"en": "America/New_York", "ja": "Asia/Tokyo", "zh_Hans": "Asia/Shanghai"}
@@ -47,13 +37,9 @@ document.addEventListener("securitypolicyviolation", function (e) {
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless system Chromium for the module; a missing Chromium fails, never skips."""
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is required (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+def browser(chromium: Browser) -> Browser:
+    """The shared headless Debian Chromium (conftest)."""
+    return chromium
 
 
 @dataclass
