@@ -5,8 +5,6 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
 from fastapi import FastAPI, Header, HTTPException, Request, Response
@@ -33,11 +31,7 @@ class ProgressIn(BaseModel):
         return self
 
 
-def create_admin(
-    responder: Responder,
-    admin_token: str | None,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
-) -> FastAPI:
+def create_admin(responder: Responder, admin_token: str | None) -> FastAPI:
     """The FastAPI app for the reserved endpoints and their OpenAPI document."""
     app = FastAPI(
         title="maintenance-shim",
@@ -45,7 +39,6 @@ def create_admin(
         docs_url="/_maintenance/docs",
         redoc_url=None,
         openapi_url="/_maintenance/openapi.json",
-        lifespan=lifespan,
     )
     token = admin_token.encode() if admin_token else None
 

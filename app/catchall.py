@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,13 +32,43 @@ async def send_reply(reply: Reply, send: Send, head: bool) -> None:
     await send({"type": "http.response.body", "body": b"" if head else reply.body})
 
 
+class DeferredApp:
+    """An ASGI app built in a worker thread once serving has begun.
+
+    The catch-all answers its first 503 before FastAPI (a quarter of a second of imports) is loaded;
+    requests to the reserved paths wait for the build.
+    """
+
+    def __init__(self, factory: Callable[[], ASGIApp]) -> None:
+        self._factory = factory
+        self._future: asyncio.Future[ASGIApp] | None = None
+
+    def start(self) -> asyncio.Future[ASGIApp]:
+        """Begin building (idempotent); call from the event loop."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().run_in_executor(None, self._factory)
+        return self._future
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = await self.start()
+        await app(scope, receive, send)
+
+
 class MaintenanceApp:
     """Routes by path prefix only; the catch-all never touches FastAPI's routing or the request body."""
 
-    def __init__(self, *, admin: ASGIApp, responder: Responder, health_paths: Iterable[str]) -> None:
+    def __init__(
+        self,
+        *,
+        admin: ASGIApp,
+        responder: Responder,
+        health_paths: Iterable[str],
+        lifespan: Callable[[], AbstractAsyncContextManager[None]],
+    ) -> None:
         self.admin = admin
         self.responder = responder
         self.health_paths = frozenset(health_paths)
+        self.lifespan = lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -58,8 +90,24 @@ class MaintenanceApp:
             await send_reply(responder.maintenance_reply(service, choice), send, method == "HEAD")
         elif kind == "websocket":
             await self._refuse_websocket(scope, receive, send)
-        else:
-            await self.admin(scope, receive, send)
+        elif kind == "lifespan":
+            await self._run_lifespan(receive, send)
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        context = self.lifespan()
+        try:
+            await context.__aenter__()
+        except Exception as error:
+            await send({"type": "lifespan.startup.failed", "message": str(error)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        await context.__aexit__(None, None, None)
+        if message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
 
     async def _refuse_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         message: Message = await receive()

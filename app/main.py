@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.admin import create_admin
-from app.catchall import CorsGate, MaintenanceApp, NoStore
+from app.catchall import CorsGate, DeferredApp, MaintenanceApp, NoStore
 from app.config import Settings
 from app.i18n import Catalogs
 from app.negotiate import LocaleMatcher
@@ -26,17 +23,13 @@ if TYPE_CHECKING:
 
     Follower = LogFollower | ProgressFileFollower
 
-logger = logging.getLogger("maintenance_shim")
-
 
 def create_tracker(settings: Settings, started: datetime | None = None) -> Tracker:
     """The Tracker for these settings; a duration ETA counts from `started` (default: now)."""
     return Tracker(
         resume_seconds=settings.resume_seconds,
         stall_seconds=settings.stall_seconds,
-        retry=RetryPolicy(
-            settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown
-        ),
+        retry=RetryPolicy(settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown),
         static_deadline=settings.eta_deadline(started or datetime.now().astimezone()),
     )
 
@@ -62,16 +55,26 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         cookie_name=settings.lang_cookie,
         json_paths=settings.json_paths,
     )
+    secret = settings.admin_token.get_secret_value() if settings.admin_token else None
+
+    def build_admin() -> ASGIApp:
+        from app.admin import create_admin  # FastAPI: imported off the start-up path
+
+        return NoStore(create_admin(responder, secret))
+
+    admin = DeferredApp(build_admin)
 
     @asynccontextmanager
-    async def follow_sources(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan() -> AsyncIterator[None]:
+        admin.start()
         followers: list[Follower] = []
         if settings.progress_file or settings.train_log:
             from app.sources import LogFollower, ProgressFileFollower  # only when a source is set
-        if settings.progress_file:
-            followers.append(ProgressFileFollower(settings.progress_file, tracker.record))
-        if settings.train_log:
-            followers.append(LogFollower(settings.train_log, tracker.record))
+
+            if settings.progress_file:
+                followers.append(ProgressFileFollower(settings.progress_file, tracker.record))
+            if settings.train_log:
+                followers.append(LogFollower(settings.train_log, tracker.record))
         tasks = [asyncio.create_task(follower.run()) for follower in followers]
         try:
             yield
@@ -82,9 +85,9 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
                 with suppress(asyncio.CancelledError):
                     await task
 
-    secret = settings.admin_token.get_secret_value() if settings.admin_token else None
-    admin = NoStore(create_admin(responder, secret, lifespan=follow_sources))
-    app: ASGIApp = MaintenanceApp(admin=admin, responder=responder, health_paths=settings.health_paths)
+    app: ASGIApp = MaintenanceApp(
+        admin=admin, responder=responder, health_paths=settings.health_paths, lifespan=lifespan
+    )
     if settings.cors_origins:
         app = CorsGate(app, settings.cors_origins)
     return app
