@@ -24,12 +24,12 @@ class Listener:
 
     host: str
     port: int
-    service: str
+    service: str  # "" when unnamed: messages then say "This service"
     kind: ServiceKind
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}={self.service}:{self.kind}"
+        return f"{host}:{self.port}={self.service or '(unnamed)'}:{self.kind}"
 
 
 _SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -52,8 +52,8 @@ def parse_listener(text: str) -> Listener:
         except ValueError:
             raise ValueError(f"{text!r}: {host!r} is not a host name or IP address") from None
     name, _, kind = service_part.partition(":")
-    name = name.strip() or "service"
-    if not _SERVICE_RE.match(name):
+    name = name.strip()
+    if name and not _SERVICE_RE.match(name):
         raise ValueError(f"{text!r}: service name must be letters, digits, space, '.', '_' or '-'")
     kind = kind.strip() or "page"
     if kind not in ("page", "api"):

@@ -96,7 +96,7 @@ class Renderer:
         """The `maintenance` object of DESIGN.md."""
         progress = snapshot.progress
         return {
-            "service": service.name,
+            "service": service.name or None,
             "state": snapshot.state,
             "message": texts.message,
             "eta": {

@@ -76,7 +76,7 @@ def serve(settings: Settings) -> int:
         logger.error("%s", error)
         return EXIT_BIND_FAILED
     for listener in settings.listeners:
-        logger.info("answering for %s on %s:%s", listener.service, listener.host, listener.port)
+        logger.info("answering for %s on %s:%s", listener.service or "an unnamed service", listener.host, listener.port)
     config = uvicorn.Config(
         app,
         lifespan="on",

@@ -65,6 +65,7 @@ def build_texts(
     """All sentences for `snapshot` in `locale`; the operator's message, if any, replaces the catalog's."""
     _ = translations.gettext
     ngettext = translations.ngettext
+    service = service or _("This service")
     message = operator_message or _state_message(translations, snapshot.state, service)
     relative = clock = None
     if snapshot.eta_seconds is not None and snapshot.eta_at is not None:

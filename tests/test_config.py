@@ -15,7 +15,7 @@ NOW = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
 def test_defaults_with_no_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings(environ={})
-    assert settings.listeners == [Listener("127.0.0.1", 8080, "service", "page")]
+    assert settings.listeners == [Listener("127.0.0.1", 8080, "", "page")]
     assert settings.languages == ["en", "ja", "zh_Hans"]
     assert (settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown) == (5, 3600, 60)
     assert settings.json_paths == ["/api/"] and settings.cors_origins == [] and settings.admin_token is None
@@ -24,7 +24,7 @@ def test_defaults_with_no_configuration(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("127.0.0.1:8080", Listener("127.0.0.1", 8080, "service", "page")),
+        ("127.0.0.1:8080", Listener("127.0.0.1", 8080, "", "page")),
         ("0.0.0.0:7860=studio", Listener("0.0.0.0", 7860, "studio", "page")),
         ("[::1]:8000=video:api", Listener("::1", 8000, "video", "api")),
         ("localhost:9000=Video API:api", Listener("localhost", 9000, "Video API", "api")),

@@ -154,3 +154,13 @@ def test_steps_left_is_plural_correct(locale: str, left: int, expected: str) -> 
     snapshot = Snapshot("training", 60, datetime(2026, 1, 1, tzinfo=UTC), 60,
                         Progress(3000 - left, 3000, None, None, None), None)
     assert build_texts(snapshot, load_translations(locale), locale, "x").steps_left == expected
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [("en", "This service is paused for maintenance."), ("ja", "このサービス はメンテナンスのため一時停止しています。"),
+     ("zh_Hans", "本服务 正在维护，暂停服务。")],
+)
+def test_an_unnamed_service_is_this_service(locale: str, expected: str) -> None:
+    snapshot = Snapshot("unknown", None, None, 60, None, None)
+    assert build_texts(snapshot, load_translations(locale), locale, "").message == expected
