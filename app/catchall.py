@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.negotiate import Choice
 from app.responder import COMMON_HEADERS, Reply, RequestFacts, Responder
 
 RESERVED_PREFIX = "/_maintenance"
@@ -64,11 +65,16 @@ class MaintenanceApp:
         responder: Responder,
         health_paths: Iterable[str],
         lifespan: Callable[[], AbstractAsyncContextManager[None]],
+        cors_origins: list[str],
     ) -> None:
-        self.admin = admin
         self.responder = responder
         self.health_paths = frozenset(health_paths)
         self.lifespan = lifespan
+        self.cors = cors_middleware(_send_stashed_reply, cors_origins) if cors_origins else None
+        self.preflight = NoStore(self.cors) if self.cors else None
+        self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
+        # (service, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
+        self._cors_replies: dict[tuple[str, Choice, bytes], tuple[Reply, Reply]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -83,15 +89,51 @@ class MaintenanceApp:
             if path in self.health_paths and method in ("GET", "HEAD"):
                 await send_reply(HEALTH_REPLY, send, method == "HEAD")
                 return
-            responder = self.responder
-            service = responder.service_for(scope.get("server"))
             facts = RequestFacts.from_scope_headers(scope["headers"])
-            choice = responder.choose(path, scope["query_string"], facts, service)
-            await send_reply(responder.maintenance_reply(service, choice), send, method == "HEAD")
+            if (
+                facts.origin is not None
+                and self.cors is not None
+                and self.preflight is not None
+                and self.cors.is_allowed_origin(facts.origin.decode("latin-1"))
+            ):
+                if method == "OPTIONS":
+                    await self.preflight(scope, receive, send)
+                else:
+                    await self._answer_cors(self.cors, scope, send, facts, facts.origin)
+                return
+            await self._answer(scope, send, facts)
         elif kind == "websocket":
             await self._refuse_websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._run_lifespan(receive, send)
+
+    async def _answer(self, scope: Scope, send: Send, facts: RequestFacts) -> None:
+        responder = self.responder
+        service = responder.service_for(scope.get("server"))
+        choice = responder.choose(scope["path"], scope["query_string"], facts, service)
+        await send_reply(responder.maintenance_reply(service, choice), send, scope["method"] == "HEAD")
+
+    async def _answer_cors(
+        self, cors: CORSMiddleware, scope: Scope, send: Send, facts: RequestFacts, origin: bytes
+    ) -> None:
+        """The 503 for an allowed origin, with the headers Starlette's CORSMiddleware adds.
+
+        The middleware's output depends only on the reply and the Origin, so it runs once per reply and
+        origin and its result is kept, instead of wrapping `send` on every request.
+        """
+        responder = self.responder
+        service = responder.service_for(scope.get("server"))
+        choice = responder.choose(scope["path"], scope["query_string"], facts, service)
+        reply = responder.maintenance_reply(service, choice)
+        key = (service.name, choice, origin)
+        cached = self._cors_replies.get(key)
+        if cached is None or cached[0] is not reply:
+            cached = (reply, await _decorate(cors, scope, reply))
+            if len(self._cors_replies) >= 1024:
+                self._cors_replies.clear()
+            self._cors_replies[key] = cached
+        await send_reply(cached[1], send, scope["method"] == "HEAD")
+
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -115,8 +157,9 @@ class MaintenanceApp:
             return
         if "websocket.http.response" in scope.get("extensions", {}):
             service = self.responder.service_for(scope.get("server"))
-            facts = RequestFacts.from_scope_headers(scope["headers"])
-            choice = self.responder.choose(scope["path"], scope["query_string"], facts, service)
+            choice = self.responder.choose(
+                scope["path"], scope["query_string"], RequestFacts.from_scope_headers(scope["headers"]), service
+            )
             reply = self.responder.maintenance_reply(service, choice)
             await send({"type": "websocket.http.response.start", "status": 503, "headers": list(reply.headers)})
             await send({"type": "websocket.http.response.body", "body": reply.body})
@@ -124,6 +167,25 @@ class MaintenanceApp:
         # Without the extension a close before accept becomes a 403; accept and close with "try again later".
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": "maintenance"})
+
+
+async def _decorate(cors: CORSMiddleware, scope: Scope, reply: Reply) -> Reply:
+    """`reply` with the headers CORSMiddleware adds for this request's Origin."""
+    captured: list[Message] = []
+
+    async def capture(message: Message) -> None:
+        captured.append(message)
+
+    await cors({**scope, "maintenance_shim.reply": reply}, _never_receive, capture)
+    return Reply(reply.status, list(captured[0]["headers"]), reply.body)
+
+
+async def _send_stashed_reply(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_reply(scope["maintenance_shim.reply"], send, head=False)
+
+
+async def _never_receive() -> Message:
+    raise RuntimeError("the catch-all never reads the request body")
 
 
 class NoStore:
@@ -148,31 +210,34 @@ class NoStore:
         await self.app(scope, receive, send_no_store)
 
 
+def cors_middleware(app: ASGIApp, origins: list[str]) -> CORSMiddleware:
+    """Starlette's CORSMiddleware with the shim's policy: any method and header, Retry-After exposed."""
+    return CORSMiddleware(
+        app,
+        allow_origins=origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["Retry-After", "Content-Language"],
+        max_age=600,
+    )
+
+
 class CorsGate:
     """Hands requests from allowed origins to Starlette's CORSMiddleware; the rest go straight through.
 
-    A preflight from an origin that is not allowed gets the ordinary 503, not CORSMiddleware's 400.
+    A preflight from an origin that is not allowed gets the ordinary answer, not CORSMiddleware's 400.
     """
 
     def __init__(self, app: ASGIApp, origins: list[str]) -> None:
         self.app = app
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=["Retry-After", "Content-Language"],
-            max_age=600,
-        )
+        self.cors = cors_middleware(app, origins)
         self.preflight = NoStore(self.cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"origin":
-                    if self.cors.is_allowed_origin(value.decode("latin-1")):
-                        handler = self.preflight if scope["method"] == "OPTIONS" else self.cors
-                        await handler(scope, receive, send)
-                        return
-                    break
+            origin = RequestFacts.from_scope_headers(scope["headers"]).origin
+            if origin is not None and self.cors.is_allowed_origin(origin.decode("latin-1")):
+                handler = self.preflight if scope["method"] == "OPTIONS" else self.cors
+                await handler(scope, receive, send)
+                return
         await self.app(scope, receive, send)

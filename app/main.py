@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
-from app.catchall import CorsGate, DeferredApp, MaintenanceApp, NoStore
+from app.catchall import DeferredApp, MaintenanceApp, NoStore
 from app.config import Settings
 from app.i18n import Catalogs
 from app.negotiate import LocaleMatcher
@@ -85,9 +85,10 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
                 with suppress(asyncio.CancelledError):
                     await task
 
-    app: ASGIApp = MaintenanceApp(
-        admin=admin, responder=responder, health_paths=settings.health_paths, lifespan=lifespan
+    return MaintenanceApp(
+        admin=admin,
+        responder=responder,
+        health_paths=settings.health_paths,
+        lifespan=lifespan,
+        cors_origins=settings.cors_origins,
     )
-    if settings.cors_origins:
-        app = CorsGate(app, settings.cors_origins)
-    return app

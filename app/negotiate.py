@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -199,20 +199,19 @@ def query_params(query: bytes) -> dict[str, str]:
 
 def negotiate(
     *,
-    path: str,
+    json_path: bool,
     params: dict[str, str],
     accept: str | None,
     accept_language: str | None,
     cookie: str | None,
     matcher: LocaleMatcher,
     cookie_name: str,
-    json_paths: Iterable[str],
     default_format: Format,
 ) -> Choice:
-    """The negotiation order of DESIGN.md: ?format, JSON paths, Accept; ?lang, cookie, Accept-Language."""
+    """The negotiation order of DESIGN.md: ?format, a JSON path, Accept; ?lang, cookie, Accept-Language."""
     fmt = _QUERY_FORMATS.get(params.get("format", "").strip().lower())
     if fmt is None:
-        fmt = "json" if any(path.startswith(prefix) for prefix in json_paths) else None
+        fmt = "json" if json_path else None
     if fmt is None:
         fmt = choose_format(accept, default_format)
     remember = False

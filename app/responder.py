@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from app.i18n import bcp47
-from app.negotiate import Choice, Format, LocaleMatcher, negotiate, query_params
+from app.negotiate import Choice, Format, LocaleMatcher, cookie_value, negotiate, query_params
 from app.render import Renderer, Service
 from app.status import Snapshot, Tracker
 
@@ -37,25 +38,31 @@ class Reply:
     body: bytes
 
 
-@dataclass(frozen=True)
-class RequestFacts:
-    """The few request headers negotiation reads, picked out in one pass."""
+class RequestFacts(NamedTuple):
+    """The few request headers negotiation and CORS read, picked out in one pass, as sent (bytes)."""
 
-    accept: str | None = None
-    accept_language: str | None = None
-    cookie: str | None = None
+    accept: bytes | None
+    accept_language: bytes | None
+    cookie: bytes | None
+    origin: bytes | None
 
     @classmethod
-    def from_scope_headers(cls, raw: Sequence[tuple[bytes, bytes]]) -> RequestFacts:
-        accept = language = cookie = None
+    def from_scope_headers(cls, raw: Iterable[tuple[bytes, bytes]]) -> RequestFacts:
+        accept = language = cookie = origin = None
         for name, value in raw:
             if name == b"accept":
-                accept = value.decode("latin-1")
+                accept = value
             elif name == b"accept-language":
-                language = value.decode("latin-1")
+                language = value
             elif name == b"cookie":
-                cookie = value.decode("latin-1") if cookie is None else f"{cookie}; {value.decode('latin-1')}"
-        return cls(accept, language, cookie)
+                cookie = value if cookie is None else cookie + b"; " + value
+            elif name == b"origin":
+                origin = value
+        return cls(accept, language, cookie, origin)
+
+
+ChoiceKey = tuple[Format, bool, str | None, str | None, str | None, bytes | None, bytes | None]
+_CACHED_KEY_LENGTH = 1024  # longer header values are negotiated every time, never cached
 
 
 class Responder:
@@ -79,6 +86,8 @@ class Responder:
         self.default_service = default_service
         self._cookie_name = cookie_name
         self._json_paths = tuple(json_paths)
+        self._cookie_needle = f"{cookie_name}=".encode()
+        self._choices: dict[ChoiceKey, Choice] = {}
         self._snapshot: Snapshot | None = None
         self._cache: dict[tuple[str, str, Format, bool], Reply] = {}
 
@@ -89,17 +98,48 @@ class Responder:
         return self._services.get(server[1], self.default_service)
 
     def choose(self, path: str, query: bytes, facts: RequestFacts, service: Service) -> Choice:
-        """Locale and format for one request; never raises on malformed input."""
+        """Locale and format for one request; never raises on malformed input.
+
+        Only what negotiation reads goes into the cache key (the `lang` cookie, not the whole Cookie
+        header; `format` and `lang` from the query, not the whole query), so real traffic hits the cache.
+        """
+        format_param = lang_param = None
+        if query and (b"format=" in query or b"lang=" in query):
+            params = query_params(query)
+            format_param, lang_param = params.get("format"), params.get("lang")
+        lang_cookie = None
+        if facts.cookie is not None and self._cookie_needle in facts.cookie:
+            lang_cookie = cookie_value(facts.cookie.decode("latin-1"), self._cookie_name)
+        key: ChoiceKey = (
+            service.default_format,
+            path.startswith(self._json_paths),
+            format_param,
+            lang_param,
+            lang_cookie,
+            facts.accept,
+            facts.accept_language,
+        )
+        choice = self._choices.get(key)
+        if choice is None:
+            choice = self._negotiate(key)
+            if sum(len(part) for part in key[2:] if part) <= _CACHED_KEY_LENGTH:
+                if len(self._choices) >= 4096:
+                    self._choices.clear()
+                self._choices[key] = choice
+        return choice
+
+    def _negotiate(self, key: ChoiceKey) -> Choice:
+        default_format, json_path, format_param, lang_param, lang_cookie, accept, language = key
+        params = {name: value for name, value in (("format", format_param), ("lang", lang_param)) if value is not None}
         return negotiate(
-            path=path,
-            params=query_params(query),
-            accept=facts.accept,
-            accept_language=facts.accept_language,
-            cookie=facts.cookie,
+            json_path=json_path,
+            params=params,
+            accept=accept.decode("latin-1") if accept is not None else None,
+            accept_language=language.decode("latin-1") if language is not None else None,
+            cookie=f"{self._cookie_name}={lang_cookie}" if lang_cookie is not None else None,
             matcher=self.matcher,
             cookie_name=self._cookie_name,
-            json_paths=self._json_paths,
-            default_format=service.default_format,
+            default_format=default_format,
         )
 
     def maintenance_reply(self, service: Service, choice: Choice) -> Reply:

@@ -77,24 +77,23 @@ def test_cookie_and_query_parsing_never_raise() -> None:
 
 
 @given(
-    path=st.text(max_size=50),
+    json_path=st.booleans(),
     query=st.binary(max_size=100),
     accept=st.none() | st.text(max_size=200),
     language=st.none() | st.text(max_size=200),
     cookie=st.none() | st.text(max_size=200),
 )
 def test_negotiate_is_total(
-    path: str, query: bytes, accept: str | None, language: str | None, cookie: str | None
+    json_path: bool, query: bytes, accept: str | None, language: str | None, cookie: str | None
 ) -> None:
     choice = negotiate(
-        path=path,
+        json_path=json_path,
         params=query_params(query),
         accept=accept,
         accept_language=language,
         cookie=cookie,
         matcher=MATCHER,
         cookie_name="lang",
-        json_paths=["/api/"],
         default_format="html",
     )
     assert choice.locale in {"en", "ja", "zh_Hans"}

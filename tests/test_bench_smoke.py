@@ -1,0 +1,114 @@
+"""Smoke run of bench/'s pieces: capture, the raw floor's replay, the wrk report script, the nginx config.
+
+No timing assertions: these only check that the harness measures what it claims to measure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ShimFactory, free_port
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import raw_floor  # noqa: E402
+import run  # noqa: E402
+
+
+@pytest.fixture
+def captured(start_shim: ShimFactory, tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """The shim's replies to the benchmark's two request shapes, written where the floor reads them."""
+    shim = start_shim(env=dict(run.SHIM_ENV))
+    replies = {request.name: run.capture(shim.port, request) for request in run.REQUESTS}
+    routes = [[run.JSON_PREFIX, replies[run.API.name]], ["/", replies[run.BROWSER.name]]]
+    (tmp_path / "replies.json").write_text(json.dumps({"routes": routes, "by_request": replies}))
+    return replies
+
+
+@pytest.fixture
+def floor(captured: dict[str, dict[str, Any]], tmp_path: Path) -> Iterator[int]:
+    """A raw floor process replaying `captured`; yields its port and stops it by PID."""
+    procs = run.Procs()
+    port = free_port()
+    argv = run.Server("floor", "floor").argv(port, tmp_path)
+    proc = procs.start("floor", argv, env=run.server_env(), cwd=tmp_path, log=tmp_path / "floor.log", cpu=None)
+    try:
+        run.wait_ready(proc, port)
+        yield port
+    finally:
+        procs.stop_all()
+
+
+def test_capture_sees_the_feature_rich_503s(captured: dict[str, dict[str, Any]]) -> None:
+    html, api = captured[run.BROWSER.name], captured[run.API.name]
+    assert html["status"] == api["status"] == 503
+    assert dict(html["headers"])["content-language"] == "ja"
+    assert dict(html["headers"])["content-type"].startswith("text/html")
+    assert dict(api["headers"])["content-type"] == "application/json"
+    assert dict(api["headers"])["access-control-allow-origin"] == "https://studio.example.com"
+    assert "date" not in dict(html["headers"])
+
+
+def test_floor_replays_exactly_the_captured_bytes(captured: dict[str, dict[str, Any]], floor: int) -> None:
+    for request in run.REQUESTS:
+        assert run.capture(floor, request) == captured[request.name]
+
+
+def test_replay_app_picks_the_route_by_prefix(tmp_path: Path) -> None:
+    def reply(body: bytes) -> dict[str, Any]:
+        return {
+            "status": 503,
+            "headers": [["content-length", str(len(body))]],
+            "body_b64": base64.b64encode(body).decode(),
+        }
+
+    (tmp_path / "r.json").write_text(json.dumps({"routes": [["/api/", reply(b"api")], ["/", reply(b"page")]]}))
+    app = raw_floor.Replay(raw_floor.load_routes(tmp_path / "r.json"))
+
+    async def body_for(path: str) -> bytes:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("the floor must not read the request body")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "path": path}, receive, send)
+        assert sent[0]["status"] == 503
+        return bytes(sent[1]["body"])
+
+    assert asyncio.run(body_for("/api/v1/x")) == b"api"
+    assert asyncio.run(body_for("/gallery")) == b"page"
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_report_counts_statuses(floor: int, tmp_path: Path) -> None:
+    script = run.wrk_script(run.BROWSER, tmp_path)
+    result = run.run_wrk(floor, script, connections=2, duration=1, threads=1)
+    assert result["requests"] > 0
+    assert result["statuses"] == {"503": result["requests"]}
+    assert result["non_503"] == 0
+    assert result["socket_errors"] == 0
+
+
+@pytest.mark.skipif(not Path(run.nginx_binary()).exists(), reason="nginx is not installed")
+def test_nginx_config_from_the_capture_is_valid(captured: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    conf = run.write_nginx_conf(tmp_path, free_port())
+    done = subprocess.run(
+        [run.nginx_binary(), "-t", "-p", str(conf.parent), "-c", str(conf)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    body = (conf.parent / "www" / "_bench" / "503.html").read_bytes()
+    assert body == base64.b64decode(captured[run.BROWSER.name]["body_b64"])
