@@ -1,0 +1,739 @@
+# shellcheck shell=bash
+# lib.sh: settings, state, shim and proxy functions shared by the maintenance scripts.
+# Sourced by start_maintenance.sh, stop_maintenance.sh, status_maintenance.sh and with_maintenance.sh;
+# every setting is documented in deploy/maintenance.env.example and docs/switching.md.
+
+# Settings with their defaults: the one block. Called after the env file has been read, so the file
+# and the environment (which wins, as in the shim) can override every value here.
+maint_defaults() {
+  : "${MAINT_SWITCH:=none}"                   # nginx | caddy | port | none
+  : "${MAINT_SERVICES:=}"                     # service names, e.g. "studio video:api"
+  : "${MAINT_LISTEN:=127.0.0.1:8080}"         # the shim's listeners in nginx/caddy/none mode
+  : "${MAINT_SHIM_CMD:=maintenance-shim}"     # the shim command (split on blanks)
+  : "${MAINT_SHIM_MANAGED:=script}"           # script (we run the shim) | external (systemd runs it)
+  : "${MAINT_SHIM_START_TIMEOUT:=20}"         # seconds for the shim to pass its checks
+  : "${MAINT_SHIM_STOP_TIMEOUT:=10}"          # seconds between SIGTERM and SIGKILL
+  : "${MAINT_BIND_RETRY_SECONDS:=10}"         # port mode: how long to wait for a service's port to free
+  : "${MAINT_VERIFY_PATH:=/}"                 # path of the sample request that must get a 503
+  : "${MAINT_LOCK_TIMEOUT:=10}"               # seconds to wait for another start/stop to finish
+  : "${MAINT_DRAIN_TIMEOUT:=600}"             # seconds a DRAIN hook may take (then: warn, go on)
+  : "${MAINT_STOP_TIMEOUT:=120}"              # seconds a STOP hook may take (then: fail, roll back)
+  : "${MAINT_START_TIMEOUT:=120}"             # seconds a START hook may take
+  : "${MAINT_HEALTH_TIMEOUT:=300}"            # seconds for the services to pass their health checks
+  : "${MAINT_SETTLE_SECONDS:=1}"              # after a proxy reload, before stopping the old side
+  : "${MAINT_SWITCH_TIMEOUT:=10}"             # seconds for a PROXY_URL to show the switch
+  : "${MAINT_NGINX_BIN:=nginx}"
+  : "${MAINT_NGINX_ARGS:=}"                   # e.g. "-p /srv/nginx -c nginx.conf"
+  : "${MAINT_NGINX_TEST_CMD:=$MAINT_NGINX_BIN $MAINT_NGINX_ARGS -t -q}"
+  : "${MAINT_NGINX_RELOAD_CMD:=$MAINT_NGINX_BIN $MAINT_NGINX_ARGS -s reload}"
+  : "${MAINT_CADDY_BIN:=caddy}"
+  : "${MAINT_CADDY_CONFIG:=/etc/caddy/Caddyfile}"
+  : "${MAINT_CADDY_TEST_CMD:=$MAINT_CADDY_BIN validate --config $MAINT_CADDY_CONFIG --adapter caddyfile}"
+  : "${MAINT_CADDY_RELOAD_CMD:=$MAINT_CADDY_BIN reload --config $MAINT_CADDY_CONFIG --adapter caddyfile}"
+  : "${MAINT_CORS_ORIGINS:=}"                 # the shim's setting; start sends a preflight when set
+  if [[ -z ${MAINT_STATE_DIR:-} ]]; then
+    if [[ $EUID -eq 0 ]]; then MAINT_STATE_DIR=/run/maintenance-shim
+    elif [[ -n ${XDG_RUNTIME_DIR:-} ]]; then MAINT_STATE_DIR=$XDG_RUNTIME_DIR/maintenance-shim
+    else MAINT_STATE_DIR=/tmp/maintenance-shim-$EUID
+    fi
+  fi
+  : "${MAINT_SHIM_LOG:=$MAINT_STATE_DIR/shim.log}"
+  export MAINT_STATE_DIR
+}
+
+readonly LOCK_FD=9
+PROG=${0##*/}
+PROG=${PROG%.sh}
+ENV_FILE_ARG=
+ARGS=()
+
+log()  { printf '%s: %s\n' "$PROG" "$*" >&2; }
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+die()  { DIED=1; printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+# An unexpected failing command (set -e) is named on exit, so no failure is silent.
+DIED=
+FAILED_AT=
+trap 'FAILED_AT="${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND (exit $?)"' ERR
+report_unexpected() {
+  [[ -z $DIED && -n $FAILED_AT ]] && printf '%s: error: unexpected failure at %s\n' "$PROG" "$FAILED_AT" >&2
+  return 0
+}
+
+# parse_args ARGS...: --env-file PATH and -h/--help; everything else lands in ARGS.
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --env-file) (($# >= 2)) || die "--env-file needs a path"; ENV_FILE_ARG=$2; shift 2 ;;
+      --env-file=*) ENV_FILE_ARG=${1#*=}; shift ;;
+      -h|--help) usage; exit 0 ;;
+      --) shift; ARGS+=("$@"); return 0 ;;
+      -*) die "unknown option $1 (see --help)" ;;
+      *) ARGS+=("$1"); shift ;;
+    esac
+  done
+}
+
+# load_env: read the env file (--env-file, else MAINT_ENV_FILE, else ./maintenance.env when present) with
+# `set -a`, then put back every MAINT_* value the environment already had: the environment wins, as in
+# the shim. Then apply the defaults.
+load_env() {
+  local file=${ENV_FILE_ARG:-${MAINT_ENV_FILE:-}} name
+  if [[ -z $file && -f ./maintenance.env ]]; then file=./maintenance.env; fi
+  if [[ -n $file ]]; then
+    [[ -f $file && -r $file ]] || die "env file $file does not exist or is not readable"
+    local -A keep=()
+    for name in $(compgen -v MAINT_ || true); do keep[$name]=${!name}; done
+    set -a
+    # shellcheck source=/dev/null
+    . "$file" || die "env file $file: cannot be sourced"
+    set +a
+    for name in "${!keep[@]}"; do printf -v "$name" '%s' "${keep[$name]}"; export "${name?}"; done
+    MAINT_ENV_FILE=$(realpath -- "$file")
+    export MAINT_ENV_FILE
+  fi
+  maint_defaults
+  STATE_DIR=$MAINT_STATE_DIR
+  STATE_FILE=$STATE_DIR/state
+}
+
+# ---- small helpers -------------------------------------------------------------------------------
+
+words() { local IFS=$' \t\n,'; read -r -a WORDS <<<"$*" || true; }  # split on blanks and commas
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+now() { printf '%(%s)T' -1; }
+mono() { local up; read -r up _ </proc/uptime; printf '%s' "${up/./}"; }  # centiseconds, monotonic
+
+check_settings() {
+  local name
+  case $MAINT_SWITCH in nginx|caddy|port|none) ;; *) die "MAINT_SWITCH: '$MAINT_SWITCH' is not one of nginx, caddy, port, none" ;; esac
+  case $MAINT_SHIM_MANAGED in script|external) ;; *) die "MAINT_SHIM_MANAGED: '$MAINT_SHIM_MANAGED' is not script or external" ;; esac
+  for name in MAINT_SHIM_START_TIMEOUT MAINT_SHIM_STOP_TIMEOUT MAINT_BIND_RETRY_SECONDS MAINT_LOCK_TIMEOUT \
+      MAINT_DRAIN_TIMEOUT MAINT_STOP_TIMEOUT MAINT_START_TIMEOUT MAINT_HEALTH_TIMEOUT MAINT_SWITCH_TIMEOUT; do
+    is_uint "${!name}" || die "$name: '${!name}' is not a whole number of seconds"
+  done
+  [[ $MAINT_SETTLE_SECONDS =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "MAINT_SETTLE_SECONDS: '$MAINT_SETTLE_SECONDS' is not a number"
+  [[ $MAINT_SWITCH == port && $MAINT_SHIM_MANAGED == external ]] &&
+    die "MAINT_SHIM_MANAGED=external does not work with MAINT_SWITCH=port (the shim must bind the services' ports)"
+  services_parse
+}
+
+# services_parse: MAINT_SERVICES ("studio video:api") -> SERVICES (names) and SERVICE_TAG[name] (name[:kind]).
+declare -a SERVICES=()
+declare -A SERVICE_TAG=()
+services_parse() {
+  local item name
+  SERVICES=(); SERVICE_TAG=()
+  words "$MAINT_SERVICES"
+  for item in "${WORDS[@]}"; do
+    name=${item%%:*}
+    [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] ||
+      die "MAINT_SERVICES: '$name' must be letters, digits and '_' (it names MAINT_SERVICE_${name}_* settings)"
+    [[ $item == "$name" || $item == "$name:page" || $item == "$name:api" ]] ||
+      die "MAINT_SERVICES: '$item': the kind after ':' must be page or api"
+    SERVICES+=("$name"); SERVICE_TAG[$name]=$item
+  done
+  if [[ $MAINT_SWITCH != none ]] && ((${#SERVICES[@]} == 0)); then
+    die "MAINT_SERVICES is empty; MAINT_SWITCH=$MAINT_SWITCH needs the services to switch"
+  fi
+  for name in "${SERVICES[@]}"; do
+    case $MAINT_SWITCH in
+      nginx|caddy)
+        [[ ",${MAINT_LISTEN// /,}," =~ =${name}(:[a-z]+)?, ]] ||
+          warn "MAINT_LISTEN has no listener tagged =$name; its users get the shim's generic answer (add HOST:PORT=${SERVICE_TAG[$name]})"
+        [[ -n $(svc "$name" INCLUDE) ]] || die "MAINT_SERVICE_${name}_INCLUDE is not set (needed by MAINT_SWITCH=$MAINT_SWITCH)"
+        [[ -f $(svc "$name" INCLUDE) ]] || die "MAINT_SERVICE_${name}_INCLUDE: $(svc "$name" INCLUDE) does not exist" ;;
+      port)
+        [[ -n $(svc "$name" LISTEN) ]] || die "MAINT_SERVICE_${name}_LISTEN is not set (needed by MAINT_SWITCH=port)"
+        parse_addr "$(svc "$name" LISTEN)" ;;
+    esac
+  done
+}
+
+# svc NAME KEY: the value of MAINT_SERVICE_<NAME>_<KEY>, or empty.
+svc() { local var="MAINT_SERVICE_${1}_$2"; printf '%s' "${!var:-}"; }
+
+# parse_addr HOST:PORT[=TAG] -> ADDR_HOST ADDR_PORT ADDR_TAG; ADDR_PROBE is where to connect to it.
+parse_addr() {
+  local spec=$1 addr=${1%%=*}
+  ADDR_TAG=; [[ $spec == *=* ]] && ADDR_TAG=${spec#*=}
+  [[ $addr =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] || die "'$spec' is not HOST:PORT[=SERVICE]"
+  ADDR_HOST=${BASH_REMATCH[1]}; ADDR_PORT=${BASH_REMATCH[2]}
+  case $ADDR_HOST in
+    0.0.0.0) ADDR_PROBE=127.0.0.1:$ADDR_PORT ;;
+    '[::]') ADDR_PROBE="[::1]:$ADDR_PORT" ;;
+    *) ADDR_PROBE=$ADDR_HOST:$ADDR_PORT ;;
+  esac
+}
+
+# shim_addr_for NAME: the shim listener (HOST:PORT) that answers for service NAME in proxy modes: the
+# MAINT_LISTEN entry tagged =NAME, else the first untagged entry, else the first entry.
+shim_addr_for() {
+  local item first='' untagged=''
+  words "$MAINT_LISTEN"
+  for item in "${WORDS[@]}"; do
+    parse_addr "$item"
+    [[ -z $first ]] && first=$ADDR_PROBE
+    [[ -z $ADDR_TAG && -z $untagged ]] && untagged=$ADDR_PROBE
+    if [[ ${ADDR_TAG%%:*} == "$1" ]]; then printf '%s' "$ADDR_PROBE"; return 0; fi
+  done
+  printf '%s' "${untagged:-$first}"
+}
+
+# ---- locking and state ---------------------------------------------------------------------------
+
+state_dir_init() {
+  if [[ ! -d $STATE_DIR ]]; then
+    (umask 077 && mkdir -p -- "$STATE_DIR") || die "cannot create the state dir $STATE_DIR (set MAINT_STATE_DIR)"
+  fi
+  [[ -w $STATE_DIR ]] || die "the state dir $STATE_DIR is not writable (set MAINT_STATE_DIR)"
+  mkdir -p -- "$STATE_DIR/proxy"
+}
+
+# take_lock: one start/stop at a time; fd 9 is closed for every long-lived child so it never holds it.
+take_lock() {
+  state_dir_init
+  exec 9>>"$STATE_DIR/lock"
+  if ! flock -w "$MAINT_LOCK_TIMEOUT" "$LOCK_FD"; then
+    die "another start or stop is running (lock $STATE_DIR/lock held for ${MAINT_LOCK_TIMEOUT}s); try again when it is done"
+  fi
+}
+
+# The state file is KEY=value lines (shell-quoted), appended as each step happens; the last one wins.
+state_set() { printf '%s=%q\n' "$1" "$2" >>"$STATE_FILE"; printf -v "$1" '%s' "$2"; }
+state_load() {
+  if [[ -f $STATE_FILE ]]; then
+    # shellcheck source=/dev/null
+    . "$STATE_FILE"
+  fi
+}
+state_get() { local var="S_$1"; printf '%s' "${!var:-}"; }
+state_clear() { [[ -f $STATE_FILE ]] && mv -f -- "$STATE_FILE" "$STATE_DIR/state.last"; return 0; }
+
+# ---- processes -----------------------------------------------------------------------------------
+
+proc_starttime() {  # PID -> start time in clock ticks since boot (field 22 of /proc/PID/stat)
+  local stat fields
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  read -r -a fields <<<"${stat##*) }"
+  printf '%s' "${fields[19]}"
+}
+pid_alive() {  # alive and not a zombie
+  local stat
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z && ${stat:0:1} != X ]]
+}
+# pid_is_shim PID STARTTIME: the PID is alive, started when we recorded, and runs `... serve ...`.
+pid_is_shim() {
+  local cmdline
+  is_uint "${1:-}" && pid_alive "$1" || return 1
+  [[ $(proc_starttime "$1") == "$2" ]] || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ " $cmdline " == *" serve "* ]]
+}
+
+# run_bounded SECONDS CMD: run a hook command with bash -c, bounded, interruptible by our traps.
+declare -a CHILDREN=()
+run_bounded() {
+  local seconds=$1 cmd=$2 pid rc=0
+  timeout --kill-after=5 "$seconds" bash -c "$cmd" 9>&- &
+  pid=$!
+  CHILDREN+=("$pid")
+  wait "$pid" || rc=$?
+  return "$rc"
+}
+kill_children() {  # our hook processes (recorded PIDs), on interruption
+  local pid
+  for pid in "${CHILDREN[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  CHILDREN=()
+}
+
+# ---- HTTP checks ---------------------------------------------------------------------------------
+
+http_code() {  # URL [curl args...] -> the status code, 000 when nothing answered
+  local url=$1; shift
+  curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$@" -- "$url" 2>/dev/null || true
+}
+# port_listening HOST:PORT: something accepts TCP connections there.
+port_listening() {
+  local host=${1%:*} port=${1##*:}
+  host=${host#[}; host=${host%]}
+  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+# port_bound PORT: a listening socket (state 0A) on PORT exists on this host, any address, from
+# /proc/net/tcp*; grep, not a shell loop: under load these files hold thousands of TIME_WAIT lines.
+port_bound() {
+  local hex
+  printf -v hex '%04X' "$1"
+  grep -qE "^ *[0-9]+: [0-9A-F]+:$hex [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# shim_check_once HOST:PORT: "" when the shim answers as it must, else why not.
+shim_check_once() {
+  local base="http://$1" headers origin code
+  code=$(curl -s --max-time 3 -- "$base/_maintenance/health" 2>/dev/null) || code=
+  [[ $code =~ \"maintenance\":\ ?true ]] ||
+    { printf 'health check %s/_maintenance/health did not answer {"maintenance": true}' "$base"; return; }
+  headers=$(curl -s -o /dev/null -D - --max-time 3 -- "$base$MAINT_VERIFY_PATH" 2>/dev/null | tr -d '\r') || true
+  [[ $headers =~ ^HTTP/[0-9.]+\ 503 ]] ||
+    { printf 'sample request %s%s did not answer 503 (%s)' "$base" "$MAINT_VERIFY_PATH" "${headers%%$'\n'*}"; return; }
+  local re=$'\n''retry-after: *([0-9]+)'$'\n'
+  shopt -s nocasematch
+  if ! [[ $headers =~ $re ]] || ((BASH_REMATCH[1] < 1)); then
+    shopt -u nocasematch
+    printf 'sample request %s%s answered 503 without a valid Retry-After' "$base" "$MAINT_VERIFY_PATH"; return
+  fi
+  shopt -u nocasematch
+  words "${MAINT_CORS_ORIGINS//[\[\]\"\']/ }"
+  origin=${WORDS[0]:-}
+  if [[ -n $origin ]]; then
+    [[ $origin == '*' ]] && origin=https://example.com
+    headers=$(curl -s -o /dev/null -D - --max-time 3 -X OPTIONS -H "Origin: $origin" \
+      -H 'Access-Control-Request-Method: POST' -- "$base$MAINT_VERIFY_PATH" 2>/dev/null | tr -d '\r') || true
+    shopt -s nocasematch
+    if ! [[ $headers =~ ^HTTP/[0-9.]+\ 2[0-9][0-9] && $headers == *$'\n'access-control-allow-origin:* ]]; then
+      shopt -u nocasematch
+      printf 'CORS preflight from %s to %s was not allowed (%s)' "$origin" "$base" "${headers%%$'\n'*}"; return
+    fi
+    shopt -u nocasematch
+  fi
+}
+
+# ---- the shim process ----------------------------------------------------------------------------
+
+SHIM_PID=
+SHIM_START=
+SHIM_BIND_RETRY=0
+# shim_launch LISTEN...: start the shim in its own session (a Ctrl-C at the operator's terminal must not
+# reach it), stdout/stderr appended to MAINT_SHIM_LOG; record its PID and start time. The shim gets
+# MAINT_BIND_RETRY_SECONDS=$SHIM_BIND_RETRY (0 unless taking over ports).
+shim_launch() {
+  local -a cmd args=(serve)
+  local spec
+  read -r -a cmd <<<"$MAINT_SHIM_CMD"
+  command -v "${cmd[0]}" >/dev/null || die "MAINT_SHIM_CMD: '${cmd[0]}' is not an executable command"
+  for spec; do args+=(--listen "$spec"); done
+  [[ -n ${MAINT_ENV_FILE:-} ]] && args+=(--env-file "$MAINT_ENV_FILE")
+  printf '\n==== %s %s: %s %s\n' "$(date '+%F %T')" "$PROG" "$MAINT_SHIM_CMD" "${args[*]}" >>"$MAINT_SHIM_LOG"
+  env MAINT_BIND_RETRY_SECONDS="${SHIM_BIND_RETRY:-0}" \
+    setsid "${cmd[@]}" "${args[@]}" </dev/null >>"$MAINT_SHIM_LOG" 2>&1 9>&- &
+  SHIM_PID=$!
+  SHIM_START=$(proc_starttime "$SHIM_PID") || SHIM_START=
+}
+
+shim_last_words() {  # the shim's last log line, for error messages
+  local line
+  line=$(grep -v '^\s*$' -- "$MAINT_SHIM_LOG" 2>/dev/null | tail -n 1) || true
+  printf '%s' "${line:-no output}"
+}
+
+# shim_wait_ready ADDR...: wait until every address passes shim_check_once. Returns 0 when ready, 2 when
+# the process we launched exited (it could not bind, or a bad setting), 1 on timeout; WHY says more.
+shim_wait_ready() {
+  local deadline addr
+  deadline=$(( $(mono) + MAINT_SHIM_START_TIMEOUT * 100 ))
+  WHY=
+  for addr; do
+    while :; do
+      if [[ -n $SHIM_PID ]] && ! pid_alive "$SHIM_PID"; then
+        wait "$SHIM_PID" 2>/dev/null || true
+        WHY="the shim exited during start-up: $(shim_last_words) (log: $MAINT_SHIM_LOG)"
+        return 2
+      fi
+      WHY=$(shim_check_once "$addr")
+      [[ -z $WHY ]] && break
+      if (( $(mono) >= deadline )); then WHY="the shim is not ready after ${MAINT_SHIM_START_TIMEOUT}s: $WHY"; return 1; fi
+      sleep 0.05
+    done
+  done
+}
+
+# shim_start LISTEN...: launch (unless external) and verify, or die. Records the PID in the state.
+shim_start() {
+  if [[ $MAINT_SHIM_MANAGED == external ]]; then
+    SHIM_PID=
+    log "checking the externally managed shim on ${PROBES[*]}"
+  else
+    shim_launch "$@"
+    state_set S_SHIM_PID "$SHIM_PID"; state_set S_SHIM_START "$SHIM_START"
+  fi
+  shim_wait_ready "${PROBES[@]}" || die "$WHY"
+}
+
+# shim_stop_recorded: stop the shim recorded in the state (never an external one).
+shim_stop_recorded() {
+  [[ $(state_get SHIM_MANAGED) == external ]] && return 0
+  shim_stop "$(state_get SHIM_PID)" "$(state_get SHIM_START)"
+  state_set S_SHIM_PID ''
+}
+
+# shim_stop PID STARTTIME: SIGTERM, wait, then SIGKILL with a warning; only if the PID is ours.
+shim_stop() {
+  local pid=$1 start=$2 deadline
+  [[ -n $pid ]] || return 0
+  if ! pid_is_shim "$pid" "$start"; then
+    pid_alive "$pid" && warn "PID $pid is no longer our shim (start time or command line differ); not signalling it"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || return 0
+  deadline=$(( $(mono) + MAINT_SHIM_STOP_TIMEOUT * 100 ))
+  while pid_alive "$pid"; do
+    if (( $(mono) >= deadline )); then
+      warn "the shim (PID $pid) did not exit ${MAINT_SHIM_STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+      break
+    fi
+    sleep 0.05
+  done
+  wait "$pid" 2>/dev/null || true
+}
+
+# shim_listen_specs: the --listen values for the shim: MAINT_LISTEN, or in port mode the services' own
+# addresses, each tagged with its service (and kind).
+shim_listen_specs() {
+  local name
+  SPECS=(); PROBES=()
+  if [[ $MAINT_SWITCH == port ]]; then
+    for name in "${SERVICES[@]}"; do
+      parse_addr "$(svc "$name" LISTEN)"
+      SPECS+=("$ADDR_HOST:$ADDR_PORT=${SERVICE_TAG[$name]}"); PROBES+=("$ADDR_PROBE")
+    done
+  else
+    words "$MAINT_LISTEN"
+    for name in "${WORDS[@]}"; do parse_addr "$name"; SPECS+=("$name"); PROBES+=("$ADDR_PROBE"); done
+  fi
+}
+
+# ---- services ------------------------------------------------------------------------------------
+
+# hooks_run KIND TIMEOUT NAME...: run MAINT_SERVICE_<NAME>_<KIND> for every NAME that has one, in
+# parallel, each bounded; FAILED lists the services whose hook failed or timed out.
+hooks_run() {
+  local kind=$1 seconds=$2 name rc
+  shift 2
+  local -A pids=()
+  FAILED=()
+  for name; do
+    local cmd; cmd=$(svc "$name" "$kind")
+    [[ -n $cmd ]] || continue
+    log "$name: ${kind,,}: $cmd"
+    timeout --kill-after=5 "$seconds" bash -c "$cmd" 9>&- &
+    pids[$name]=$!
+    CHILDREN+=("$!")
+  done
+  for name in "${!pids[@]}"; do
+    rc=0; wait "${pids[$name]}" || rc=$?
+    if ((rc == 124 || rc == 137)); then FAILED+=("$name (${kind,,} timed out after ${seconds}s)")
+    elif ((rc != 0)); then FAILED+=("$name (${kind,,} exited $rc)")
+    fi
+  done
+  CHILDREN=()
+  ((${#FAILED[@]} == 0))
+}
+
+# services_wait_healthy TIMEOUT NAME...: poll every service's HEALTH_URL (2xx), else a TCP connect to
+# its LISTEN address, until all pass; UNHEALTHY lists the ones that did not.
+services_wait_healthy() {
+  local seconds=$1 name url deadline
+  shift
+  local -a pending=("$@") next
+  deadline=$(( $(mono) + seconds * 100 ))
+  while :; do
+    next=()
+    for name in "${pending[@]}"; do
+      url=$(svc "$name" HEALTH_URL)
+      if [[ -n $url ]]; then
+        [[ $(http_code "$url") == 2* ]] || next+=("$name")
+      elif [[ -n $(svc "$name" LISTEN) ]]; then
+        parse_addr "$(svc "$name" LISTEN)"
+        port_listening "$ADDR_PROBE" || next+=("$name")
+      fi
+    done
+    pending=("${next[@]}")
+    ((${#pending[@]} == 0)) && { UNHEALTHY=(); return 0; }
+    if (( $(mono) >= deadline )); then UNHEALTHY=("${pending[@]}"); return 1; fi
+    sleep 0.2
+  done
+}
+describe_unhealthy() {
+  local name out=()
+  for name in "${UNHEALTHY[@]}"; do
+    out+=("$name ($(svc "$name" HEALTH_URL)$(svc "$name" LISTEN))")
+  done
+  local IFS=,
+  printf '%s' "${out[*]}"
+}
+
+# ---- proxies -------------------------------------------------------------------------------------
+
+readonly MARKER='# maintenance-shim: this include points at the shim'
+
+# write_atomic TARGET SOURCE: replace TARGET by SOURCE's content via a temp file and rename, keeping
+# TARGET's mode and owner.
+write_atomic() {
+  local target=$1 source=$2 tmp
+  tmp="$(dirname -- "$target")/.$(basename -- "$target").maint.$$"
+  cp -- "$source" "$tmp" || die "cannot write $tmp"
+  chmod --reference="$target" -- "$tmp" 2>/dev/null || true
+  chown --reference="$target" -- "$tmp" 2>/dev/null || true
+  mv -f -- "$tmp" "$target" || { rm -f -- "$tmp"; die "cannot replace $target"; }
+}
+
+# proxy_render NAME FILE: the include that sends service NAME to the shim.
+proxy_render() {
+  local addr; addr=$(shim_addr_for "$1")
+  {
+    printf '%s\n' "$MARKER"
+    printf '# Written by start_maintenance.sh at %s; the live version is kept in %s\n' \
+      "$(date '+%F %T')" "$STATE_DIR/proxy/$1.live"
+    case $MAINT_SWITCH in
+      nginx) printf 'server %s;\n' "$addr" ;;
+      caddy) printf 'to %s\n' "$addr" ;;
+    esac
+  } >"$2"
+}
+
+proxy_cmd() {  # test|reload -> run the configured proxy command; output on failure in PROXY_OUT
+  local var rc=0
+  var="MAINT_${MAINT_SWITCH^^}_${1^^}_CMD"
+  PROXY_OUT=$(bash -c "${!var}" 2>&1 9>&-) || rc=$?
+  return "$rc"
+}
+proxy_name() { [[ $MAINT_SWITCH == nginx ]] && printf 'nginx' || printf 'caddy'; }
+
+# proxy_to_shim: save each live include (once), write the shim's, test, reload. Dies on failure; the
+# caller's rollback puts the live includes back (and reloads when S_RELOADED says a reload was sent).
+proxy_to_shim() {
+  local name inc saved new="$STATE_DIR/proxy/.new"
+  for name in "${SERVICES[@]}"; do
+    inc=$(svc "$name" INCLUDE); saved=$STATE_DIR/proxy/$name.live
+    if ! grep -qF -- "$MARKER" "$inc"; then
+      { cp -p -- "$inc" "$saved.tmp" && mv -f -- "$saved.tmp" "$saved"; } || die "cannot save $inc to $saved"
+    fi
+    [[ -f $saved ]] || die "$inc already points at the shim and no live copy is saved in $STATE_DIR/proxy; restore it by hand"
+    state_set "S_INCLUDE_$name" "$inc"
+    proxy_render "$name" "$new"
+    write_atomic "$inc" "$new"
+  done
+  rm -f -- "$new"
+  state_set S_PROXY shim
+  proxy_cmd test || die "$(proxy_name) config test failed with the shim's includes: $(tail -n 1 <<<"$PROXY_OUT")"
+  state_set S_RELOADED 1
+  proxy_cmd reload || die "$(proxy_name) reload failed: $(tail -n 1 <<<"$PROXY_OUT")"
+  proxy_settle shim
+}
+
+# proxy_restore_files: put every saved live include back (atomically); safe to repeat.
+proxy_restore_files() {
+  local name inc saved
+  for name in "${SERVICES[@]}"; do
+    inc=$(state_get "INCLUDE_$name"); inc=${inc:-$(svc "$name" INCLUDE)}
+    saved=$STATE_DIR/proxy/$name.live
+    [[ -f $saved && -n $inc ]] || continue
+    write_atomic "$inc" "$saved"
+  done
+  state_set S_PROXY live
+}
+
+# proxy_to_live: restore the includes, test, reload. Returns non-zero (PROXY_OUT says why) when the
+# test fails; the shim's includes are then written back so the proxy stays consistent.
+proxy_to_live() {
+  proxy_restore_files
+  if ! proxy_cmd test; then
+    local test_out=$PROXY_OUT name new="$STATE_DIR/proxy/.new"
+    for name in "${SERVICES[@]}"; do
+      proxy_render "$name" "$new"; write_atomic "$(svc "$name" INCLUDE)" "$new"
+    done
+    rm -f -- "$new"
+    state_set S_PROXY shim
+    PROXY_OUT=$test_out
+    return 1
+  fi
+  proxy_cmd reload || return 1
+  proxy_settle live
+  local name
+  for name in "${SERVICES[@]}"; do rm -f -- "$STATE_DIR/proxy/$name.live"; done
+}
+
+# proxy_settle shim|live: wait until each PROXY_URL shows the expected side (when set), then
+# MAINT_SETTLE_SECONDS so the old workers finish the requests they hold.
+proxy_settle() {
+  local want=$1 name url deadline body
+  deadline=$(( $(mono) + MAINT_SWITCH_TIMEOUT * 100 ))
+  for name in "${SERVICES[@]}"; do
+    url=$(svc "$name" PROXY_URL)
+    [[ -n $url ]] || continue
+    while :; do
+      body=$(curl -s --max-time 2 -- "${url%/}/_maintenance/health" 2>/dev/null) || body=
+      if [[ $want == shim && $body == *'"maintenance"'* ]] || [[ $want == live && $body != *'"maintenance": true'* && $body != *'"maintenance":true'* ]]; then
+        break
+      fi
+      if (( $(mono) >= deadline )); then
+        warn "$name: $url does not show the $want side ${MAINT_SWITCH_TIMEOUT}s after the reload"
+        break
+      fi
+      sleep 0.1
+    done
+  done
+  sleep "$MAINT_SETTLE_SECONDS"
+}
+
+# ---- port mode -----------------------------------------------------------------------------------
+
+# free_port: a loopback port nobody uses right now (in any TCP state), taken below the kernel's
+# ephemeral range so no outgoing connection can be holding it a moment later.
+free_port() {
+  local port lo=32768 hex
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  ((lo > 12000)) || lo=61000
+  while :; do
+    port=$(( 10000 + RANDOM % (lo - 10000) ))
+    printf -v hex '%04X' "$port"
+    grep -qE "^ *[0-9]+: [0-9A-F]+:$hex " /proc/net/tcp /proc/net/tcp6 2>/dev/null || { printf '%s' "$port"; return 0; }
+  done
+}
+
+ports_of() {  # NAME... -> PORTS (the services' LISTEN ports)
+  local name
+  PORTS=()
+  for name; do parse_addr "$(svc "$name" LISTEN)"; PORTS+=("$ADDR_PORT"); done
+}
+any_port_bound() { local port; for port; do port_bound "$port" && return 0; done; return 1; }
+
+# port_trial: run the shim once on free loopback ports, tagged like the real listeners, and check it,
+# so a broken shim or setting fails before any service is stopped.
+port_trial() {
+  local name port
+  local -a specs=() probes=()
+  for name in "${SERVICES[@]}"; do
+    port=$(free_port)
+    specs+=("127.0.0.1:$port=${SERVICE_TAG[$name]}"); probes+=("127.0.0.1:$port")
+  done
+  shim_launch "${specs[@]}"
+  state_set S_SHIM_PID "$SHIM_PID"; state_set S_SHIM_START "$SHIM_START"
+  local rc=0
+  shim_wait_ready "${probes[@]}" || rc=$?
+  shim_stop "$SHIM_PID" "$SHIM_START"
+  state_set S_SHIM_PID ''
+  ((rc == 0)) || die "trial run of the shim failed: $WHY"
+}
+
+# port_takeover NAME...: stop the services (STOP hooks in parallel) and have the shim listen on their
+# ports as soon as they are free. The shim is launched at once, while the services stop: its start-up
+# (imports) overlaps their shutdown, and it binds when it is ready. If it exits because a port was still
+# taken, it is relaunched the moment every port is free, for up to MAINT_BIND_RETRY_SECONDS after the
+# hooks are done. MAINT_BIND_RETRY_SECONDS is also passed to the shim, which may retry the bind itself.
+port_takeover() {
+  local name rc pid hooks_done=0 bind_deadline=0 stop_deadline
+  local -A pids=()
+  ports_of "$@"
+  for name; do state_set "S_STOPPED_$name" 1; done
+  for name; do
+    local cmd; cmd=$(svc "$name" STOP)
+    [[ -n $cmd ]] || { warn "$name: no MAINT_SERVICE_${name}_STOP hook; waiting for its port to be free"; continue; }
+    log "$name: stop: $cmd"
+    timeout --kill-after=5 "$MAINT_STOP_TIMEOUT" bash -c "$cmd" 9>&- &
+    pids[$name]=$!; CHILDREN+=("$!")
+  done
+  stop_deadline=$(( $(mono) + (MAINT_STOP_TIMEOUT + MAINT_BIND_RETRY_SECONDS) * 100 ))
+  SHIM_PID=
+  while :; do
+    if [[ -n $SHIM_PID ]] && pid_alive "$SHIM_PID"; then
+      WHY=$(shim_check_once_all "${PROBES[@]}")
+      [[ -z $WHY ]] && break
+    elif [[ -z $SHIM_PID ]] || ! any_port_bound "${PORTS[@]}"; then
+      [[ -n $SHIM_PID ]] && { wait "$SHIM_PID" 2>/dev/null || true; WHY="the shim exited: $(shim_last_words)"; }
+      SHIM_BIND_RETRY=$MAINT_BIND_RETRY_SECONDS shim_launch "${SPECS[@]}"
+      state_set S_SHIM_PID "$SHIM_PID"; state_set S_SHIM_START "$SHIM_START"
+    fi
+    if ((!hooks_done)); then
+      hooks_done=1
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && hooks_done=0; done
+      ((hooks_done)) && bind_deadline=$(( $(mono) + MAINT_BIND_RETRY_SECONDS * 100 ))
+    fi
+    if { ((hooks_done)) && (( $(mono) >= bind_deadline )); } || (( $(mono) >= stop_deadline )); then
+      if any_port_bound "${PORTS[@]}"; then
+        die "the services' ports (${PORTS[*]}) are still in use ${MAINT_BIND_RETRY_SECONDS}s after the STOP hooks finished${WHY:+; last attempt: $WHY}"
+      fi
+      die "the shim did not take over ${SPECS[*]}${WHY:+: $WHY} (log: $MAINT_SHIM_LOG)"
+    fi
+    sleep 0.01
+  done
+  FAILED=()
+  for name in "${!pids[@]}"; do
+    rc=0; wait "${pids[$name]}" || rc=$?
+    ((rc == 0)) || FAILED+=("$name (stop exited $rc)")
+  done
+  CHILDREN=()
+  ((${#FAILED[@]} == 0)) || die "stopping ${FAILED[*]} failed"
+}
+shim_check_once_all() { local addr why; for addr; do why=$(shim_check_once "$addr"); [[ -z $why ]] || { printf '%s' "$why"; return; }; done; }
+
+# port_release: stop our shim, returning as soon as its listeners are closed (it may still be exiting).
+port_release() {
+  local pid start deadline
+  pid=$(state_get SHIM_PID); start=$(state_get SHIM_START)
+  ports_of "${SERVICES[@]}"
+  if [[ -n $pid ]] && pid_is_shim "$pid" "$start"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$(( $(mono) + MAINT_SHIM_STOP_TIMEOUT * 100 ))
+    while any_port_bound "${PORTS[@]}" && pid_alive "$pid"; do
+      if (( $(mono) >= deadline )); then shim_stop "$pid" "$start"; break; fi
+      sleep 0.005
+    done
+  fi
+}
+
+# ---- undo ----------------------------------------------------------------------------------------
+
+# rollback_start: undo what the state file says a start did (services back, proxy back, shim gone).
+# Best effort, never exits; returns 1 and fills PROBLEMS when something could not be undone.
+rollback_start() {
+  local name keep_shim=0
+  local -a stopped=()
+  PROBLEMS=()
+  for name in "${SERVICES[@]}"; do [[ $(state_get "STOPPED_$name") == 1 ]] && stopped+=("$name"); done
+  if [[ $MAINT_SWITCH == port ]]; then
+    (shim_stop_recorded) || PROBLEMS+=("could not stop the shim")
+  fi
+  if ((${#stopped[@]})); then
+    log "starting the stopped services again: ${stopped[*]}"
+    (hooks_run START "$MAINT_START_TIMEOUT" "${stopped[@]}") || PROBLEMS+=("START hook failed for ${stopped[*]}")
+    if services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${stopped[@]}"; then
+      for name in "${stopped[@]}"; do state_set "S_STOPPED_$name" 0; done
+    else
+      PROBLEMS+=("not healthy after ${MAINT_HEALTH_TIMEOUT}s: $(describe_unhealthy)")
+    fi
+  fi
+  if [[ $(state_get PROXY) == shim ]]; then
+    (proxy_restore_files) || PROBLEMS+=("could not restore the live includes from $STATE_DIR/proxy")
+    if [[ $(state_get RELOADED) == 1 ]]; then
+      if proxy_cmd test && proxy_cmd reload; then
+        proxy_settle live
+        state_set S_RELOADED 0
+      else
+        keep_shim=1
+        PROBLEMS+=("$(proxy_name) still runs the shim's config; its test or reload failed: $(tail -n 1 <<<"$PROXY_OUT")")
+      fi
+    fi
+  fi
+  if ((!keep_shim)) && [[ $MAINT_SWITCH != port ]]; then
+    (shim_stop_recorded) || PROBLEMS+=("could not stop the shim")
+  fi
+  if ((${#PROBLEMS[@]})); then return 1; fi
+  for name in "${SERVICES[@]}"; do rm -f -- "$STATE_DIR/proxy/$name.live"; done
+  state_clear
+}
+
+# use_recorded_settings: stop and rollback undo exactly what start did, whatever the env file says now.
+use_recorded_settings() {
+  [[ -n ${S_SWITCH:-} ]] && MAINT_SWITCH=$S_SWITCH
+  [[ -n ${S_SERVICES+x} ]] && MAINT_SERVICES=$S_SERVICES
+  [[ -n ${S_LISTEN:-} ]] && MAINT_LISTEN=$S_LISTEN
+  [[ -n ${S_SHIM_MANAGED:-} ]] && MAINT_SHIM_MANAGED=$S_SHIM_MANAGED
+  check_settings
+}

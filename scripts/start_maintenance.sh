@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# start_maintenance.sh: put maintenance-shim in place of the inference services.
+#
+# Starts the shim and checks it (health, a sample 503 with Retry-After, a CORS preflight), then switches
+# the traffic (MAINT_SWITCH: nginx/caddy include swap + reload, or port takeover), then drains and stops
+# the services. Any failure or interruption puts the live services back and exits non-zero.
+# Exit codes: 0 in maintenance; 1 failed (rolled back); 3 already in maintenance; 128+N on signal N.
+set -Eeuo pipefail
+[[ -n ${TRACE:-} ]] && set -x
+
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$HERE/lib.sh"
+
+usage() {
+  cat <<EOF
+usage: ${0##*/} [--env-file PATH]
+
+Switch the services listed in MAINT_SERVICES over to maintenance-shim (mode MAINT_SWITCH).
+The env file is --env-file, else \$MAINT_ENV_FILE, else ./maintenance.env; see docs/switching.md.
+EOF
+}
+
+PHASE=idle
+
+on_signal() {
+  trap '' INT TERM HUP
+  kill_children
+  log "interrupted by SIG$1"
+  case $1 in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+}
+
+on_exit() {
+  local rc=$?
+  trap '' INT TERM HUP
+  set +e
+  ((rc == 0 || rc > 128)) || report_unexpected
+  [[ $PHASE == starting && $rc -ne 0 ]] || return 0
+  kill_children
+  log "rolling back"
+  if rollback_start; then
+    log "start failed; rolled back: the live services are serving, the shim is stopped"
+  else
+    local IFS=';'
+    printf '%s: error: start failed and the ROLLBACK IS INCOMPLETE: %s. State kept in %s; see status_maintenance.sh\n' \
+      "$PROG" "${PROBLEMS[*]}" "$STATE_DIR" >&2
+  fi
+  exit "$rc"
+}
+
+start_proxy() {
+  local name
+  shim_listen_specs
+  log "starting the shim on ${SPECS[*]}"
+  shim_start "${SPECS[@]}"
+  log "the shim answers on ${PROBES[*]} (health, 503 with Retry-After${MAINT_CORS_ORIGINS:+, CORS preflight})"
+  if [[ $MAINT_SWITCH == nginx || $MAINT_SWITCH == caddy ]]; then
+    proxy_to_shim
+    for name in "${SERVICES[@]}"; do
+      log "$name: $(proxy_name) now sends it to the shim at $(shim_addr_for "$name") ($(svc "$name" INCLUDE))"
+    done
+  fi
+  if ((${#SERVICES[@]})); then
+    hooks_run DRAIN "$MAINT_DRAIN_TIMEOUT" "${SERVICES[@]}" ||
+      warn "draining did not finish: ${FAILED[*]}; stopping anyway"
+    for name in "${SERVICES[@]}"; do state_set "S_STOPPED_$name" 1; done
+    hooks_run STOP "$MAINT_STOP_TIMEOUT" "${SERVICES[@]}" || die "stopping ${FAILED[*]} failed"
+  fi
+}
+
+start_port() {
+  shim_listen_specs
+  log "trial run of the shim on spare loopback ports"
+  port_trial
+  hooks_run DRAIN "$MAINT_DRAIN_TIMEOUT" "${SERVICES[@]}" ||
+    warn "draining did not finish: ${FAILED[*]}; stopping anyway"
+  log "stopping ${SERVICES[*]}; the shim takes ${SPECS[*]} as soon as they are free"
+  port_takeover "${SERVICES[@]}"
+  log "the shim answers on ${PROBES[*]}"
+}
+
+main() {
+  parse_args "$@"
+  ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
+  load_env
+  check_settings
+  take_lock
+  state_load
+  case $(state_get STATE) in
+    '') ;;
+    active)
+      log "already in maintenance since $(date -d "@$(state_get SINCE)" '+%F %T') (MAINT_SWITCH=$(state_get SWITCH), services: $(state_get SERVICES)); nothing done. Run stop_maintenance.sh first."
+      exit 3 ;;
+    starting)
+      warn "a previous start did not finish (state in $STATE_DIR); undoing it first"
+      (use_recorded_settings && rollback_start) ||
+        die "could not undo the previous start; fix it (see status_maintenance.sh) and run stop_maintenance.sh"
+      unset "${!S_@}" ;;
+    stopping)
+      die "a previous stop did not finish; run stop_maintenance.sh to complete it" ;;
+    *) die "unknown state '$(state_get STATE)' in $STATE_FILE" ;;
+  esac
+
+  PHASE=starting
+  trap on_exit EXIT
+  trap 'on_signal INT' INT
+  trap 'on_signal TERM' TERM
+  trap 'on_signal HUP' HUP
+  state_set S_STATE starting
+  state_set S_SINCE "$(now)"
+  state_set S_PID $$
+  state_set S_SWITCH "$MAINT_SWITCH"
+  state_set S_SERVICES "$MAINT_SERVICES"
+  state_set S_LISTEN "$MAINT_LISTEN"
+  state_set S_SHIM_MANAGED "$MAINT_SHIM_MANAGED"
+  state_set S_ENV_FILE "${MAINT_ENV_FILE:-}"
+
+  case $MAINT_SWITCH in
+    port) start_port ;;
+    *) start_proxy ;;
+  esac
+
+  state_set S_STATE active
+  PHASE=finished
+  log "in maintenance (MAINT_SWITCH=$MAINT_SWITCH${SERVICES[*]:+, services stopped: ${SERVICES[*]}}); undo with stop_maintenance.sh"
+}
+
+main "$@"

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# status_maintenance.sh: say what is switched where, from the state dir (read-only; takes no lock).
+# Exit codes: 0 in maintenance and the shim answers; 1 something needs attention (a start or stop did not
+# finish, the shim is gone); 3 not in maintenance.
+set -Eeuo pipefail
+[[ -n ${TRACE:-} ]] && set -x
+
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$HERE/lib.sh"
+
+usage() {
+  cat <<EOF
+usage: ${0##*/} [--env-file PATH]
+
+Print the maintenance state recorded in MAINT_STATE_DIR: mode, shim PID and health, and for every
+service where its traffic goes. See docs/switching.md.
+EOF
+}
+
+main() {
+  local state name inc target pid rc=0 addr
+  parse_args "$@"
+  ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
+  load_env
+  STATE_FILE=$STATE_DIR/state
+  state_load
+  state=$(state_get STATE)
+  if [[ -z $state ]]; then
+    printf 'not in maintenance (state dir %s)\n' "$STATE_DIR"
+    if [[ -f $STATE_DIR/state.last ]]; then
+      STATE_FILE=$STATE_DIR/state.last
+      state_load
+      printf 'last maintenance began %s (MAINT_SWITCH=%s)\n' "$(date -d "@$(state_get SINCE)" '+%F %T')" "$(state_get SWITCH)"
+    fi
+    exit 3
+  fi
+  use_recorded_settings
+  printf 'state:    %s since %s (MAINT_SWITCH=%s, by PID %s)\n' "$state" \
+    "$(date -d "@$(state_get SINCE)" '+%F %T')" "$MAINT_SWITCH" "$(state_get PID)"
+  [[ $state == active ]] || { printf 'warning:  a %s did not finish; run stop_maintenance.sh to finish or undo it\n' "${state%ing}"; rc=1; }
+
+  shim_listen_specs
+  pid=$(state_get SHIM_PID)
+  if [[ $MAINT_SHIM_MANAGED == external ]]; then
+    printf 'shim:     managed outside these scripts\n'
+  elif [[ -n $pid ]] && pid_is_shim "$pid" "$(state_get SHIM_START)"; then
+    printf 'shim:     PID %s, running (%s)\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+  else
+    printf 'shim:     not running%s (log: %s)\n' "${pid:+ (recorded PID $pid is gone)}" "$MAINT_SHIM_LOG"
+    rc=1
+  fi
+  for addr in "${PROBES[@]}"; do
+    if [[ $(http_code "http://$addr/_maintenance/health") == 200 ]]; then
+      printf 'listen:   %s answers\n' "$addr"
+    else
+      printf 'listen:   %s does NOT answer\n' "$addr"; rc=1
+    fi
+  done
+
+  for name in "${SERVICES[@]}"; do
+    case $MAINT_SWITCH in
+      nginx|caddy)
+        inc=$(svc "$name" INCLUDE)
+        if grep -qF -- "$MARKER" "$inc" 2>/dev/null; then target="the shim at $(shim_addr_for "$name")"
+        else target="the live service"; fi
+        printf '%-9s %s include %s -> %s; live copy %s\n' "$name:" "$(proxy_name)" "$inc" "$target" \
+          "$([[ -f $STATE_DIR/proxy/$name.live ]] && printf 'saved in %s' "$STATE_DIR/proxy/$name.live" || printf 'not saved')" ;;
+      port)
+        printf '%-9s port %s taken over by the shim\n' "$name:" "$(svc "$name" LISTEN)" ;;
+      none)
+        printf '%-9s no traffic switch\n' "$name:" ;;
+    esac
+    [[ $(state_get "STOPPED_$name") == 1 ]] && printf '          service stopped by start_maintenance.sh\n'
+  done
+
+  if ((${#PROBES[@]})) && [[ $(http_code "http://${PROBES[0]}/_maintenance/status") == 200 ]]; then
+    local -a cmd
+    read -r -a cmd <<<"$MAINT_SHIM_CMD"
+    "${cmd[@]}" status --url "http://${PROBES[0]}" 2>/dev/null | sed 's/^/shim:     /' || true
+  fi
+  exit "$rc"
+}
+
+main "$@"

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# stop_maintenance.sh: put the inference services back in place of maintenance-shim.
+#
+# Undoes exactly what start_maintenance.sh recorded in the state dir: starts the services, waits until
+# their health checks pass, switches the traffic back, then stops the shim (SIGTERM, SIGKILL after
+# MAINT_SHIM_STOP_TIMEOUT; only the PID we recorded). If a service does not come up the shim stays in
+# place. Exit codes: 0 services live (or nothing to do); 1 failed (shim still serving); 128+N on signal N.
+set -Eeuo pipefail
+[[ -n ${TRACE:-} ]] && set -x
+
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$HERE/lib.sh"
+
+usage() {
+  cat <<EOF
+usage: ${0##*/} [--env-file PATH]
+
+Bring the services recorded by start_maintenance.sh back and stop the shim; see docs/switching.md.
+EOF
+}
+
+PHASE=idle
+
+on_signal() {
+  trap '' INT TERM HUP
+  kill_children
+  log "interrupted by SIG$1"
+  case $1 in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+}
+
+# rollback_stop: the services did not come back; make sure the shim answers for them again.
+rollback_stop() {
+  local name
+  PROBLEMS=()
+  if [[ $MAINT_SWITCH == port ]]; then
+    if ! pid_is_shim "$(state_get SHIM_PID)" "$(state_get SHIM_START)"; then
+      log "stopping the services again and giving their ports back to the shim"
+      shim_listen_specs
+      (port_takeover "${SERVICES[@]}") || PROBLEMS+=("the shim could not take the ports back")
+      state_load
+    fi
+  elif [[ $(state_get PROXY) == live ]]; then
+    log "pointing $(proxy_name) at the shim again"
+    (proxy_to_shim) || PROBLEMS+=("$(proxy_name) could not be pointed at the shim again")
+    state_load
+  fi
+  state_set S_STATE active
+  ((${#PROBLEMS[@]} == 0))
+}
+
+on_exit() {
+  local rc=$?
+  trap '' INT TERM HUP
+  set +e
+  ((rc == 0 || rc > 128)) || report_unexpected
+  [[ $rc -ne 0 ]] || return 0
+  case $PHASE in
+    stopping)
+      kill_children
+      if rollback_stop; then
+        log "stop failed; the shim stays in place (still in maintenance). Fix the cause, then run ${0##*/} again"
+      else
+        local IFS=';'
+        printf '%s: error: stop failed and the shim could not be put back: %s; see status_maintenance.sh\n' \
+          "$PROG" "${PROBLEMS[*]}" >&2
+      fi ;;
+    committed)
+      shim_stop_recorded
+      state_clear
+      log "interrupted after switching back: the live services are serving, the shim is stopped" ;;
+  esac
+  exit "$rc"
+}
+
+stop_proxy() {
+  if ((${#SERVICES[@]})); then
+    hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
+    log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
+    services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
+      die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
+  fi
+  if [[ $MAINT_SWITCH == nginx || $MAINT_SWITCH == caddy ]]; then
+    proxy_to_live || die "$(proxy_name) did not take the live includes back: $(tail -n 1 <<<"$PROXY_OUT")"
+    log "$(proxy_name) sends ${SERVICES[*]} to the services again"
+  fi
+  PHASE=committed
+  shim_stop_recorded
+}
+
+stop_port() {
+  local name
+  log "handing the ports back to ${SERVICES[*]}"
+  port_release
+  for name in "${SERVICES[@]}"; do state_set "S_STARTED_$name" 1; done
+  hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
+  log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
+  services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
+    die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
+  PHASE=committed
+  shim_stop_recorded
+}
+
+main() {
+  parse_args "$@"
+  ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
+  load_env
+  take_lock
+  state_load
+  case $(state_get STATE) in
+    '')
+      log "not in maintenance (nothing recorded in $STATE_DIR); nothing to do"
+      exit 0 ;;
+    starting)
+      warn "the last start did not finish; undoing it"
+      use_recorded_settings
+      rollback_start || { local IFS=';'; die "could not undo it: ${PROBLEMS[*]}"; }
+      log "done: the live services are serving"
+      exit 0 ;;
+    active|stopping) ;;
+    *) die "unknown state '$(state_get STATE)' in $STATE_FILE" ;;
+  esac
+  use_recorded_settings
+
+  PHASE=stopping
+  trap on_exit EXIT
+  trap 'on_signal INT' INT
+  trap 'on_signal TERM' TERM
+  trap 'on_signal HUP' HUP
+  state_set S_STATE stopping
+
+  case $MAINT_SWITCH in
+    port) stop_port ;;
+    *) stop_proxy ;;
+  esac
+
+  state_clear
+  PHASE=finished
+  if ((${#SERVICES[@]})); then log "maintenance over: ${SERVICES[*]} serving again, the shim stopped"
+  else log "maintenance over: the shim stopped"
+  fi
+}
+
+main "$@"

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# with_maintenance.sh: run CMD (e.g. a training job) with the services in maintenance around it.
+#
+#   with_maintenance.sh [--env-file PATH] -- CMD [ARG...]
+#
+# start_maintenance.sh, then CMD with its stdout and stderr also appended to MAINT_TRAIN_LOG (the log the
+# shim follows for the live ETA), then stop_maintenance.sh when CMD ends: on success, failure, Ctrl-C or
+# SIGTERM. Exits with CMD's status (1 if CMD succeeded but the services could not be brought back; the
+# start's status if maintenance could not start, and then CMD is not run).
+set -Eeuo pipefail
+[[ -n ${TRACE:-} ]] && set -x
+
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$HERE/lib.sh"
+
+usage() {
+  cat <<EOF
+usage: ${0##*/} [--env-file PATH] -- CMD [ARG...]
+
+Start maintenance, run CMD with its output also appended to MAINT_TRAIN_LOG (default
+\$MAINT_STATE_DIR/train.log, emptied first), stop maintenance when CMD ends, exit with CMD's status.
+Ctrl-C, SIGTERM and SIGHUP are passed on to CMD once; the services come back after it exits.
+EOF
+}
+
+CHILD=
+SIGNALLED=
+TRAPS=0
+
+# on_signal SIG: pass a signal on to the running child (CMD's process group, or the start/stop script).
+on_signal() {
+  SIGNALLED=$1
+  TRAPS=$((TRAPS + 1))
+  [[ -n $CHILD ]] || return 0
+  log "SIG$1: passing it on to PID $CHILD"
+  if [[ $CHILD == "${CMD_PID:-}" ]]; then kill -s "$1" -- "-$CHILD" 2>/dev/null || kill -s "$1" "$CHILD" 2>/dev/null || true
+  else kill -s "$1" "$CHILD" 2>/dev/null || true
+  fi
+}
+
+# wait_child PID: wait for our child even when our traps interrupt the wait; sets CHILD_RC to its status.
+wait_child() {
+  local traps rc
+  CHILD=$1
+  while :; do
+    traps=$TRAPS
+    CHILD_RC=0
+    wait "$CHILD" || CHILD_RC=$?
+    # a trapped signal ends `wait` early with status > 128: keep waiting while the child lives
+    ((CHILD_RC > 128 && TRAPS != traps)) || break
+    kill -0 "$CHILD" 2>/dev/null && continue
+    rc=0
+    wait "$CHILD" 2>/dev/null || rc=$?
+    ((rc == 127)) || CHILD_RC=$rc  # the child's own status, if the interrupted wait had not taken it
+    break
+  done
+  CHILD=
+}
+
+main() {
+  parse_args "$@"
+  ((${#ARGS[@]})) || die "no command given; usage: ${0##*/} [--env-file PATH] -- CMD [ARG...]"
+  load_env
+  state_dir_init
+  if [[ -z ${MAINT_TRAIN_LOG:-} ]]; then
+    MAINT_TRAIN_LOG=$STATE_DIR/train.log
+    : >"$MAINT_TRAIN_LOG"
+  fi
+  export MAINT_TRAIN_LOG  # the shim started below follows it
+  mkdir -p -- "$(dirname -- "$MAINT_TRAIN_LOG")"
+  touch -- "$MAINT_TRAIN_LOG" || die "MAINT_TRAIN_LOG: cannot write $MAINT_TRAIN_LOG"
+
+  trap 'on_signal INT' INT
+  trap 'on_signal TERM' TERM
+  trap 'on_signal HUP' HUP
+
+  "$HERE/start_maintenance.sh" 9>&- &
+  wait_child $!
+  if ((CHILD_RC != 0)); then
+    printf '%s: error: maintenance did not start (exit %s); not running: %s\n' "$PROG" "$CHILD_RC" "${ARGS[*]}" >&2
+    return "$CHILD_RC"
+  fi
+  [[ -z $SIGNALLED ]] || { log "interrupted by SIG$SIGNALLED before CMD ran; stopping maintenance"; CMD_RC=$((128 + $(kill -l "$SIGNALLED"))); }
+
+  if [[ -z $SIGNALLED ]]; then
+    log "running: ${ARGS[*]} (output also appended to $MAINT_TRAIN_LOG)"
+    # CMD gets its own session so a Ctrl-C reaches it once, through on_signal(); the default INT/QUIT
+    # handling is restored because bash starts background jobs with them ignored. The tee processes
+    # ignore the signals so CMD can still write while it shuts down.
+    export PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
+    env --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
+      > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG") \
+      2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG" >&2) &
+    CMD_PID=$!
+    wait_child "$CMD_PID"
+    CMD_RC=$CHILD_RC
+    log "${ARGS[0]} exited with status $CMD_RC${SIGNALLED:+ (after SIG$SIGNALLED)}; stopping maintenance"
+  fi
+
+  "$HERE/stop_maintenance.sh" 9>&- &
+  wait_child $!
+  if ((CHILD_RC != 0)); then
+    printf '%s: error: stop_maintenance.sh failed (exit %s): the shim is still in place; fix the cause and run it again\n' \
+      "$PROG" "$CHILD_RC" >&2
+    ((CMD_RC != 0)) || CMD_RC=1
+  fi
+  return "$CMD_RC"
+}
+
+main "$@"

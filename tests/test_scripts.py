@@ -1,0 +1,781 @@
+"""The switching scripts against real processes: nginx, two stand-in services and the real shim.
+
+Loopback only; every process we start is ended by its PID. Measurements (request counts under
+traffic, the port-mode refused-connection window) go to MAINT_TEST_ARTIFACTS (default tests/artifacts).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.nginx_harness import HOSTS, Nginx, free_port, start_nginx
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+STANDIN = Path(__file__).resolve().parent / "standin.py"
+ARTIFACTS = Path(os.environ.get("MAINT_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
+SERVICES = ("studio", "video")
+
+
+def _shim_cmd() -> str:
+    found = Path(sys.executable).with_name("maintenance-shim")
+    path = str(found) if found.exists() else shutil.which("maintenance-shim")
+    if not path:
+        pytest.fail("the maintenance-shim command is not installed (pip install -e .)")
+    return path
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+    if not path:
+        pytest.fail(f"{tool} is not installed; these tests need it (CI installs it)")
+    return path
+
+
+def _write_artifact(name: str, text: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / name).write_text(text)
+    print(f"\n[{name}]\n{text}")
+
+
+# ---- the stand-in services -----------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """A stand-in service managed through the hooks (start/stop commands with a pidfile)."""
+
+    name: str
+    port: int
+    dir: Path
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / f"{self.name}.pid"
+
+    @property
+    def unhealthy_file(self) -> Path:
+        return self.dir / f"{self.name}.unhealthy"
+
+    def hook(self, action: str) -> str:
+        py, script = shlex.quote(sys.executable), shlex.quote(str(STANDIN))
+        if action == "start":
+            return (f"{py} {script} start --pidfile {self.pidfile} --log {self.dir}/{self.name}.log -- "
+                    f"--name {self.name} --port {self.port} --unhealthy-file {self.unhealthy_file}")
+        if action == "stop":
+            return f"{py} {script} stop --pidfile {self.pidfile}"
+        return f"{py} {script} drain --url http://127.0.0.1:{self.port} --timeout 10"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text())
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"standin.py" in cmdline and stat not in ("Z", "X") else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self) -> None:
+        subprocess.run(self.hook("start"), shell=True, check=True)
+        _wait_port(self.port)
+
+    def kill(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on {port} after {timeout}s") from None
+            time.sleep(0.02)
+
+
+# ---- HTTP helpers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def request(port: int, path: str = "/", host: str | None = None, method: str = "GET",
+            headers: dict[str, str] | None = None, timeout: float = 5) -> Answer:
+    """One request on a fresh connection (Connection: close)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        all_headers = {"Connection": "close", **(headers or {})}
+        if host:
+            all_headers["Host"] = host
+        conn.request(method, path, headers=all_headers)
+        response = conn.getresponse()
+        body = response.read().decode(errors="replace")
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+    finally:
+        conn.close()
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    host: str | None = None
+
+
+@dataclass
+class Hammer:
+    """Client threads sending requests (one connection each) to every target until stopped."""
+
+    targets: list[Target]
+    results: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Hammer:
+        for target in self.targets:
+            self.results[target.name] = []
+            thread = threading.Thread(target=self._run, args=(target,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def _run(self, target: Target) -> None:
+        out = self.results[target.name]
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            path = f"/api/generate?n={n}" if n % 2 else f"/page/{n}"
+            start = time.monotonic()
+            try:
+                answer = request(target.port, path, host=target.host, timeout=10)
+                if answer.status == 200 and answer.body.startswith(f"{target.name} "):
+                    kind = "service-200"
+                elif answer.status == 503 and int(answer.headers.get("retry-after", "0")) >= 1:
+                    kind = "shim-503"
+                else:
+                    kind = f"BAD {answer.status} {answer.body[:80]!r}"
+            except ConnectionRefusedError:
+                kind = "refused"
+            except ConnectionResetError:
+                # a connection queued on a listening socket that was just closed: no HTTP answer, like
+                # a refused connection (only expected in port mode, where the listener changes hands)
+                kind = "reset"
+            except OSError as error:
+                kind = f"BAD {type(error).__name__}: {error}"
+            out.append((start, time.monotonic(), kind))
+            time.sleep(0.004)
+
+    def counts(self) -> Counter[str]:
+        return Counter(kind for rows in self.results.values() for _, _, kind in rows)
+
+    def failures(self) -> list[str]:
+        return [kind for kind in self.counts() if kind.startswith("BAD")]
+
+    def longest_refused(self, since: float = 0.0) -> float:
+        """Longest time with only refused connections on one target: from the end of the last answered
+        request before a refused run to the start of the first answered one after it (an upper bound)."""
+        longest = 0.0
+        for rows in self.results.values():
+            last_ok_end: float | None = None
+            in_run = False
+            for start, end, kind in rows:
+                if start < since:
+                    continue
+                if kind in ("refused", "reset"):
+                    in_run = True
+                    continue
+                if in_run and last_ok_end is not None:
+                    longest = max(longest, start - last_ok_end)
+                in_run = False
+                last_ok_end = end
+        return longest
+
+    def wait_for(self, kind: str, timeout: float = 5) -> None:
+        """Wait until every target has seen `kind` since now."""
+        marks = {name: len(rows) for name, rows in self.results.items()}
+        deadline = time.monotonic() + timeout
+        while any(all(k != kind for _, _, k in self.results[n][marks[n]:]) for n in marks):
+            assert time.monotonic() < deadline, f"not every target saw {kind}: {self.counts()}"
+            time.sleep(0.02)
+
+
+# ---- the setup: services, env file, script runner -------------------------------------------------
+
+
+@dataclass
+class Setup:
+    tmp: Path
+    services: dict[str, Service]
+    settings: dict[str, str]
+    nginx: Nginx | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.tmp / "state"
+
+    @property
+    def env_file(self) -> Path:
+        return self.tmp / "maintenance.env"
+
+    def write_env(self, **overrides: str) -> None:
+        self.settings.update(overrides)
+        lines = [f"{key}={shlex.quote(value)}" for key, value in self.settings.items()]
+        self.env_file.write_text("\n".join(lines) + "\n")
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAINT_")}
+        env["MAINT_ENV_FILE"] = str(self.env_file)
+        return env
+
+    def run(self, script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPTS / script), *args], env=self.env(), cwd=self.tmp, capture_output=True,
+            text=True, timeout=timeout,
+        )
+
+    def popen(self, script: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(SCRIPTS / script), *args], env=self.env(), cwd=self.tmp, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+
+    def state(self) -> dict[str, str]:
+        path = self.state_dir / "state"
+        if not path.exists():
+            return {}
+        values: dict[str, str] = {}
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            values[key] = shlex.split(value)[0] if value else ""
+        return values
+
+    def shim_pids(self) -> list[int]:
+        """Live shim processes recorded in the state (current or last)."""
+        pids = []
+        for name in ("state", "state.last"):
+            path = self.state_dir / name
+            if path.exists():
+                pids += [int(v) for v in re.findall(r"^S_SHIM_PID=(\d+)$", path.read_text(), re.M)]
+        alive = []
+        for pid in set(pids):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if b"serve" in cmdline and stat not in ("Z", "X"):
+                alive.append(pid)
+        return alive
+
+    def through_nginx(self, service: str, path: str = "/", **kwargs: object) -> Answer:
+        assert self.nginx is not None
+        return request(self.nginx.port, path, host=HOSTS[service], **kwargs)  # type: ignore[arg-type]
+
+    def assert_live(self) -> None:
+        """Every service runs and answers 200 (through nginx when there is one), nothing in maintenance."""
+        for service in self.services.values():
+            assert service.running(), f"{service.name} is not running"
+            answer = self.through_nginx(service.name) if self.nginx else request(service.port)
+            assert answer.status == 200 and answer.body.startswith(service.name), answer
+        assert self.state() == {}, self.state()
+        assert self.shim_pids() == []
+
+    def assert_maintenance(self) -> None:
+        """The services are stopped and every request gets the shim's 503."""
+        for service in self.services.values():
+            assert not service.running(), f"{service.name} still runs"
+            answer = self.through_nginx(service.name) if self.nginx else request(service.port)
+            assert answer.status == 503 and int(answer.headers["retry-after"]) >= 1, answer
+            assert answer.headers["cache-control"] == "no-store"
+        assert self.state().get("S_STATE") == "active"
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    """Two running stand-in services, an env file with their hooks; everything stopped by PID after."""
+    services = {name: Service(name, free_port(), tmp_path) for name in SERVICES}
+    settings = {
+        "MAINT_SERVICES": "studio video:api",
+        "MAINT_STATE_DIR": str(tmp_path / "state"),
+        "MAINT_SHIM_CMD": _shim_cmd(),
+        "MAINT_CORS_ORIGINS": "https://studio.example.com",
+        "MAINT_LOCK_TIMEOUT": "5",
+        "MAINT_HEALTH_TIMEOUT": "10",
+        "MAINT_SETTLE_SECONDS": "0.3",
+        "MAINT_LOG_LEVEL": "warning",
+    }
+    for name, service in services.items():
+        settings[f"MAINT_SERVICE_{name}_START"] = service.hook("start")
+        settings[f"MAINT_SERVICE_{name}_STOP"] = service.hook("stop")
+        settings[f"MAINT_SERVICE_{name}_DRAIN"] = service.hook("drain")
+        settings[f"MAINT_SERVICE_{name}_HEALTH_URL"] = f"http://127.0.0.1:{service.port}/health"
+        settings[f"MAINT_SERVICE_{name}_LISTEN"] = f"127.0.0.1:{service.port}"
+    result = Setup(tmp_path, services, settings)
+    for service in services.values():
+        service.start()
+    try:
+        yield result
+    finally:
+        for pid in result.shim_pids():
+            os.kill(pid, signal.SIGKILL)
+        for service in services.values():
+            service.kill()
+        if result.nginx:
+            result.nginx.stop()
+
+
+@pytest.fixture
+def nginx_setup(setup: Setup) -> Setup:
+    """`setup` plus a real nginx in front of the services (MAINT_SWITCH=nginx)."""
+    _require("nginx")
+    setup.nginx = start_nginx(setup.tmp, {n: s.port for n, s in setup.services.items()})
+    setup.write_env(
+        MAINT_SWITCH="nginx",
+        MAINT_LISTEN=f"127.0.0.1:{free_port()}=studio,127.0.0.1:{free_port()}=video:api",
+        MAINT_NGINX_BIN=_require("nginx"),
+        MAINT_NGINX_ARGS=setup.nginx.args,
+        **{f"MAINT_SERVICE_{n}_INCLUDE": str(setup.nginx.include(n)) for n in SERVICES},
+    )
+    return setup
+
+
+def _nginx_targets(s: Setup) -> list[Target]:
+    assert s.nginx is not None
+    return [Target(name, s.nginx.port, HOSTS[name]) for name in SERVICES]
+
+
+def _wait_state(s: Setup, key: str, value: str, proc: subprocess.Popen[str], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while s.state().get(key) != value:
+        if proc.poll() is not None:
+            raise AssertionError(f"script ended early ({proc.returncode}): {proc.communicate()}")
+        assert time.monotonic() < deadline, f"{key} never became {value}: {s.state()}"
+        time.sleep(0.02)
+
+
+# ---- 1. switching under traffic --------------------------------------------------------------------
+
+
+def test_nginx_switch_under_traffic_has_no_failed_request(nginx_setup: Setup) -> None:
+    s = nginx_setup
+    assert s.nginx is not None
+    live_includes = {n: s.nginx.include(n).read_bytes() for n in SERVICES}
+    with Hammer(_nginx_targets(s)) as hammer:
+        hammer.wait_for("service-200")
+        started = s.run("start_maintenance.sh")
+        assert started.returncode == 0, started.stderr
+        s.assert_maintenance()
+        hammer.wait_for("shim-503")
+
+        # through nginx: the shim's headers pass, CORS preflight answered, JSON on the API paths
+        answer = s.through_nginx("video", "/api/generate", headers={"Origin": "https://studio.example.com"})
+        assert answer.status == 503 and answer.headers["content-type"].startswith("application/json")
+        assert answer.headers.get("access-control-allow-origin") == "https://studio.example.com"
+        assert json.loads(answer.body)["maintenance"]["service"] == "video"
+        preflight = s.through_nginx("studio", "/api/x", method="OPTIONS", headers={
+            "Origin": "https://studio.example.com", "Access-Control-Request-Method": "POST"})
+        assert preflight.status in (200, 204)
+
+        again = s.run("start_maintenance.sh")
+        assert again.returncode == 3 and "already in maintenance" in again.stderr
+        status = s.run("status_maintenance.sh")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "the shim at" in status.stdout
+
+        stopped = s.run("stop_maintenance.sh")
+        assert stopped.returncode == 0, stopped.stderr
+        hammer.wait_for("service-200")
+        time.sleep(0.5)
+    s.assert_live()
+    assert {n: s.nginx.include(n).read_bytes() for n in SERVICES} == live_includes
+    counts = hammer.counts()
+    _write_artifact("nginx_switch_traffic.txt", "requests through nginx during start and stop:\n"
+                    + "".join(f"  {kind}: {n}\n" for kind, n in sorted(counts.items())))
+    assert hammer.failures() == [], counts
+    assert counts["refused"] == counts["reset"] == 0
+    assert counts["shim-503"] > 0 and counts["service-200"] > 0
+    assert s.run("stop_maintenance.sh").returncode == 0  # idempotent: nothing to do
+    assert s.run("status_maintenance.sh").returncode == 3
+
+
+def test_port_mode_refused_window_is_short(setup: Setup) -> None:
+    s = setup
+    s.write_env(MAINT_SWITCH="port")
+    targets = [Target(name, svc.port) for name, svc in s.services.items()]
+    with Hammer(targets) as hammer:
+        hammer.wait_for("service-200")
+        started = s.run("start_maintenance.sh")
+        assert started.returncode == 0, started.stderr
+        s.assert_maintenance()
+        hammer.wait_for("shim-503")
+        start_gap = hammer.longest_refused()
+        stop_began = time.monotonic()
+        stopped = s.run("stop_maintenance.sh")
+        assert stopped.returncode == 0, stopped.stderr
+        hammer.wait_for("service-200")
+    s.assert_live()
+    gap = hammer.longest_refused()
+    stop_gap = hammer.longest_refused(since=stop_began)
+    counts = hammer.counts()
+    _write_artifact("port_mode_gap.txt",
+                    f"longest window without an HTTP answer (refused or reset connections), port mode: "
+                    f"{gap:.3f} s (during start: {start_gap:.3f} s; during stop: {stop_gap:.3f} s)\n"
+                    + "".join(f"  {kind}: {n}\n" for kind, n in sorted(counts.items())))
+    assert hammer.failures() == [], counts
+    assert gap < 1.0, gap
+
+
+# ---- 2. failure injection --------------------------------------------------------------------------
+
+
+def test_shim_cannot_bind_leaves_services_live(nginx_setup: Setup) -> None:
+    s = nginx_setup
+    assert s.nginx is not None
+    live = {n: s.nginx.include(n).read_bytes() for n in SERVICES}
+    port = int(s.settings["MAINT_LISTEN"].split(",")[1].split("=")[0].rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = s.run("start_maintenance.sh")
+    assert result.returncode == 1
+    assert "the shim exited during start-up" in result.stderr and "rolled back" in result.stderr
+    s.assert_live()
+    assert {n: s.nginx.include(n).read_bytes() for n in SERVICES} == live
+    assert s.run("start_maintenance.sh").returncode == 0
+    s.assert_maintenance()
+    assert s.run("stop_maintenance.sh").returncode == 0
+    s.assert_live()
+
+
+def test_nginx_config_test_failure_rolls_back(nginx_setup: Setup) -> None:
+    s = nginx_setup
+    assert s.nginx is not None
+    live = {n: s.nginx.include(n).read_bytes() for n in SERVICES}
+    s.nginx.extra.write_text("this is not nginx syntax\n")
+    result = s.run("start_maintenance.sh")
+    assert result.returncode == 1
+    assert "nginx config test failed" in result.stderr and "rolled back" in result.stderr
+    s.assert_live()
+    assert {n: s.nginx.include(n).read_bytes() for n in SERVICES} == live
+    shim_port = int(s.settings["MAINT_LISTEN"].split("=")[0].rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        request(shim_port, "/_maintenance/health")
+    s.nginx.extra.write_text("# fixed\n")
+    assert s.run("start_maintenance.sh").returncode == 0
+    s.assert_maintenance()
+    assert s.run("stop_maintenance.sh").returncode == 0
+    s.assert_live()
+
+
+def test_service_never_healthy_keeps_the_shim(nginx_setup: Setup) -> None:
+    s = nginx_setup
+    s.write_env(MAINT_HEALTH_TIMEOUT="2")
+    assert s.run("start_maintenance.sh").returncode == 0
+    s.services["video"].unhealthy_file.touch()
+    result = s.run("stop_maintenance.sh")
+    assert result.returncode == 1
+    assert "video" in result.stderr and "did not pass its health check" in result.stderr
+    assert "the shim stays in place" in result.stderr
+    for name in SERVICES:  # users still get the shim's 503, not the half-loaded service
+        answer = s.through_nginx(name)
+        assert answer.status == 503, answer
+    assert s.state()["S_STATE"] == "active"
+    assert s.run("status_maintenance.sh").returncode == 0
+    s.services["video"].unhealthy_file.unlink()
+    result = s.run("stop_maintenance.sh")
+    assert result.returncode == 0, result.stderr
+    s.assert_live()
+
+
+def test_start_interrupted_by_sigterm_rolls_back(nginx_setup: Setup) -> None:
+    s = nginx_setup
+    assert s.nginx is not None
+    live = {n: s.nginx.include(n).read_bytes() for n in SERVICES}
+    s.write_env(MAINT_SERVICE_video_DRAIN="sleep 30")  # halfway: switched to the shim, draining
+    with Hammer(_nginx_targets(s)) as hammer:
+        proc = s.popen("start_maintenance.sh")
+        _wait_state(s, "S_RELOADED", "1", proc)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        hammer.wait_for("service-200")
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err and "rolled back" in err
+    s.assert_live()
+    assert {n: s.nginx.include(n).read_bytes() for n in SERVICES} == live
+    assert hammer.failures() == [], hammer.counts()
+    s.write_env(MAINT_SERVICE_video_DRAIN=s.services["video"].hook("drain"))
+    assert s.run("start_maintenance.sh").returncode == 0
+    assert s.run("stop_maintenance.sh").returncode == 0
+    s.assert_live()
+
+
+def test_start_interrupted_by_sigint_in_port_mode_rolls_back(setup: Setup) -> None:
+    s = setup
+    video = s.services["video"]
+    s.write_env(MAINT_SWITCH="port", MAINT_SERVICE_video_STOP=f"sleep 30; {video.hook('stop')}")
+    proc = s.popen("start_maintenance.sh")
+    _wait_state(s, "S_STOPPED_video", "1", proc)  # halfway: studio stopped, video stopping
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted by SIGINT" in err and "rolled back" in err
+    s.assert_live()
+    s.write_env(MAINT_SERVICE_video_STOP=video.hook("stop"))
+    assert s.run("start_maintenance.sh").returncode == 0
+    s.assert_maintenance()
+    assert s.run("stop_maintenance.sh").returncode == 0
+    s.assert_live()
+
+
+def test_start_killed_outright_is_undone_by_the_next_stop(nginx_setup: Setup) -> None:
+    s = nginx_setup
+    assert s.nginx is not None
+    live = {n: s.nginx.include(n).read_bytes() for n in SERVICES}
+    s.write_env(MAINT_SERVICE_video_DRAIN="sleep 30")
+    proc = s.popen("start_maintenance.sh")
+    _wait_state(s, "S_RELOADED", "1", proc)
+    proc.send_signal(signal.SIGKILL)  # no trap runs: the state says "starting"
+    proc.communicate(timeout=10)
+    assert s.state()["S_STATE"] == "starting"
+    status = s.run("status_maintenance.sh")
+    assert status.returncode == 1 and "did not finish" in status.stdout
+    s.write_env(MAINT_SERVICE_video_DRAIN=s.services["video"].hook("drain"))
+    result = s.run("stop_maintenance.sh")
+    assert result.returncode == 0 and "the last start did not finish" in result.stderr, result.stderr
+    s.assert_live()  # also: the orphaned shim was stopped by its recorded PID
+    assert {n: s.nginx.include(n).read_bytes() for n in SERVICES} == live
+
+
+def test_stop_interrupted_by_sigint_keeps_the_shim(nginx_setup: Setup) -> None:
+    s = nginx_setup
+    assert s.run("start_maintenance.sh").returncode == 0
+    s.services["studio"].unhealthy_file.touch()  # halfway: services started, waiting for health
+    proc = s.popen("stop_maintenance.sh")
+    _wait_state(s, "S_STATE", "stopping", proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "the shim stays in place" in err
+    for name in SERVICES:
+        assert s.through_nginx(name).status == 503
+    assert s.state()["S_STATE"] == "active"
+    s.services["studio"].unhealthy_file.unlink()
+    result = s.run("stop_maintenance.sh")
+    assert result.returncode == 0, result.stderr
+    s.assert_live()
+
+
+def test_port_mode_unhealthy_service_gives_the_ports_back_to_the_shim(setup: Setup) -> None:
+    s = setup
+    s.write_env(MAINT_SWITCH="port", MAINT_HEALTH_TIMEOUT="2")
+    started = s.run("start_maintenance.sh")
+    assert started.returncode == 0, started.stderr
+    s.services["studio"].unhealthy_file.touch()
+    result = s.run("stop_maintenance.sh")
+    assert result.returncode == 1 and "studio" in result.stderr, result.stderr
+    s.assert_maintenance()
+    s.services["studio"].unhealthy_file.unlink()
+    assert s.run("stop_maintenance.sh").returncode == 0
+    s.assert_live()
+
+
+def test_caddy_mode_swaps_the_import_and_back(setup: Setup, tmp_path: Path) -> None:
+    """Caddy itself is not installed here: its test and reload commands are stubs that log their
+    calls; the import files, their restore and the state are real."""
+    s = setup
+    calls = tmp_path / "caddy-calls"
+    imports = {n: tmp_path / f"{n}.caddy" for n in SERVICES}
+    for name, path in imports.items():
+        path.write_text(f"to 127.0.0.1:{s.services[name].port}\n")
+    s.write_env(
+        MAINT_SWITCH="caddy",
+        MAINT_LISTEN=f"127.0.0.1:{free_port()}=studio,127.0.0.1:{free_port()}=video:api",
+        MAINT_CADDY_TEST_CMD=f"echo test >> {calls}",
+        MAINT_CADDY_RELOAD_CMD=f"echo reload >> {calls}",
+        **{f"MAINT_SERVICE_{n}_INCLUDE": str(p) for n, p in imports.items()},
+    )
+    assert s.run("start_maintenance.sh").returncode == 0
+    listen = s.settings["MAINT_LISTEN"].split(",")
+    assert f"\nto {listen[0].split('=')[0]}\n" in imports["studio"].read_text()
+    assert f"\nto {listen[1].split('=')[0]}\n" in imports["video"].read_text()
+    assert s.run("stop_maintenance.sh").returncode == 0
+    assert {n: p.read_text() for n, p in imports.items()} == {
+        n: f"to 127.0.0.1:{s.services[n].port}\n" for n in SERVICES}
+    assert calls.read_text().split() == ["test", "reload", "test", "reload"]
+    s.assert_live()
+
+
+def test_a_second_start_waits_for_the_lock_then_refuses(setup: Setup) -> None:
+    import fcntl
+
+    s = setup
+    s.write_env(MAINT_LOCK_TIMEOUT="1")
+    s.state_dir.mkdir()
+    with (s.state_dir / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a running start or stop holds it
+        result = s.run("start_maintenance.sh")
+    assert result.returncode == 1 and "another start or stop is running" in result.stderr
+    s.assert_live()
+
+
+# ---- 3. with_maintenance.sh around a real tqdm loop --------------------------------------------------
+
+TRAINER = """
+import sys, time
+from tqdm import tqdm
+steps, delay, code = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+for _ in tqdm(range(steps), desc="Steps", mininterval=0):
+    time.sleep(delay)
+print("trained", flush=True)
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def trainer(tmp_path: Path) -> Path:
+    """A small training loop printing tqdm progress to stderr: args STEPS DELAY EXIT_CODE."""
+    path = tmp_path / "train.py"
+    path.write_text(TRAINER)
+    return path
+
+
+def _shim_status(port: int) -> dict[str, object]:
+    return json.loads(request(port, "/_maintenance/status").body)  # type: ignore[no-any-return]
+
+
+def _watch_run(s: Setup, proc: subprocess.Popen[str], shim_port: int, timeout: float = 30) -> dict[str, object]:
+    """While the wrapped command runs: the services are down and the status shows progress."""
+    deadline = time.monotonic() + timeout
+    while s.state().get("S_STATE") != "active":
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    best: dict[str, object] = {}
+    while proc.poll() is None and time.monotonic() < deadline and s.state().get("S_STATE") == "active":
+        try:
+            status = _shim_status(shim_port)
+        except OSError:
+            break
+        assert not any(svc.running() for svc in s.services.values())
+        progress = status.get("progress")
+        if isinstance(progress, dict) and progress.get("step", 0) > 0:  # type: ignore[operator]
+            best = status
+            break
+        time.sleep(0.1)
+    return best
+
+
+def test_with_maintenance_runs_cmd_with_live_progress(setup: Setup, trainer: Path) -> None:
+    s = setup
+    shim_port = free_port()
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}")
+    proc = s.popen("with_maintenance.sh", "--", sys.executable, str(trainer), "30", "0.08", "0")
+    status = _watch_run(s, proc, shim_port)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "trained" in out and "Steps" in err  # CMD's output still reaches the terminal
+    progress = status.get("progress")
+    assert isinstance(progress, dict) and progress["step"] > 0 and progress["total"] == 30, status
+    assert "30/30" in (s.state_dir / "train.log").read_text()
+    s.assert_live()
+
+
+def test_with_maintenance_passes_the_failure_status_through(setup: Setup, trainer: Path) -> None:
+    s = setup
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{free_port()}")
+    result = s.run("with_maintenance.sh", "--", sys.executable, str(trainer), "5", "0.05", "7")
+    assert result.returncode == 7, result.stderr
+    s.assert_live()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_with_maintenance_interrupted_brings_services_back(
+    setup: Setup, trainer: Path, sig: signal.Signals
+) -> None:
+    s = setup
+    shim_port = free_port()
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}")
+    proc = s.popen("with_maintenance.sh", "--", sys.executable, str(trainer), "300", "0.1", "0")
+    _watch_run(s, proc, shim_port)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    s.assert_live()
+
+
+def test_with_maintenance_does_not_run_cmd_when_start_fails(setup: Setup, tmp_path: Path) -> None:
+    s = setup
+    s.write_env(MAINT_SHIM_CMD="false")
+    marker = tmp_path / "ran"
+    result = s.run("with_maintenance.sh", "--", "touch", str(marker))
+    assert result.returncode == 1 and "not running" in result.stderr, result.stderr
+    assert not marker.exists()
+    s.assert_live()
+
+
+# ---- 4. lint and documentation ------------------------------------------------------------------------
+
+
+def test_shellcheck_clean() -> None:
+    shellcheck = _require("shellcheck")
+    scripts = sorted(str(p) for p in SCRIPTS.glob("*.sh"))
+    result = subprocess.run([shellcheck, "-x", *scripts], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path in scripts:
+        text = Path(path).read_text()
+        assert "shellcheck disable" not in text, path
+        if not path.endswith("lib.sh"):
+            assert text.startswith("#!/usr/bin/env bash\n") and "set -Eeuo pipefail" in text, path
+
+
+def test_every_setting_is_documented() -> None:
+    ours = ("lib.sh", "start_maintenance.sh", "stop_maintenance.sh", "status_maintenance.sh", "with_maintenance.sh")
+    code = "\n".join(line for name in ours for line in (SCRIPTS / name).read_text().splitlines()
+                     if not line.lstrip().startswith("#"))
+    names = set(re.findall(r"\b(MAINT_[A-Z][A-Z_]*[A-Z])\b", code)) - {"MAINT_SERVICE"}
+    hooks = set(re.findall(r'svc "\$[a-z]+" ([A-Z_]+)', code)) | set(re.findall(r"hooks_run ([A-Z]+) ", code))
+    assert {"START", "STOP", "DRAIN", "HEALTH_URL", "LISTEN", "INCLUDE", "PROXY_URL"} <= hooks
+    example = (ROOT / "deploy" / "maintenance.env.example").read_text()
+    docs = (ROOT / "docs" / "switching.md").read_text()
+    for doc_name, doc in (("deploy/maintenance.env.example", example), ("docs/switching.md", docs)):
+        missing = sorted(n for n in names if n not in doc)
+        missing += sorted(f"_{h}" for h in hooks if f"MAINT_SERVICE_<name>_{h}" not in doc
+                          and not re.search(rf"MAINT_SERVICE_[a-z]+_{h}\b", doc))
+        assert missing == [], f"{doc_name} does not document {missing}"
