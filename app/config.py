@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     health_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     message: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    bind_retry_seconds: float = Field(default=0, ge=0, le=600)
     # MAINT_MESSAGE_<LANG>, gathered by load_settings (pydantic-settings has no pattern fields).
     messages: dict[str, str] = Field(default_factory=dict, exclude=True)
 

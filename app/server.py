@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
+import time
 
 import uvicorn
 
@@ -13,32 +15,42 @@ from app.main import create_app
 
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1
+BACKLOG = 2048
 
 
 class BindError(Exception):
     """A listener's address cannot be bound."""
 
 
-def bind(listener: Listener) -> socket.socket:
-    """A bound (not yet listening) TCP socket for `listener`; raises BindError with a readable reason."""
+def bind(listener: Listener, retry_seconds: float = 0.0, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket for `listener`; raises BindError with a readable reason.
+
+    While the address is in use, binding is retried every 10 ms for `retry_seconds`: in port mode the
+    shim is started, fully imported, while the service it replaces is still shutting down, and takes
+    the port the moment it is free. It listens at once, so clients queue instead of being refused.
+    """
     try:
-        infos = socket.getaddrinfo(
-            listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        infos = socket.getaddrinfo(listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
         raise BindError(f"cannot resolve {listener.host}: {error.strerror}") from None
     family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-    except OSError as error:
-        sock.close()
-        raise BindError(f"cannot listen on {listener.host}:{listener.port}: {error.strerror}") from None
-    sock.set_inheritable(True)
-    return sock
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+        except OSError as error:
+            sock.close()
+            if error.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            raise BindError(f"cannot listen on {listener.host}:{listener.port}: {error.strerror}") from None
+        sock.set_inheritable(True)
+        return sock
 
 
 class _RefusedHandshakeFilter(logging.Filter):
@@ -69,7 +81,7 @@ def serve(settings: Settings) -> int:
     sockets: list[socket.socket] = []
     try:
         for listener in settings.listeners:
-            sockets.append(bind(listener))
+            sockets.append(bind(listener, settings.bind_retry_seconds, BACKLOG))
     except BindError as error:
         for sock in sockets:
             sock.close()
@@ -85,7 +97,7 @@ def serve(settings: Settings) -> int:
         proxy_headers=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
-        backlog=2048,
+        backlog=BACKLOG,
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeFilter())

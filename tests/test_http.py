@@ -392,6 +392,37 @@ def test_port_taken_fails_with_one_line(start_shim: ShimFactory, tmp_path: Path)
     assert "Traceback" not in result.stderr
 
 
+def test_bind_retry_takes_the_port_when_it_frees(tmp_path: Path) -> None:
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    shim = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--listen", f"127.0.0.1:{port}=studio"],
+        env=clean_env({"MAINT_BIND_RETRY_SECONDS": "20"}), cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.5)  # fully started, waiting for the port
+        assert shim.poll() is None
+        blocker.close()
+        freed = time.monotonic()
+        while True:
+            try:
+                status = request(f"http://127.0.0.1:{port}", "GET", "/")[0]
+                break
+            except OSError:
+                assert time.monotonic() - freed < 5, "the shim did not take the freed port"
+                time.sleep(0.005)
+        assert status == 503
+        assert time.monotonic() - freed < 1.0
+    finally:
+        blocker.close()
+        shim.terminate()
+        shim.wait(10)
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
