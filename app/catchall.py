@@ -71,7 +71,6 @@ class MaintenanceApp:
         self.health_paths = frozenset(health_paths)
         self.lifespan = lifespan
         self.cors = cors_middleware(_send_stashed_reply, cors_origins) if cors_origins else None
-        self.preflight = NoStore(self.cors) if self.cors else None
         self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
         # (service, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
         self._cors_replies: dict[tuple[str, Choice, bytes], tuple[Reply, Reply]] = {}
@@ -90,16 +89,12 @@ class MaintenanceApp:
                 await send_reply(HEALTH_REPLY, send, method == "HEAD")
                 return
             facts = RequestFacts.from_scope_headers(scope["headers"])
-            if (
-                facts.origin is not None
-                and self.cors is not None
-                and self.preflight is not None
-                and self.cors.is_allowed_origin(facts.origin.decode("latin-1"))
-            ):
-                if method == "OPTIONS":
-                    await self.preflight(scope, receive, send)
-                else:
-                    await self._answer_cors(self.cors, scope, send, facts, facts.origin)
+            cors = self.cors
+            if cors is not None and facts.origin is not None and cors.is_allowed_origin(facts.origin.decode("latin-1")):
+                if method == "OPTIONS":  # a preflight (rare): Starlette answers it, never cached
+                    await NoStore(cors)(scope, receive, send)
+                    return
+                await self._answer(scope, send, facts, cors)
                 return
             await self._answer(scope, send, facts)
         elif kind == "websocket":
@@ -107,16 +102,10 @@ class MaintenanceApp:
         elif kind == "lifespan":
             await self._run_lifespan(receive, send)
 
-    async def _answer(self, scope: Scope, send: Send, facts: RequestFacts) -> None:
-        responder = self.responder
-        service = responder.service_for(scope.get("server"))
-        choice = responder.choose(scope["path"], scope["query_string"], facts, service)
-        await send_reply(responder.maintenance_reply(service, choice), send, scope["method"] == "HEAD")
-
-    async def _answer_cors(
-        self, cors: CORSMiddleware, scope: Scope, send: Send, facts: RequestFacts, origin: bytes
+    async def _answer(
+        self, scope: Scope, send: Send, facts: RequestFacts, cors: CORSMiddleware | None = None
     ) -> None:
-        """The 503 for an allowed origin, with the headers Starlette's CORSMiddleware adds.
+        """The 503; for an allowed origin (`cors` given), with the headers Starlette's CORSMiddleware adds.
 
         The middleware's output depends only on the reply and the Origin, so it runs once per reply and
         origin and its result is kept, instead of wrapping `send` on every request.
@@ -125,15 +114,16 @@ class MaintenanceApp:
         service = responder.service_for(scope.get("server"))
         choice = responder.choose(scope["path"], scope["query_string"], facts, service)
         reply = responder.maintenance_reply(service, choice)
-        key = (service.name, choice, origin)
-        cached = self._cors_replies.get(key)
-        if cached is None or cached[0] is not reply:
-            cached = (reply, await _decorate(cors, scope, reply))
-            if len(self._cors_replies) >= 1024:
-                self._cors_replies.clear()
-            self._cors_replies[key] = cached
-        await send_reply(cached[1], send, scope["method"] == "HEAD")
-
+        if cors is not None and facts.origin is not None:
+            key = (service.name, choice, facts.origin)
+            cached = self._cors_replies.get(key)
+            if cached is None or cached[0] is not reply:
+                cached = (reply, await _decorate(cors, scope, reply))
+                if len(self._cors_replies) >= 1024:
+                    self._cors_replies.clear()
+                self._cors_replies[key] = cached
+            reply = cached[1]
+        await send_reply(reply, send, scope["method"] == "HEAD")
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

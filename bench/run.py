@@ -935,6 +935,12 @@ def markdown(results: dict[str, Any], out: Path) -> str:
     for check in results["verdict"]:
         lines.append(f"| {check['target']} | {check['measured']} | {'yes' if check['met'] else '**no**'} |")
     lines += ["", f"Raw results: `{out.relative_to(ROOT)}` (git-ignored).", ""]
+    lines += [
+        "The cost of following a live progress source (a log growing at 100 lines/s), and the 503 throughput",
+        "with it against a static ETA, are measured by `bench/live_source.py`: "
+        "[benchmarks-live-source.md](benchmarks-live-source.md).",
+        "",
+    ]
     return "\n".join(lines)
 
 
