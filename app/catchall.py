@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -47,8 +48,13 @@ class DeferredApp:
     def start(self) -> asyncio.Future[ASGIApp]:
         """Begin building (idempotent); call from the event loop."""
         if self._future is None:
-            self._future = asyncio.get_running_loop().run_in_executor(None, self._factory)
+            self._future = asyncio.get_running_loop().run_in_executor(None, self._build)
         return self._future
+
+    def _build(self) -> ASGIApp:
+        app = self._factory()
+        gc.freeze()  # the admin app lives as long as the process: keep it out of the collector's scans
+        return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = await self.start()
