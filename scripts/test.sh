@@ -7,7 +7,7 @@ set -Eeuo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MAINT_TEST_VENV:-$root/.venv}
 python=${PYTHON:-python3}
-apt_packages=(nginx-light chromium fonts-noto-cjk wrk shellcheck curl procps)
+apt_packages=(nginx-light caddy chromium fonts-noto-cjk wrk shellcheck curl procps)
 
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
