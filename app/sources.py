@@ -127,7 +127,31 @@ def parse_progress_file(data: bytes) -> FileProgress:
     return FileProgress(step, total, updated_at, _text(document.get("phase")), _text(document.get("message")))
 
 
-class ProgressFileFollower:
+class _Follower:
+    """Polls one source every `poll_interval` seconds; a failure is logged once, never raised."""
+
+    poll_interval: float
+    _warn: _WarnOnce
+    _what = "source"
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            self.poll_once()
+            await asyncio.sleep(self.poll_interval)
+
+    def poll_once(self) -> None:
+        """One poll: read what changed and report progress; problems are logged, never raised."""
+        try:
+            self._poll()
+        except Exception as error:
+            self._warn("unexpected", f"cannot follow the {self._what}: %r", error)
+
+    def _poll(self) -> None:
+        raise NotImplementedError
+
+
+class ProgressFileFollower(_Follower):
     """Follow a JSON progress file ``{"step": N, "total": M}`` written by the trainer."""
 
     def __init__(self, path: str | os.PathLike[str], on_progress: OnProgress, poll_interval: float = 0.5) -> None:
@@ -139,18 +163,7 @@ class ProgressFileFollower:
         self._signature: tuple[int, int, int, int] | None = None
         self._warn = _WarnOnce(str(self.path))
 
-    async def run(self) -> None:
-        """Poll until cancelled."""
-        while True:
-            self.poll_once()
-            await asyncio.sleep(self.poll_interval)
-
-    def poll_once(self) -> None:
-        """Read the file if it changed and report its progress; problems are logged, never raised."""
-        try:
-            self._poll()
-        except Exception as error:
-            self._warn("unexpected", "cannot follow the progress file: %r", error)
+    _what = "progress file"
 
     def _poll(self) -> None:
         now = time.time()
@@ -195,7 +208,7 @@ class ProgressFileFollower:
         self.on_progress(t, progress.step, progress.total, "file")
 
 
-class LogFollower:
+class LogFollower(_Follower):
     """Follow a trainer log: read only appended bytes, survive truncation and rotation."""
 
     def __init__(
@@ -219,18 +232,7 @@ class LogFollower:
         self._skip_to_line = False
         self._warn = _WarnOnce(str(self.path))
 
-    async def run(self) -> None:
-        """Poll until cancelled."""
-        while True:
-            self.poll_once()
-            await asyncio.sleep(self.poll_interval)
-
-    def poll_once(self) -> None:
-        """Read what was appended since the last poll and report the newest training progress."""
-        try:
-            self._poll()
-        except Exception as error:
-            self._warn("unexpected", "cannot follow the log: %r", error)
+    _what = "log"
 
     def _start(self, size: int) -> None:
         """Begin a file afresh: from its start when small, else from its last ``tail_bytes``."""

@@ -93,8 +93,8 @@ def test_replay_app_picks_the_route_by_prefix(tmp_path: Path) -> None:
     assert asyncio.run(body_for("/gallery")) == b"page"
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_wrk_report_counts_statuses(floor: int, tmp_path: Path) -> None:
+    assert shutil.which("wrk"), "wrk is required (apt-get install wrk)"
     script = run.wrk_script(run.BROWSER, tmp_path)
     result = run.run_wrk(floor, script, connections=2, duration=1, threads=1)
     assert result["requests"] > 0
@@ -103,8 +103,8 @@ def test_wrk_report_counts_statuses(floor: int, tmp_path: Path) -> None:
     assert result["socket_errors"] == 0
 
 
-@pytest.mark.skipif(not Path(run.nginx_binary()).exists(), reason="nginx is not installed")
 def test_nginx_config_from_the_capture_is_valid(captured: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    assert Path(run.nginx_binary()).exists(), "nginx is required (apt-get install nginx-light)"
     conf = run.write_nginx_conf(tmp_path, free_port())
     done = subprocess.run(
         [run.nginx_binary(), "-t", "-p", str(conf.parent), "-c", str(conf)], capture_output=True, text=True
