@@ -85,7 +85,11 @@ def _split(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    """Every setting of the shim, validated; see the README's settings table."""
+    """Every setting of the shim, validated; see the README's settings table.
+
+    Built by `load_settings`, which merges the environment and the env file itself (so that the
+    environment wins, `MAINT_MESSAGE_<LANG>` is gathered, and every error names its variable).
+    """
 
     model_config = SettingsConfigDict(env_prefix="MAINT_", extra="ignore", case_sensitive=False)
 
