@@ -16,6 +16,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 DEFAULT_URL = "http://127.0.0.1:8080"
+COMMANDS = ("serve", "check", "status", "progress")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,10 +144,11 @@ def _progress(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad settings, with one line per bad setting)."""
-    args = _parser().parse_args(argv)
-    command = args.command or "serve"
-    if args.command is None:
-        args = _parser().parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or (arguments[0] not in COMMANDS and arguments[0] not in ("-h", "--help")):
+        arguments.insert(0, "serve")  # `maintenance-shim --listen ...` means serve
+    args = _parser().parse_args(arguments)
+    command: str = args.command
     handlers = {"serve": _serve, "check": _check, "status": _status, "progress": _progress}
     try:
         return handlers[command](args)

@@ -125,3 +125,11 @@ def test_cli_status_without_a_shim_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith("maintenance-shim: no shim answering at") and "Traceback" not in result.stderr
+
+
+def test_serve_is_the_default_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--listen", "127.0.0.1:99999"],
+        env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert result.returncode == 2 and "MAINT_LISTEN" in result.stderr  # parsed as `serve --listen ...`
