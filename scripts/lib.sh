@@ -501,6 +501,18 @@ proxy_cmd() {  # test|reload -> run the configured proxy command; output on fail
   local var rc=0
   var="MAINT_${MAINT_SWITCH^^}_${1^^}_CMD"
   PROXY_OUT=$(bash -c "${!var}" 2>&1 9>&-) || rc=$?
+  # Caddy prints JSON log lines, then `Error: ...`, sometimes followed by a hint on more lines ("Did you
+  # mean ...?"); the callers quote the last line, so make it the error with its hint.
+  if ((rc)) && [[ $MAINT_SWITCH == caddy ]]; then
+    local err
+    err=$(sed -n '/^Error: /,$p' <<<"$PROXY_OUT" | tr -s '\n' ' ')
+    [[ -n $err ]] && PROXY_OUT+=$'\n'"${err% }"
+    # A reload refused while starting the new config (e.g. a listener it could not bind) can leave that
+    # config's server answering part of the requests next to the old one, through later reloads too,
+    # until Caddy restarts (seen with 2.6.2).
+    [[ $1 == reload && $PROXY_OUT == *'module: start: '* ]] &&
+      warn "caddy refused the new config after starting part of it; it may now answer some requests with the refused config until it is restarted. Keep the shim and the services running: fix the Caddyfile, restart caddy, then run stop_maintenance.sh"
+  fi
   return "$rc"
 }
 proxy_name() { [[ $MAINT_SWITCH == nginx ]] && printf 'nginx' || printf 'caddy'; }

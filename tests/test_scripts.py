@@ -616,32 +616,6 @@ def test_port_mode_unhealthy_service_gives_the_ports_back_to_the_shim(setup: Set
     s.assert_live()
 
 
-def test_caddy_mode_swaps_the_import_and_back(setup: Setup, tmp_path: Path) -> None:
-    """Caddy itself is not installed here: its test and reload commands are stubs that log their
-    calls; the import files, their restore and the state are real."""
-    s = setup
-    calls = tmp_path / "caddy-calls"
-    imports = {n: tmp_path / f"{n}.caddy" for n in SERVICES}
-    for name, path in imports.items():
-        path.write_text(f"to 127.0.0.1:{s.services[name].port}\n")
-    s.write_env(
-        MAINT_SWITCH="caddy",
-        MAINT_LISTEN=f"127.0.0.1:{free_port()}=studio,127.0.0.1:{free_port()}=video:api",
-        MAINT_CADDY_TEST_CMD=f"echo test >> {calls}",
-        MAINT_CADDY_RELOAD_CMD=f"echo reload >> {calls}",
-        **{f"MAINT_SERVICE_{n}_INCLUDE": str(p) for n, p in imports.items()},
-    )
-    assert s.run("start_maintenance.sh").returncode == 0
-    listen = s.settings["MAINT_LISTEN"].split(",")
-    assert f"\nto {listen[0].split('=')[0]}\n" in imports["studio"].read_text()
-    assert f"\nto {listen[1].split('=')[0]}\n" in imports["video"].read_text()
-    assert s.run("stop_maintenance.sh").returncode == 0
-    assert {n: p.read_text() for n, p in imports.items()} == {
-        n: f"to 127.0.0.1:{s.services[n].port}\n" for n in SERVICES}
-    assert calls.read_text().split() == ["test", "reload", "test", "reload"]
-    s.assert_live()
-
-
 def test_a_second_start_waits_for_the_lock_then_refuses(setup: Setup) -> None:
     import fcntl
 
