@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 from urllib.parse import parse_qsl
 
@@ -29,8 +28,6 @@ _QUERY_FORMATS: dict[str, Format] = {
     "text": "text",
     "txt": "text",
 }
-# Real clients send a handful of header values; caching them (bounded) makes negotiation a dict lookup.
-_CACHED_HEADER_LENGTH = 512
 _MAX_ITEMS = 32  # an Accept or Accept-Language header longer than this is abuse; the rest is ignored
 
 
@@ -68,17 +65,6 @@ def parse_qvalues(header: str) -> list[tuple[str, float]]:
 
 def choose_format(accept: str | None, default: Format) -> Format:
     """The best format for an Accept header; `*/*` or no header -> `default`; nothing acceptable -> text."""
-    if accept is None or len(accept) <= _CACHED_HEADER_LENGTH:
-        return _choose_format_cached(accept, default)
-    return _choose_format(accept, default)
-
-
-@lru_cache(maxsize=1024)
-def _choose_format_cached(accept: str | None, default: Format) -> Format:
-    return _choose_format(accept, default)
-
-
-def _choose_format(accept: str | None, default: Format) -> Format:
     if not accept or not accept.strip():
         return default
     best: tuple[float, int, int] | None = None
@@ -116,7 +102,6 @@ class LocaleMatcher:
         self.default = default
         self._offered = [(Locale.parse(tag), tag) for tag in offered]
         self._cache: dict[str, str | None] = {}
-        self._best_cache: dict[str, str | None] = {}
 
     @property
     def offered(self) -> list[str]:
@@ -155,14 +140,11 @@ class LocaleMatcher:
         """The best offered locale for an Accept-Language header, or None."""
         if not header:
             return None
-        if header in self._best_cache:
-            return self._best_cache[header]
-        found = next((self.match(tag) for tag, q in parse_qvalues(header) if q > 0 and self.match(tag)), None)
-        if len(header) <= _CACHED_HEADER_LENGTH:
-            if len(self._best_cache) > 1024:
-                self._best_cache.clear()
-            self._best_cache[header] = found
-        return found
+        for tag, q in parse_qvalues(header):
+            found = self.match(tag) if q > 0 else None
+            if found:
+                return found
+        return None
 
 
 def _likely_script(locale: Locale) -> str | None:

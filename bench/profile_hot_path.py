@@ -90,12 +90,11 @@ def main() -> None:
     from app.negotiate import query_params
     from app.responder import RequestFacts
 
-    settings = load_settings(None, overrides={"listen": ["127.0.0.1:8080=studio"]})
+    settings = load_settings(None, environ=SHIM_ENV, overrides={"listen": ["127.0.0.1:8080=studio"]})
     app = create_app(settings)
-    inner = app.app if hasattr(app, "app") else app  # CorsGate wraps MaintenanceApp
-    if not isinstance(inner, MaintenanceApp):
-        raise SystemExit(f"unexpected app shape: {type(inner)}")
-    responder = inner.responder
+    if not isinstance(app, MaintenanceApp):
+        raise SystemExit(f"unexpected app shape: {type(app)}")
+    responder = app.responder
     n = args.requests
 
     async def measure() -> None:
@@ -110,8 +109,7 @@ def main() -> None:
         choice = responder.choose(scope["path"], scope["query_string"], facts, service)
         print(f"\n{request.name}: {request.method} {request.path} -> {choice}")
         rows = [
-            ("whole app (CorsGate + MaintenanceApp)", await per_request_us(app, scope, n)),
-            ("MaintenanceApp only (no CORS gate)", await per_request_us(inner, scope, n)),
+            ("whole app (bench settings, CORS on)", await per_request_us(app, scope, n)),
             ("  RequestFacts.from_scope_headers", per_call_us(lambda: RequestFacts.from_scope_headers(raw), n)),
             ("  query_params", per_call_us(lambda: query_params(scope["query_string"]), n)),
             (
