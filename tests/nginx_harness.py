@@ -19,17 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "nginx"
 NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
 HOSTS = {"studio": "studio.example.com", "video": "video-api.example.com"}
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
