@@ -11,8 +11,8 @@ from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from app.catchall import HEALTH_BODY
-from app.responder import RequestFacts, Responder
+from .catchall import HEALTH_BODY
+from .responder import RequestFacts, Responder
 
 logger = logging.getLogger("maintenance_shim")
 MAX_PROGRESS_BODY = 16 * 1024

@@ -11,8 +11,8 @@ from contextlib import AbstractAsyncContextManager
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.negotiate import Choice
-from app.responder import COMMON_HEADERS, Reply, RequestFacts, Responder
+from .negotiate import Choice
+from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
 
 RESERVED_PREFIX = "/_maintenance"
 HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()

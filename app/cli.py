@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from app.config import Settings, SettingsError, load_settings
+from .config import Settings, SettingsError, load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,7 +57,7 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from app.server import serve  # imported here so `check` and `status` stay light
+    from .server import serve  # imported here so `check` and `status` stay light
 
     overrides = {"listen": args.listen} if args.listen else None
     return serve(_settings(args.env_file, overrides))
@@ -65,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     settings = _settings(args.env_file)
-    from app.i18n import available_catalogs
+    from .i18n import available_catalogs
 
     missing = [locale for locale in settings.languages if locale not in available_catalogs()]
     if missing:
@@ -119,7 +119,7 @@ def _progress(args: argparse.Namespace) -> int:
     if args.step < 0 or (args.total is not None and (args.total <= 0 or args.step > args.total)):
         return _fail("--step must be >= 0 and no larger than --total (> 0)", EXIT_BAD_SETTINGS)
     if args.file:
-        from app.reporter import write_progress_file
+        from .reporter import write_progress_file
 
         write_progress_file(args.file, args.step, args.total)
         return EXIT_OK

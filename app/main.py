@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
-from app.catchall import DeferredApp, MaintenanceApp, NoStore
-from app.config import Settings
-from app.i18n import Catalogs
-from app.negotiate import LocaleMatcher
-from app.render import Renderer, Service
-from app.responder import Responder
-from app.status import RetryPolicy, Tracker
+from .catchall import DeferredApp, MaintenanceApp, NoStore
+from .config import Settings
+from .i18n import Catalogs
+from .negotiate import LocaleMatcher
+from .render import Renderer, Service
+from .responder import Responder
+from .status import RetryPolicy, Tracker
 
 if TYPE_CHECKING:
-    from app.sources import LogFollower, ProgressFileFollower
+    from .sources import LogFollower, ProgressFileFollower
 
     Follower = LogFollower | ProgressFileFollower
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
     secret = settings.admin_token.get_secret_value() if settings.admin_token else None
 
     def build_admin() -> ASGIApp:
-        from app.admin import create_admin  # FastAPI: imported off the start-up path
+        from .admin import create_admin  # FastAPI: imported off the start-up path
 
         return NoStore(create_admin(responder, secret))
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         admin.start()
         followers: list[Follower] = []
         if settings.progress_file or settings.train_log:
-            from app.sources import LogFollower, ProgressFileFollower  # only when a source is set
+            from .sources import LogFollower, ProgressFileFollower  # only when a source is set
 
             if settings.progress_file:
                 followers.append(ProgressFileFollower(settings.progress_file, tracker.record))

@@ -13,11 +13,11 @@ from typing import Any
 import jinja2
 from babel import Locale
 
-from app.config import ServiceKind
-from app.i18n import Catalogs, bcp47, native_name
-from app.negotiate import Format
-from app.status import Snapshot
-from app.texts import Texts, build_texts
+from .config import ServiceKind
+from .i18n import Catalogs, bcp47, native_name
+from .negotiate import Format
+from .status import Snapshot
+from .texts import Texts, build_texts
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATUS_PATH = "/_maintenance/status"

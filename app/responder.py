@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from app.i18n import bcp47
-from app.negotiate import Choice, Format, LocaleMatcher, cookie_value, negotiate, query_params
-from app.render import Renderer, Service
-from app.status import Snapshot, Tracker
+from .i18n import bcp47
+from .negotiate import Choice, Format, LocaleMatcher, cookie_value, negotiate, query_params
+from .render import Renderer, Service
+from .status import Snapshot, Tracker
 
 Headers = list[tuple[bytes, bytes]]
 

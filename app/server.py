@@ -11,8 +11,8 @@ import time
 
 import uvicorn
 
-from app.config import Listener, Settings
-from app.main import create_app
+from .config import Listener, Settings
+from .main import create_app
 
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.logparse import LogParser
+from .logparse import LogParser
 
 logger = logging.getLogger("maintenance_shim.sources")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.eta import Estimator, State
+from .eta import Estimator, State
 
 
 @dataclass(frozen=True)

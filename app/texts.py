@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from babel.numbers import format_decimal, format_percent
 
-from app.i18n import clock_time, relative_time
-from app.status import Snapshot
+from .i18n import clock_time, relative_time
+from .status import Snapshot
 
 
 @dataclass(frozen=True)

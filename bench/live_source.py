@@ -85,7 +85,7 @@ def main() -> int:
             for name, extra in (("static", {"MAINT_ETA": "45m"}), ("live", {"MAINT_TRAIN_LOG": str(log)})):
                 port = free_port()
                 env = {**server_env(), **extra}
-                argv = [sys.executable, "-m", "app", "serve", "--listen", f"127.0.0.1:{port}=studio"]
+                argv = [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}=studio"]
                 proc = procs.start(name, argv, env=env, cwd=scratch, log=scratch / f"{name}.log", cpu=SERVER_CPU)
                 wait_ready(proc, port)
                 shims[name] = (port, proc)

@@ -314,7 +314,7 @@ class Server:
     def argv(self, port: int, scratch: Path) -> list[str]:
         py = sys.executable
         if self.name == "shim":
-            return [py, "-m", "app", "serve", "--listen", f"127.0.0.1:{port}={SERVICE}"]
+            return [py, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}={SERVICE}"]
         if self.name == "floor":
             return [py, str(BENCH / "raw_floor.py"), "--port", str(port), "--replies", str(scratch / "replies.json")]
         if self.name == "bare":

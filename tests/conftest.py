@@ -103,7 +103,7 @@ class ShimLauncher:
     ) -> Shim:
         services = services or ["studio"]
         ports = ports or [free_port() for _ in services]
-        args = [sys.executable, "-m", "app", "serve"]
+        args = [sys.executable, "-m", "maintenance_shim", "serve"]
         for port, service in zip(ports, services, strict=True):
             args += ["--listen", f"127.0.0.1:{port}={service}"]
         log = self.directory / f"shim-{len(self.started)}-{ports[0]}.log"

@@ -86,19 +86,20 @@ def test_cli_progress_and_status(start_shim: ShimFactory, tmp_path: Path) -> Non
     push_shim = start_shim(env=PUSH_ENV)
     env = clean_env({"MAINT_ADMIN_TOKEN": TOKEN})
     pushed = subprocess.run(
-        [sys.executable, "-m", "app", "progress", "--step", "750", "--total", "3000", "--url", push_shim.url],
+        [sys.executable, "-m", "maintenance_shim", "progress", "--step", "750", "--total", "3000",
+         "--url", push_shim.url],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert pushed.returncode == 0, pushed.stderr
     shown = subprocess.run(
-        [sys.executable, "-m", "app", "status", "--url", push_shim.url],
+        [sys.executable, "-m", "maintenance_shim", "status", "--url", push_shim.url],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert shown.returncode == 0, shown.stderr
     assert "step 750 of 3000 (25.0%)" in shown.stdout
     assert "state:" in shown.stdout and "retry-after:" in shown.stdout
     wrong = subprocess.run(
-        [sys.executable, "-m", "app", "progress", "--step", "1", "--url", push_shim.url],
+        [sys.executable, "-m", "maintenance_shim", "progress", "--step", "1", "--url", push_shim.url],
         env=clean_env({"MAINT_ADMIN_TOKEN": "another-token-0123456789"}), cwd=tmp_path,
         capture_output=True, text=True, timeout=20, check=False,
     )
@@ -109,7 +110,7 @@ def test_cli_progress_and_status(start_shim: ShimFactory, tmp_path: Path) -> Non
 def test_cli_progress_file_is_written_atomically(tmp_path: Path) -> None:
     target = tmp_path / "progress.json"
     result = subprocess.run(
-        [sys.executable, "-m", "app", "progress", "--step", "12", "--total", "40", "--file", str(target)],
+        [sys.executable, "-m", "maintenance_shim", "progress", "--step", "12", "--total", "40", "--file", str(target)],
         env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -120,7 +121,7 @@ def test_cli_progress_file_is_written_atomically(tmp_path: Path) -> None:
 
 def test_cli_status_without_a_shim_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "status", "--url", "http://127.0.0.1:9"],
+        [sys.executable, "-m", "maintenance_shim", "status", "--url", "http://127.0.0.1:9"],
         env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert result.returncode == 1
@@ -129,7 +130,7 @@ def test_cli_status_without_a_shim_says_so(tmp_path: Path) -> None:
 
 def test_serve_is_the_default_command(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "--listen", "127.0.0.1:99999"],
+        [sys.executable, "-m", "maintenance_shim", "--listen", "127.0.0.1:99999"],
         env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert result.returncode == 2 and "MAINT_LISTEN" in result.stderr  # parsed as `serve --listen ...`

@@ -10,7 +10,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
 
-from app.i18n import LOCALES_DIR, available_catalogs
+from maintenance_shim.i18n import LOCALES_DIR, available_catalogs
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = ["en", "ja", "zh_Hans"]

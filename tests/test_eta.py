@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.eta import MIN_REMAINING, Estimate, Estimator
+from maintenance_shim.eta import MIN_REMAINING, Estimate, Estimator
 
 START = 1_800_000_000.0
 RESUME = 120.0

@@ -359,7 +359,7 @@ def test_bad_setting_exits_2_naming_it(env: dict[str, str], args: list[str], nam
         if command == ["check"] and args:
             continue
         result = subprocess.run(
-            [sys.executable, "-m", "app", *command],
+            [sys.executable, "-m", "maintenance_shim", *command],
             env=clean_env(env), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
         )
         assert result.returncode == 2, result.stderr
@@ -374,7 +374,7 @@ def test_bad_setting_exits_2_naming_it(env: dict[str, str], args: list[str], nam
 def test_env_file_is_read_and_check_passes(tmp_path: Path) -> None:
     (tmp_path / "maintenance.env").write_text("MAINT_ETA=45m\nMAINT_LANGUAGES=en,ja\n# comment\n")
     result = subprocess.run(
-        [sys.executable, "-m", "app", "check"],
+        [sys.executable, "-m", "maintenance_shim", "check"],
         env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -384,7 +384,7 @@ def test_env_file_is_read_and_check_passes(tmp_path: Path) -> None:
 def test_port_taken_fails_with_one_line(start_shim: ShimFactory, tmp_path: Path) -> None:
     shim = start_shim()
     result = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--listen", f"127.0.0.1:{shim.port}"],
+        [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{shim.port}"],
         env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert result.returncode == 1
@@ -399,7 +399,7 @@ def test_bind_retry_takes_the_port_when_it_frees(tmp_path: Path) -> None:
     blocker.listen(1)
     port = blocker.getsockname()[1]
     shim = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--listen", f"127.0.0.1:{port}=studio"],
+        [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}=studio"],
         env=clean_env({"MAINT_BIND_RETRY_SECONDS": "20"}), cwd=tmp_path,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.reporter import Reporter
+from maintenance_shim.reporter import Reporter
 from tests.conftest import Shim, ShimFactory
 from tests.test_http import request
 

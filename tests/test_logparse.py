@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tqdm import tqdm
 
-from app.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
+from maintenance_shim.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
 
 
 def tqdm_log(path: Path | None = None, total: int = 20, **options: object) -> str:

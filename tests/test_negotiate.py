@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.negotiate import FORMATS, LocaleMatcher, choose_format, cookie_value, negotiate, parse_qvalues, query_params
+from maintenance_shim.negotiate import (
+    FORMATS,
+    LocaleMatcher,
+    choose_format,
+    cookie_value,
+    negotiate,
+    parse_qvalues,
+    query_params,
+)
 
 MATCHER = LocaleMatcher(["en", "ja", "zh_Hans"], "en")
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from app.i18n import load_translations
+from maintenance_shim.i18n import load_translations
 from tests.conftest import ARTIFACTS, Shim, ShimFactory
 
 LANGS = {"en": "en-US", "ja": "ja-JP", "zh_Hans": "zh-CN"}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from app.sources import (
+from maintenance_shim.sources import (
     MAX_CATCH_UP,
     MAX_PROGRESS_FILE,
     TAIL_BYTES,

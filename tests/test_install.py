@@ -1,0 +1,143 @@
+"""The built wheel installs as `maintenance_shim` beside a user's own FastAPI service whose package is `app`.
+
+Both run in one fresh venv; uninstalling either leaves the other whole. Needs PyPI (or pip's cache) for
+the dependencies, like the test command itself.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, clean_env, free_port, wait_http
+
+USER_APP = """
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+def hello() -> dict[str, str]:
+    return {"hello": "from the user's own app"}
+
+
+def create_app() -> FastAPI:
+    return app
+"""
+
+
+def _run(
+    args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+class Server:
+    def __init__(self, args: list[str], cwd: Path, log: Path) -> None:
+        self.log = log
+        with log.open("wb") as handle:
+            self.proc = subprocess.Popen(args, cwd=cwd, env=clean_env(), stdout=handle, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
+    """(venv, shim wheel, user wheel): a fresh venv and the two wheels, built here."""
+    base = tmp_path_factory.mktemp("install")
+    wheels = base / "wheels"
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)])
+    user = base / "user-service"
+    (user / "app").mkdir(parents=True)
+    (user / "app" / "__init__.py").write_text("")
+    (user / "app" / "main.py").write_text(USER_APP)
+    (user / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=77"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "user-service"
+        version = "1.0"
+        dependencies = ["fastapi", "uvicorn"]
+
+        [tool.setuptools]
+        packages = ["app"]
+    """))
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(user)])
+    shim_wheel = next(wheels.glob("maintenance_shim-*.whl"))
+    user_wheel = next(wheels.glob("user_service-*.whl"))
+    env_dir = base / "venv"
+    _run([sys.executable, "-m", "venv", str(env_dir)])
+    _run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(shim_wheel), str(user_wheel)])
+    yield env_dir, shim_wheel, user_wheel
+
+
+def _shim_answers(env_dir: Path, cwd: Path) -> None:
+    port = free_port()
+    server = Server([str(env_dir / "bin" / "maintenance-shim"), "serve", "--listen", f"127.0.0.1:{port}=studio"],
+                    cwd, cwd / f"shim-{port}.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_maintenance/health", timeout=20)
+        assert _status(f"http://127.0.0.1:{port}/anything") == 503
+    finally:
+        server.stop()
+    check = _run([str(env_dir / "bin" / "python"), "-m", "maintenance_shim", "check"], cwd=cwd, env=clean_env())
+    assert "configuration OK" in check.stdout
+
+
+def _user_app_answers(env_dir: Path, cwd: Path) -> None:
+    port = free_port()
+    server = Server([str(env_dir / "bin" / "python"), "-m", "uvicorn", "app.main:app", "--port", str(port)],
+                    cwd, cwd / f"user-{port}.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", timeout=20)
+        assert _status(f"http://127.0.0.1:{port}/") == 200
+    finally:
+        server.stop()
+
+
+def test_both_run_side_by_side(venv: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    env_dir, _, _ = venv
+    script = "import importlib.metadata as m; print(m.distribution('maintenance-shim').read_text('top_level.txt'))"
+    top_level = _run([str(env_dir / "bin" / "python"), "-c", script])
+    assert top_level.stdout.split() == ["maintenance_shim"]
+    _shim_answers(env_dir, tmp_path)
+    _user_app_answers(env_dir, tmp_path)
+
+
+def test_uninstalling_one_leaves_the_other(venv: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    env_dir, shim_wheel, user_wheel = venv
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip"]
+    _run([*pip, "uninstall", "-y", "-q", "user-service"])
+    _shim_answers(env_dir, tmp_path)
+    _run([*pip, "install", "-q", "--no-deps", str(user_wheel)])
+    _run([*pip, "uninstall", "-y", "-q", "maintenance-shim"])
+    _user_app_answers(env_dir, tmp_path)
+    _run([*pip, "install", "-q", "--no-deps", str(shim_wheel)])
+    _shim_answers(env_dir, tmp_path)
