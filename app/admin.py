@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from .catchall import HEALTH_BODY
+from .eta import Phase
 from .responder import RequestFacts, Responder
 
 logger = logging.getLogger("maintenance_shim")
@@ -23,6 +24,7 @@ class ProgressIn(BaseModel):
 
     step: int = Field(ge=0, le=10**12)
     total: int | None = Field(default=None, gt=0, le=10**12)
+    phase: Phase | None = None
 
     @model_validator(mode="after")
     def _step_within_total(self) -> ProgressIn:
@@ -83,7 +85,7 @@ def create_admin(responder: Responder, admin_token: str | None) -> FastAPI:
             # Only type, loc and msg: the input may be NaN (not JSON-encodable) and is not echoed back.
             errors = [{key: err[key] for key in ("type", "loc", "msg")} for err in error.errors()]
             raise RequestValidationError(errors) from None
-        responder.tracker.record(time.time(), report.step, report.total, "push")
+        responder.tracker.record(time.time(), report.step, report.total, "push", report.phase)
         return Response(status_code=204)
 
     return app

@@ -1,23 +1,37 @@
-"""Training ETA from (wall-clock, step) samples: pure maths, the clock is always an argument.
+"""Training ETA from (wall-clock, step) samples of one source: pure maths, the clock is always an argument.
 
 Rules (docs/progress.md explains them for operators):
 
-- Rate: over the recent window (the samples of the last ``window_seconds``, but at least
-  ``min_intervals`` intervals) each interval between two step changes gives seconds per step.
-  Intervals slower than ``outlier_factor`` times the median are pauses (checkpoint writes, evaluation,
-  warm-up) and are left out; the rate is the kept steps over the kept seconds. A sum rather than a
-  median of rates, so that coarse sampling (a log polled every 0.5 s) does not bias it.
-- Raw finish: time of the last step change + remaining steps / rate + ``resume_seconds``.
-- Smoothing: the shown finish time moves later at once (a pause or a slowdown is evidence) but moves
-  earlier only gradually: after a sample ``dt`` seconds after the previous one it closes
-  ``1 - exp(-dt / smooth_seconds)`` of the gap to the raw finish. So the finish moves earlier by at most
-  that fraction of the remaining time, and never past the raw estimate.
-- States: ``unknown`` without samples or total. ``finishing`` once step >= total: remaining is
-  resume_seconds counted from the first sample at the total; when that has passed, ``overdue`` with
-  remaining ``overdue_floor`` (the reload is late; ask again soon). Otherwise ``stalled`` after
-  ``stall_seconds`` without a new step, ``overdue`` when the shown finish has passed, else ``training``.
-  Remaining in ``stalled`` and in training ``overdue`` is "if steps resumed now": remaining steps / rate
-  + resume_seconds, at least ``overdue_floor``; None while there is no rate yet (a single sample).
+- Intervals. Each step change closes an interval (seconds, steps). The first interval of a run (from the
+  first sample, usually the bar appearing, to the next step) is the warm-up: model compilation, data
+  loader start-up. It is left out of everything.
+- Pauses. An interval whose seconds per step exceed ``outlier_factor`` times the median of the recent
+  normal intervals holds a pause (an evaluation, a checkpoint save); so does time spent in a reported
+  ``evaluating`` or ``saving`` phase. Only the normal part of such an interval counts towards the rate;
+  the excess is pause time.
+- Rate: the least-squares slope of steps over normal seconds across the normal intervals of the last
+  ``window_seconds`` (at least ``min_intervals`` of them): coarse sampling (a log polled every 0.5 s)
+  neither biases it nor makes it jump when an interval enters or leaves the window.
+- Rate changes: when both halves of the last ``change_seconds`` are faster (or both slower) than the
+  whole window by more than ``change_share``, the window restarts there, so a real change (a larger
+  batch, a longer sequence) is followed within seconds while jitter, which moves one half, is not.
+- Recurring pauses: once two pauses have been seen, their total divided by the steps since the warm-up
+  is added per remaining step. A single pause is a one-off until another one comes.
+- Estimating: no ETA until ``ready_intervals`` normal intervals covering ``ready_seconds`` have been seen.
+- Raw finish: time of the last step change + remaining steps x (1 / rate + pause per step) +
+  ``resume_seconds``.
+- Smoothing: the shown finish moves later at once when the raw finish is later by more than 3 % of the
+  remaining time (at least 2 s): a pause or a slowdown is evidence. Any smaller move, and every move
+  earlier, is gradual: after a sample ``dt`` seconds after the previous one it closes
+  ``1 - exp(-dt / smooth_seconds)`` of the gap to the raw finish.
+- States: ``unknown`` without samples or total; ``estimating`` while the rate is not established;
+  ``finishing`` once step >= total: remaining is resume_seconds counted from the first sample at the
+  total, then ``overdue`` with remaining ``overdue_floor``. Otherwise ``stalled`` after ``stall_seconds``
+  without a new step (outside a reported pause phase), ``overdue`` when the shown finish has passed, else
+  ``training``. Remaining in ``stalled`` and training ``overdue`` is "if steps resumed now".
+- A step lower than the last is a new run (a restart from a checkpoint): everything is forgotten. One
+  Estimator follows one source; the Tracker keeps one per source, so a slower source never looks like a
+  restart of a faster one.
 - Remaining is never below ``MIN_REMAINING`` (1 s), never NaN; None only when it is unknown.
 """
 
@@ -26,21 +40,28 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-State = Literal["training", "finishing", "overdue", "stalled", "unknown"]
+State = Literal["training", "estimating", "finishing", "overdue", "stalled", "unknown"]
+Phase = Literal["training", "evaluating", "saving"]
+PHASES: tuple[Phase, ...] = ("training", "evaluating", "saving")
 
 # Retry-After is at least 1 s, and "0 seconds left" is a lie while anything still runs.
 MIN_REMAINING = 1.0
 # Samples this close in time are one observation (a poll that found several log updates).
 _SAME_TIME = 1e-6
-# Older samples than this are ignored; small clock jitter between sources is not.
+# Older samples than this are ignored; small clock jitter is not.
 _OLD_TOLERANCE = 1.0
-# A lower step that some sample of this recent past already had is a late report, not a restart.
-_LATE_SECONDS = 30.0
 # Bound the work per sample even for a trainer reporting hundreds of steps per second.
-_MAX_SAMPLES = 1024
+_MAX_INTERVALS = 1024
+# A raw finish later than the shown one by more than this (seconds, share of the remaining time) is
+# shown at once; smaller moves either way are smoothed.
+_LATER_AT_ONCE_SECONDS = 2.0
+_LATER_AT_ONCE_SHARE = 0.03
+# Intervals used for the median that tells a pause from a normal interval.
+_MEDIAN_OF = 31
 
 
 @dataclass(frozen=True)
@@ -53,31 +74,41 @@ class Estimate:
     step: int | None
     total: int | None
     updated_at: float | None
+    phase: Phase | None = None
+    pause_per_step: float = 0.0
+    first_step: int | None = None
+    started_at: float | None = None
 
 
-class _Sample(NamedTuple):
-    t: float
-    step: int
+class _Interval(NamedTuple):
+    end: float  # wall-clock time the interval ended
+    seconds: float  # normal (non-pause) seconds
+    steps: int
+
+
+def _ratio(intervals: Sequence[_Interval] | deque[_Interval]) -> float | None:
+    steps = sum(item.steps for item in intervals)
+    seconds = sum(item.seconds for item in intervals)
+    return steps / seconds if steps > 0 and seconds > 0 else None
 
 
 class Estimator:
-    """Feed ``add(t, step, total)`` samples, ask ``estimate(now)``; time is wall-clock seconds.
-
-    A step lower than any seen in the last 30 s is a new run and resets the history; a lower step that
-    was seen in that time is a late report from a slower source (a log behind the progress file) and
-    is ignored, as are samples more than 1 s older than the newest.
-    """
+    """Feed ``add(t, step, total, phase)`` samples, ask ``estimate(now)``; time is wall-clock seconds."""
 
     def __init__(
         self,
         *,
         resume_seconds: float,
         stall_seconds: float,
-        window_seconds: float = 120.0,
+        window_seconds: float = 45.0,
         min_intervals: int = 8,
         outlier_factor: float = 3.0,
         smooth_seconds: float = 5.0,
         overdue_floor: float = 30.0,
+        ready_intervals: int = 4,
+        ready_seconds: float = 5.0,
+        change_seconds: float = 8.0,
+        change_share: float = 0.08,
     ) -> None:
         if not (math.isfinite(resume_seconds) and resume_seconds >= 0):
             raise ValueError(f"resume_seconds must be a finite number >= 0, not {resume_seconds!r}")
@@ -90,70 +121,95 @@ class Estimator:
         self.outlier_factor = outlier_factor
         self.smooth_seconds = smooth_seconds
         self.overdue_floor = max(MIN_REMAINING, overdue_floor)
-        self._samples: deque[_Sample] = deque(maxlen=_MAX_SAMPLES)
+        self.ready_intervals = ready_intervals
+        self.ready_seconds = ready_seconds
+        self.change_seconds = change_seconds
+        self.change_share = change_share
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new run)."""
+        self._intervals: deque[_Interval] = deque(maxlen=_MAX_INTERVALS)
+        self._last_t: float | None = None  # time of the last step change (or of the end of a pause)
+        self._last_step: int | None = None
+        self._first_step: int | None = None
+        self._started_at: float | None = None
+        self._warm_step: int | None = None  # the step at the end of the warm-up interval
         self._total: int | None = None
         self._updated_at: float | None = None
+        self._phase: Phase | None = None
+        self._pause_since: float | None = None
+        self._pause_seconds = 0.0
+        self._pauses = 0
+        self._normal_count = 0
+        self._normal_seconds = 0.0
         self._rate: float | None = None
         self._finish: float | None = None
         self._finish_t = 0.0
         self._done_at: float | None = None
 
-    def reset(self) -> None:
-        """Forget all samples (a new run)."""
-        self._samples.clear()
-        self._total = None
-        self._updated_at = None
-        self._rate = None
-        self._finish = None
-        self._finish_t = 0.0
-        self._done_at = None
-
-    def add(self, t: float, step: int, total: int | None) -> None:
+    def add(self, t: float, step: int, total: int | None, phase: str | None = None) -> None:
         """Record that ``step`` of ``total`` was reached at wall-clock ``t``; a step going back resets."""
         if not math.isfinite(t) or step < 0:
             return
         if total is not None and total <= 0:
             total = None
-        last = self._samples[-1] if self._samples else None
-        if last is not None:
-            if t < last.t - _OLD_TOLERANCE:
+        if self._last_t is not None and self._last_step is not None:
+            if t < self._last_t - _OLD_TOLERANCE:
                 return
-            # Jitter between sources' clocks must not make an interval negative.
-            t = max(t, last.t)
-            if step < last.step:
-                if self._is_late(t, step):
-                    return
+            t = max(t, self._last_t)
+            if step < self._last_step:
                 self.reset()
-                last = None
         if total != self._total:
             self._total = total
-            # A new total makes the old finish meaningless; shown again from the next raw estimate.
-            self._finish = None
+            self._finish = None  # a new total makes the old finish meaningless
             if total is None or step < total:
                 self._done_at = None
         self._updated_at = t if self._updated_at is None else max(self._updated_at, t)
-        if last is None:
-            self._samples.append(_Sample(t, step))
-        elif step > last.step:
-            if t - last.t <= _SAME_TIME:
-                self._samples[-1] = _Sample(last.t, step)
+        new_phase: Phase | None = None
+        if phase is not None:
+            new_phase = phase if phase in PHASES else "training"
+        if self._last_t is None or self._last_step is None:
+            self._last_t, self._last_step = t, step
+            self._first_step, self._started_at = step, t
+        elif step > self._last_step:
+            if t - self._last_t <= _SAME_TIME and self._intervals:
+                # Several updates seen in one observation: fold them into the previous interval.
+                last = self._intervals[-1]
+                self._intervals[-1] = last._replace(steps=last.steps + step - self._last_step)
             else:
-                self._samples.append(_Sample(t, step))
+                self._close_interval(t, step, forced_pause=self._pause_since is not None)
+            self._last_t, self._last_step = t, step
+            if self._pause_since is not None:
+                self._pause_since = t  # still in the pause phase, or it ended with these steps
+        elif self._pause_since is not None and new_phase == "training":
+            # The pause ended with no step since it began: all of it was pause; the interval restarts now.
+            self._add_pause(t - self._pause_since)
+            self._last_t = t
+        if new_phase is not None:
+            if new_phase in ("evaluating", "saving"):
+                if self._pause_since is None:
+                    self._pause_since = t
+            else:
+                self._pause_since = None
+            self._phase = new_phase
         if total is not None and step >= total and self._done_at is None:
-            self._done_at = self._samples[-1].t
-        self._prune()
-        self._rate = self._robust_rate()
+            self._done_at = self._last_t
+        self._rate = self._window_rate()
         self._smooth()
 
     def estimate(self, now: float) -> Estimate:
         """The state and remaining seconds at wall-clock ``now``; does not change the estimator."""
-        if not self._samples:
+        if self._last_t is None or self._last_step is None:
             return Estimate("unknown", None, None, None, None, None)
-        last = self._samples[-1]
-        rate, total = self._rate, self._total
+        rate, total, step, last_t = self._rate, self._total, self._last_step, self._last_t
+        per_step = self.pause_per_step
 
         def make(state: State, remaining: float | None) -> Estimate:
-            return Estimate(state, remaining, rate, last.step, total, self._updated_at)
+            return Estimate(
+                state, remaining, rate, step, total, self._updated_at, self._phase, per_step,
+                self._first_step, self._started_at,
+            )
 
         if total is None:
             return make("unknown", None)
@@ -164,53 +220,122 @@ class Estimator:
             return make("overdue", self.overdue_floor)
         if_resumed_now = None
         if rate is not None:
-            if_resumed_now = max(self.overdue_floor, (total - last.step) / rate + self.resume_seconds)
-        if now - last.t >= self.stall_seconds:
+            if_resumed_now = max(
+                self.overdue_floor, (total - step) * (1.0 / rate + per_step) + self.resume_seconds
+            )
+        paused = self._phase in ("evaluating", "saving")
+        if now - last_t >= self.stall_seconds and not paused:
             return make("stalled", if_resumed_now)
         if self._finish is None:
-            return make("training", None)
+            return make("estimating", None)
         if now >= self._finish:
             return make("overdue", if_resumed_now)
         return make("training", max(MIN_REMAINING, self._finish - now))
 
-    def _is_late(self, t: float, step: int) -> bool:
-        """True when a recent sample already had ``step``: a slower source reporting, not a new run."""
-        for sample in reversed(self._samples):
-            if sample.t < t - _LATE_SECONDS:
-                return False
-            if sample.step <= step:
-                return True
-        return False
+    @property
+    def pause_per_step(self) -> float:
+        """Recurring pause seconds per step, once two pauses have been seen; else 0."""
+        if self._pauses < 2 or self._last_step is None:
+            return 0.0
+        steps = self._last_step - (self._warm_step if self._warm_step is not None else self._last_step)
+        return self._pause_seconds / steps if steps > 0 else 0.0
 
-    def _prune(self) -> None:
-        samples = self._samples
-        newest = samples[-1].t
-        while len(samples) > self.min_intervals + 1 and samples[1].t < newest - self.window_seconds:
-            samples.popleft()
+    @property
+    def ready(self) -> bool:
+        """True once the rate rests on enough normal intervals and seconds to show an ETA."""
+        return self._normal_count >= self.ready_intervals and self._normal_seconds >= self.ready_seconds
 
-    def _robust_rate(self) -> float | None:
-        """Steps per second over the recent window, pauses left out; None with fewer than two samples."""
-        pairs = list(zip(self._samples, list(self._samples)[1:], strict=False))
-        if not pairs:
+    def _add_pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if self._warm_step is None:
+            return  # a pause before the first real interval is part of the warm-up
+        self._pause_seconds += seconds
+        self._pauses += 1
+
+    def _close_interval(self, t: float, step: int, *, forced_pause: bool) -> None:
+        """A step change at ``t``: split the interval since the last one into normal and pause time."""
+        assert self._last_t is not None and self._last_step is not None
+        seconds, steps = t - self._last_t, step - self._last_step
+        if self._warm_step is None:
+            self._warm_step = step  # the warm-up interval counts for nothing
+            return
+        costs = [item.seconds / item.steps for item in list(self._intervals)[-_MEDIAN_OF:] if item.steps]
+        median = statistics.median(costs) if len(costs) >= 3 else None
+        if median is not None and (forced_pause or seconds / steps > self.outlier_factor * median):
+            excess = seconds - steps * median
+            if excess > 0:
+                self._add_pause(excess)
+                seconds = steps * median
+        elif forced_pause and median is None:
+            return  # a pause too early to tell its length from the steps around it: skip the interval
+        self._intervals.append(_Interval(t, seconds, steps))
+        self._normal_count += 1
+        self._normal_seconds += seconds
+        self._prune(t)
+        self._follow_change()
+
+    def _prune(self, newest: float) -> None:
+        intervals = self._intervals
+        while len(intervals) > self.min_intervals and intervals[0].end < newest - self.window_seconds:
+            intervals.popleft()
+
+    def _follow_change(self) -> None:
+        """Forget the intervals before a real rate change: when both halves of the last
+        ``change_seconds`` disagree with the whole window by more than ``change_share`` in the same
+        direction, the window restarts there (jitter moves one half, not both)."""
+        intervals = self._intervals
+        if len(intervals) < 2 * self.min_intervals:
+            return
+        newest = intervals[-1].end
+        recent = [item for item in intervals if item.end > newest - self.change_seconds]
+        if len(recent) < self.min_intervals or len(recent) == len(intervals):
+            return
+        half = len(recent) // 2
+        whole = _ratio(intervals)
+        first, second = _ratio(recent[:half]), _ratio(recent[half:])
+        if whole is None or first is None or second is None:
+            return
+        up = first > whole * (1 + self.change_share) and second > whole * (1 + self.change_share)
+        down = first < whole * (1 - self.change_share) and second < whole * (1 - self.change_share)
+        if up or down:
+            while len(intervals) > len(recent):
+                intervals.popleft()
+
+    def _window_rate(self) -> float | None:
+        """Least-squares slope of steps over normal seconds in the window: window edges that a poller
+        blurs by up to a poll interval move it far less than a plain steps-over-seconds ratio."""
+        intervals = self._intervals
+        steps = sum(item.steps for item in intervals)
+        seconds = sum(item.seconds for item in intervals)
+        if steps <= 0 or seconds <= 0:
             return None
-        per_step = [(b.t - a.t) / (b.step - a.step) for a, b in pairs]
-        limit = self.outlier_factor * statistics.median(per_step)
-        steps = seconds = 0.0
-        for (a, b), cost in zip(pairs, per_step, strict=True):
-            if cost <= limit:
-                steps += b.step - a.step
-                seconds += b.t - a.t
-        return steps / seconds if seconds > 0 else None
+        if len(intervals) < 4:
+            return steps / seconds
+        taus, counts = [0.0], [0.0]
+        for item in intervals:
+            taus.append(taus[-1] + item.seconds)
+            counts.append(counts[-1] + item.steps)
+        n = len(taus)
+        mean_tau, mean_count = sum(taus) / n, sum(counts) / n
+        variance = sum((tau - mean_tau) ** 2 for tau in taus)
+        if variance <= 0:
+            return steps / seconds
+        slope = sum((tau - mean_tau) * (count - mean_count) for tau, count in zip(taus, counts, strict=True)) / variance
+        return slope if slope > 0 and math.isfinite(slope) else steps / seconds
 
     def _smooth(self) -> None:
-        if self._rate is None or self._total is None or self._done_at is not None:
+        if self._rate is None or self._total is None or self._done_at is not None or not self.ready:
             return
-        last = self._samples[-1]
-        raw = last.t + (self._total - last.step) / self._rate + self.resume_seconds
-        if self._finish is None or raw >= self._finish:
+        assert self._last_t is not None and self._last_step is not None
+        remaining_steps = self._total - self._last_step
+        raw = self._last_t + remaining_steps * (1.0 / self._rate + self.pause_per_step) + self.resume_seconds
+        finish = self._finish
+        # Later at once when it is news (a pause, a slowdown), beyond the noise of the rate itself.
+        noise = max(_LATER_AT_ONCE_SECONDS, _LATER_AT_ONCE_SHARE * (raw - self._last_t))
+        if finish is None or raw >= finish + noise:
             self._finish = raw
         else:
-            # Time since the previous update, so the pace does not depend on how often samples come.
-            dt = max(0.0, last.t - self._finish_t)
-            self._finish = raw + (self._finish - raw) * math.exp(-dt / self.smooth_seconds)
-        self._finish_t = max(self._finish_t, last.t)
+            dt = max(0.0, self._last_t - self._finish_t)
+            self._finish = raw + (finish - raw) * math.exp(-dt / self.smooth_seconds)
+        self._finish_t = max(self._finish_t, self._last_t)

@@ -1,20 +1,35 @@
 """Training progress from trainer log text (tqdm bars and ``step N/M`` lines): pure, never raises.
 
+Forms: tqdm bars (known and unknown total), Rich progress bars (PyTorch Lightning's ``RichProgressBar``:
+``Epoch 2/4 ━━━━━━━╸━━━━ 37/50 0:00:02 • 0:00:01 18.32it/s``) and ``step N/M`` lines.
+
 Which bar is the training bar (``LogParser``):
 
-1. Bars whose label names a side task (loading, saving, validation, eval, download, map, tokenize,
-   sampling, ...) are never progress.
+1. Bars whose label names a side task are never progress, each for a stated reason (``side_task``):
+   validation, evaluation, testing, prediction, sanity checks, loading, saving, downloads, dataset
+   preparation, sampling and generation.
 2. Bars whose label names training (step, train, epoch, iter, optimiz) and plain ``step N/M`` lines win:
    the first one seen is locked; another training label takes over only with a total at least as large.
 3. Unlabelled bars (the Hugging Face Trainer prints none) count only while no training label is locked,
    and only when their total is at least the largest total seen so far, so the 50-item evaluation bar
    does not replace the 3,000-step training bar.
+4. A bar that runs past its total (tqdm then prints ``901it [00:41, 6.08it/s]``) keeps the total of
+   the bar it continues: training has ended.
+
+Epochs. A training bar or step line that names its epoch (``Epoch 3/9``, ``Epoch [2/10], Step [100/600]``,
+Lightning's ``Epoch 3``) counts steps per epoch. With the number of epochs printed, the parser stitches
+the epochs into global progress (``scope="run"``); without it, only the current epoch is known
+(``scope="epoch"``: step and total then count from the run's first epoch to the end of the current one,
+so that the rate carries over). A counter that does not restart when the epoch changes was global all
+along and is taken as it is. Epoch numbers are 1-based unless an epoch 0 was seen, or the bar is Rich's
+(Lightning numbers epochs from 0 and prints the last index: ``Epoch 2/2`` is the last of three).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 # CSI (colours, cursor moves tqdm uses for nested bars), OSC (titles, links), then lone two-byte escapes.
 # Repeats are bounded so that a hostile line costs linear time.
@@ -28,6 +43,11 @@ _BAR = re.compile(
 )
 # Unknown total: '{desc}: {n_fmt}{unit} [{elapsed}, {rate}{postfix}]'.
 _OPEN_BAR = re.compile(rf"(?<![\w.])(?P<n>{_NUM})[A-Za-z]{{0,20}} \[(?P<inner>\d+:\d\d(?::\d\d)?,[^\]]{{0,2000}})\]")
+# Rich's bar: '{description} {bar} {completed}/{total} {elapsed} • {remaining} {rate}{metrics}'.
+_RICH_BAR = re.compile(
+    r"[━╸╺╾╼]{2,400}\s{1,8}(?P<n>\d+)/(?P<total>\d+)\s{1,8}(?P<inner>\d+:\d\d:\d\d\b.{0,2000})"
+)
+_EPOCH = re.compile(r"\bepoch\b\s*[:=]?\s*\[?\s*(?P<epoch>\d{1,6})(?:\s*(?:/|\bof\b)\s*(?P<epochs>\d{1,6}))?", re.I)
 _RATE = re.compile(rf"(?P<value>{_NUM})[A-Za-z]*/s\b|(?P<inverse>{_NUM})s/[A-Za-z]+")
 # A 'step' keyword is required so that dates (12/03/2026) and other fractions are never progress.
 _PLAIN = re.compile(
@@ -35,25 +55,54 @@ _PLAIN = re.compile(
     re.I,
 )
 _TRAINING = re.compile(r"step|train|epoch|iter|optimi[sz]", re.I)
-_SIDE_TASK = re.compile(
-    r"load|sav|valid|eval|download|fetch|\bmap\b|tokeni|sampl|generat|infer|extract|cach|filter|writ|upload|"
-    r"prepar|\btest|shard|resolv|encod|latent|bucket",
-    re.I,
+# Side tasks, each with the reason its bar is not the training bar.
+_SIDE_TASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.I), reason)
+    for pattern, reason in (
+        (r"validat|\bval\b", "validation"),
+        (r"eval", "evaluation"),
+        (r"\btest", "testing"),
+        (r"predict", "prediction"),
+        (r"sanity", "sanity check"),
+        (r"load|fetch|download|resolv|shard|upload", "loading or transfer"),
+        (r"sav|writ|checkpoint", "saving"),
+        (r"\bmap\b|tokeni|filter|prepar|extract|encod|cach|latent|bucket", "dataset preparation"),
+        (r"sampl|generat|infer", "sampling or generation"),
+    )
 )
 _SCALE = {"": 1, "k": 1_000, "M": 1_000_000, "G": 1_000_000_000, "T": 1_000_000_000_000}
-_HINTS = ("%|", "it", "/s", "s/", "step", "Step", "STEP")
+_HINTS = ("%|", "it", "/s", "s/", "step", "Step", "STEP", "━")
 
 MAX_PARTIAL = 64 * 1024
 
 
+Scope = Literal["run", "epoch"]
+
+
 @dataclass(frozen=True)
 class LogProgress:
-    """One progress update: ``step`` of ``total`` (None when unknown), tqdm's rate in steps/s, bar label."""
+    """One progress update: ``step`` of ``total`` (None when unknown), the printed rate in steps/s, the
+    bar label; for a per-epoch counter also the epoch, the number of epochs when printed, the step and
+    total within the epoch, and whether the whole run is known (``scope``)."""
 
     step: int
     total: int | None
     rate: float | None
     label: str
+    epoch: int | None = None
+    epochs: int | None = None
+    epoch_step: int | None = None
+    epoch_total: int | None = None
+    scope: Scope = "run"
+    form: Literal["tqdm", "rich", "line"] = "tqdm"
+
+
+def side_task(label: str) -> str | None:
+    """Why a bar with this label is not the training bar (``"validation"``, ``"saving"``, ...), or None."""
+    for pattern, reason in _SIDE_TASKS:
+        if pattern.search(label):
+            return reason
+    return None
 
 
 def strip_ansi(text: str) -> str:
@@ -90,6 +139,16 @@ def _parse_bar(text: str) -> LogProgress | None:
             rate=_rate(match.group("inner")),
             label=_label(text[: match.start()]),
         )
+    match = _RICH_BAR.search(text)
+    if match is not None:
+        total = int(match.group("total"))
+        return LogProgress(
+            step=int(match.group("n")),
+            total=total if total else None,
+            rate=_rate(match.group("inner")),
+            label=_label(text[: match.start()]),
+            form="rich",
+        )
     match = _OPEN_BAR.search(text)
     if match is not None and ("?" in match.group("inner") or _RATE.search(match.group("inner"))):
         return LogProgress(
@@ -113,16 +172,20 @@ def parse_line(text: str) -> LogProgress | None:
     if match is None:
         return None
     total = int(match.group("total"))
+    epoch = _EPOCH.search(text)
+    # 'Epoch [2/10], Step [100/600]': the epoch is part of the label, as in a bar's description.
+    label = match.group("label").lower() if epoch is None else f"{epoch.group(0)} {match.group('label').lower()}"
     return LogProgress(
         step=int(match.group("n")),
         total=total if total else None,
         rate=None,
-        label=match.group("label").lower(),
+        label=label,
+        form="line",
     )
 
 
 def _is_side_task(label: str) -> bool:
-    return _SIDE_TASK.search(label) is not None
+    return side_task(label) is not None
 
 
 def _is_training(label: str) -> bool:
@@ -146,6 +209,10 @@ class LogParser:
         self._locked_total: int | None = None
         self._largest_total = 0
         self._last: tuple[int, int | None, str] | None = None
+        self._last_bar: tuple[str, int] | None = None
+        self._zero_based = False
+        self._epoch_seen: tuple[int, int] | None = None  # (epoch, its last step) of the training bar
+        self._global_counter = False
 
     def reset(self) -> None:
         """Forget the partial line and the chosen bar (after truncation or rotation)."""
@@ -155,6 +222,10 @@ class LogParser:
         self._locked_total = None
         self._largest_total = 0
         self._last = None
+        self._last_bar = None
+        self._zero_based = False
+        self._epoch_seen = None
+        self._global_counter = False
 
     def feed(self, chunk: str) -> list[LogProgress]:
         """Updates of the training bar found in ``chunk``; repeats of the same step are dropped."""
@@ -189,14 +260,70 @@ class LogParser:
         return found
 
     def _take(self, progress: LogProgress | None, found: list[LogProgress]) -> None:
-        if progress is None or not self._accept(progress):
+        if progress is None:
             return
+        progress = self._past_total(progress)
+        if not self._accept(progress):
+            return
+        if progress.total is not None:
+            self._last_bar = (_label_key(progress.label), progress.total)
+        stitched = self._stitch(progress)
+        if stitched is None:
+            return
+        progress = stitched
         # The same step again (tqdm's closing refresh, a bar re-read when completed) is no news.
         key = (progress.step, progress.total, progress.label)
         if key == self._last:
             return
         self._last = key
         found.append(progress)
+
+    def _past_total(self, progress: LogProgress) -> LogProgress:
+        """``901it [...]`` after the same bar's ``900/900``: the bar ran past its total; keep the total."""
+        if progress.total is not None or self._last_bar is None:
+            return progress
+        key, total = self._last_bar
+        if _label_key(progress.label) != key or progress.step < total:
+            return progress
+        return replace(progress, step=total, total=total)
+
+    def _stitch(self, progress: LogProgress) -> LogProgress | None:
+        """A per-epoch counter -> global progress (number of epochs printed) or the current epoch only;
+        None for a bar reset to 0 before its new epoch is printed (Lightning resets, then describes)."""
+        match = _EPOCH.search(progress.label)
+        per_epoch = progress.total
+        if match is None or per_epoch is None or self._global_counter:
+            return progress
+        epoch = int(match.group("epoch"))
+        epochs = int(match.group("epochs")) if match.group("epochs") else None
+        if self._epoch_seen is not None:
+            seen_epoch, seen_step = self._epoch_seen
+            if epoch == seen_epoch and progress.step < seen_step:
+                return None
+            if progress.form != "rich" and epoch > seen_epoch and progress.step >= seen_step and progress.step > 1:
+                # A counter that did not restart with the new epoch: global all along. (The parser reads
+                # every line a bar writes, so a restart is never missed; Rich is Lightning's, per epoch.)
+                self._global_counter = True
+                return progress
+        self._epoch_seen = (epoch, progress.step)
+        rich = progress.form == "rich"
+        if epoch == 0 or rich:
+            self._zero_based = True
+        index = epoch if self._zero_based else max(0, epoch - 1)
+        if epochs is not None and rich:
+            epochs += 1  # Lightning's Rich bar prints the last epoch's index: 'Epoch 2/2' is the third
+        step = index * per_epoch + min(progress.step, per_epoch)
+        known = epochs is not None and epochs > index
+        return replace(
+            progress,
+            step=step,
+            total=epochs * per_epoch if known and epochs else (index + 1) * per_epoch,
+            epoch=epoch,
+            epochs=epochs if known else None,
+            epoch_step=progress.step,
+            epoch_total=per_epoch,
+            scope="run" if known else "epoch",
+        )
 
     def _accept(self, progress: LogProgress) -> bool:
         label = progress.label

@@ -72,9 +72,13 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
             from .sources import LogFollower, ProgressFileFollower  # only when a source is set
 
             if settings.progress_file:
-                followers.append(ProgressFileFollower(settings.progress_file, tracker.record))
+                followers.append(
+                    ProgressFileFollower(settings.progress_file, tracker.report, history_seconds=settings.stall_seconds)
+                )
             if settings.train_log:
-                followers.append(LogFollower(settings.train_log, tracker.record))
+                followers.append(
+                    LogFollower(settings.train_log, tracker.report, history_seconds=settings.stall_seconds)
+                )
         tasks = [asyncio.create_task(follower.run()) for follower in followers]
         try:
             yield

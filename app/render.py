@@ -116,6 +116,10 @@ class Renderer:
                 "updated_at": progress.updated_at.isoformat().replace("+00:00", "Z")
                 if progress.updated_at
                 else None,
+                "phase": progress.phase,
+                "scope": progress.scope,
+                "epoch": progress.epoch,
+                "epochs": progress.epochs,
             },
             "locale": bcp47(locale),
         }

@@ -3,6 +3,10 @@
 Both poll ``os.stat`` every ``poll_interval`` seconds and read only when the file changed: the progress
 file whole (it is small), the log only its appended bytes. Each distinct problem is logged once, until a
 good read clears it; the last good progress stays in force meanwhile.
+
+A run that was already over when the shim started is history, not the current run: what the first read
+finds is ignored when it is at its total, or when the file was last written more than
+``history_seconds`` (the stall time) ago; the follower then waits for new progress.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from .logparse import LogParser
+from .status import ProgressUpdate
 
 logger = logging.getLogger("maintenance_shim.sources")
 
-OnProgress = Callable[[float, int, int | None, str], None]
+OnProgress = Callable[[ProgressUpdate], None]
 
 MAX_PROGRESS_FILE = 64 * 1024
 TAIL_BYTES = 64 * 1024
@@ -154,10 +159,19 @@ class _Follower:
 class ProgressFileFollower(_Follower):
     """Follow a JSON progress file ``{"step": N, "total": M}`` written by the trainer."""
 
-    def __init__(self, path: str | os.PathLike[str], on_progress: OnProgress, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        on_progress: OnProgress,
+        poll_interval: float = 0.5,
+        *,
+        history_seconds: float | None = None,
+    ) -> None:
         self.path = Path(path)
         self.on_progress = on_progress
         self.poll_interval = poll_interval
+        self.history_seconds = history_seconds
+        self._first = True
         self.last: FileProgress | None = None
         self.bytes_read = 0
         self._signature: tuple[int, int, int, int] | None = None
@@ -166,6 +180,8 @@ class ProgressFileFollower(_Follower):
     _what = "progress file"
 
     def _poll(self) -> None:
+        # Only what the very first poll finds can be an old run; a file that appears later is new.
+        first, self._first = self._first, False
         now = time.time()
         try:
             stat = os.stat(self.path)
@@ -205,7 +221,15 @@ class ProgressFileFollower(_Follower):
             return
         self.last = progress
         t = now if progress.updated_at is None else min(progress.updated_at, now)
-        self.on_progress(t, progress.step, progress.total, "file")
+        if first and self._is_history(progress, min(t, stat.st_mtime), now):
+            logger.info("%s: holds a run that had ended before the shim started; waiting for a new one", self.path)
+            return
+        self.on_progress(ProgressUpdate(t, progress.step, progress.total, "file", progress.phase))
+
+    def _is_history(self, progress: FileProgress, written: float, now: float) -> bool:
+        if progress.total is not None and progress.step >= progress.total:
+            return True
+        return self.history_seconds is not None and now - written > self.history_seconds
 
 
 class LogFollower(_Follower):
@@ -218,11 +242,16 @@ class LogFollower(_Follower):
         poll_interval: float = 0.5,
         *,
         tail_bytes: int = TAIL_BYTES,
+        history_seconds: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_progress = on_progress
         self.poll_interval = poll_interval
         self.tail_bytes = tail_bytes
+        self.history_seconds = history_seconds
+        self._first = True
+        self._initial = False
+        self._mtime = 0.0
         self.parser = LogParser()
         self.offset = 0
         self.bytes_read = 0
@@ -244,6 +273,7 @@ class LogFollower(_Follower):
         self._skip_to_line = self.offset > 0
 
     def _poll(self) -> None:
+        self._initial, self._first = self._first, False
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -255,6 +285,7 @@ class LogFollower(_Follower):
         self._warn.forget("missing")
         identity = (stat.st_dev, stat.st_ino)
         size = stat.st_size
+        self._mtime = stat.st_mtime
         if identity != self._identity:
             if self._identity is not None:
                 logger.info("%s: log was replaced (rotated); reading the new file", self.path)
@@ -303,6 +334,20 @@ class LogFollower(_Follower):
         updates = self.parser.feed(text)
         if self.parser.dropped_lines > dropped:
             self._warn("long-line", "log has lines longer than %d bytes; they are skipped", self.parser.max_partial)
-        if updates:
-            last = updates[-1]
-            self.on_progress(time.time(), last.step, last.total, "log")
+        if not updates:
+            return
+        last = updates[-1]
+        now = time.time()
+        if self._initial and (
+            (last.total is not None and last.step >= last.total)
+            or (self.history_seconds is not None and now - self._mtime > self.history_seconds)
+        ):
+            logger.info("%s: holds a run that had ended before the shim started; waiting for a new one", self.path)
+            return
+        self.on_progress(
+            ProgressUpdate(
+                now, last.step, last.total, "log",
+                scope=last.scope, epoch=last.epoch, epochs=last.epochs,
+                epoch_step=last.epoch_step, epoch_total=last.epoch_total,
+            )
+        )

@@ -1,4 +1,11 @@
-"""The shim's current maintenance state: progress samples in, a once-a-second Snapshot out."""
+"""The shim's current maintenance state: progress updates in, a once-a-second Snapshot out.
+
+Every progress source (progress file, trainer log, push, trainer callbacks through either) hands the
+Tracker the same thing, a ``ProgressUpdate``; a new source is one class that produces them and one line
+of wiring in ``main.py``. The Tracker keeps one Estimator per source and shows the best source: the
+freshest among those updated within the stall time, exact sources (file, push) before parsed logs and
+whole-run progress before current-epoch-only progress.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
-from .eta import Estimator, State
+from .eta import Estimate, Estimator, Phase, State
+
+Scope = Literal["run", "epoch"]
+# Sources that know the exact step and total win over ones that parse a log.
+_PRIORITY = {"push": 2, "file": 2, "log": 1}
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One observation from a progress source: ``step`` of ``total`` at wall-clock ``t``.
+
+    ``scope`` is ``"epoch"`` when only the current epoch is known (``step``/``total`` then count from the
+    first epoch to the end of the current one, ``epoch_step``/``epoch_total`` within it).
+    """
+
+    t: float
+    step: int
+    total: int | None
+    source: str
+    phase: str | None = None
+    scope: Scope = "run"
+    epoch: int | None = None
+    epochs: int | None = None
+    epoch_step: int | None = None
+    epoch_total: int | None = None
+
 
 
 @dataclass(frozen=True)
@@ -21,6 +54,10 @@ class Progress:
     fraction: float | None
     rate: float | None
     updated_at: datetime | None
+    phase: Phase | None = None
+    scope: Scope = "run"
+    epoch: int | None = None
+    epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -50,10 +87,18 @@ class RetryPolicy:
         return max(1, self.minimum, min(self.maximum, eta_seconds))
 
 
+class _Followed:
+    """One source's estimator and its latest update."""
+
+    def __init__(self, estimator: Estimator) -> None:
+        self.estimator = estimator
+        self.last: ProgressUpdate | None = None
+
+
 class Tracker:
     """Collects progress from every source and serves a Snapshot recomputed at most once a second.
 
-    Thread-safe for `record` (sources may run in threads); `snapshot` is called on the event loop.
+    Thread-safe for `report` (sources may run in threads); `snapshot` is called on the event loop.
     """
 
     def __init__(
@@ -65,23 +110,36 @@ class Tracker:
         static_deadline: datetime | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._estimator = Estimator(resume_seconds=resume_seconds, stall_seconds=stall_seconds)
+        self._resume_seconds = resume_seconds
+        self._stall_seconds = stall_seconds
+        Estimator(resume_seconds=resume_seconds, stall_seconds=stall_seconds)  # validates both now
         self._retry = retry
         self._deadline = static_deadline.timestamp() if static_deadline else None
         self._clock = clock
         self._lock = threading.Lock()
-        self._source: str | None = None
-        self._has_samples = False
+        self._sources: dict[str, _Followed] = {}
         self._cached: Snapshot | None = None
         self._valid_until = 0.0
 
-    def record(self, t: float, step: int, total: int | None, source: str) -> None:
-        """A progress observation from `source` (file, log, push) at wall-clock time `t`."""
+    @property
+    def stall_seconds(self) -> float:
+        return self._stall_seconds
+
+    def report(self, update: ProgressUpdate) -> None:
+        """A progress observation from one source."""
         with self._lock:
-            self._estimator.add(t, step, total)
-            self._has_samples = True
-            self._source = source
+            followed = self._sources.get(update.source)
+            if followed is None:
+                followed = self._sources[update.source] = _Followed(
+                    Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds)
+                )
+            followed.estimator.add(update.t, update.step, update.total, update.phase)
+            followed.last = update
             self._valid_until = 0.0
+
+    def record(self, t: float, step: int, total: int | None, source: str, phase: str | None = None) -> None:
+        """Shorthand for ``report(ProgressUpdate(t, step, total, source, phase))``."""
+        self.report(ProgressUpdate(t, step, total, source, phase))
 
     def snapshot(self) -> Snapshot:
         """The current Snapshot; the same object for every request within one second."""
@@ -95,32 +153,43 @@ class Tracker:
             self._valid_until = math.floor(now) + 1.0
         return snapshot
 
+    def _best(self, now: float) -> tuple[str, _Followed] | None:
+        def rank(item: tuple[str, _Followed]) -> tuple[bool, int, bool, float]:
+            name, followed = item
+            last = followed.last
+            assert last is not None
+            fresh = now - last.t < self._stall_seconds
+            return (fresh, _PRIORITY.get(name, 1), last.scope == "run", last.t)
+
+        candidates = [item for item in self._sources.items() if item[1].last is not None]
+        return max(candidates, key=rank) if candidates else None
+
     def _compute(self, now: float) -> Snapshot:
-        estimate = self._estimator.estimate(now) if self._has_samples else None
+        best = self._best(now)
+        estimate: Estimate | None = None
         progress = None
-        if estimate is not None and estimate.step is not None:
-            fraction = None
-            if estimate.total:
-                fraction = round(min(1.0, max(0.0, estimate.step / estimate.total)), 4)
-            updated = (
-                datetime.fromtimestamp(estimate.updated_at, UTC).replace(microsecond=0)
-                if estimate.updated_at is not None
-                else None
-            )
-            rate = round(estimate.rate, 3) if estimate.rate is not None else None
-            progress = Progress(estimate.step, estimate.total, fraction, rate, updated)
+        name: str | None = None
+        if best is not None:
+            name, followed = best
+            estimate = followed.estimator.estimate(now)
+            progress = _progress(estimate, followed.last)
+        if estimate is not None and best is not None and best[1].last is not None and best[1].last.scope == "epoch":
+            # Only the current epoch is known: progress and rate, but no whole-run ETA dressed up as one.
+            state: State = "stalled" if estimate.state == "stalled" else "training"
+            return self._make(now, state, None, progress, source=name)
         if estimate is not None and estimate.state != "unknown":
-            remaining = estimate.remaining
+            remaining, state = estimate.remaining, estimate.state
             if remaining is None and self._deadline is not None and self._deadline > now:
-                # Progress is moving but there is no rate yet (one sample): the static ETA stands in.
+                # Progress is moving but the rate is not established yet: the static ETA stands in.
                 remaining = self._deadline - now
-            return self._make(now, estimate.state, remaining, progress)
+                state = "training" if state == "estimating" else state
+            return self._make(now, state, remaining, progress, source=name)
         if self._deadline is not None:
             remaining = self._deadline - now
             if remaining > 0:
                 return self._make(now, "training", remaining, progress, source="static")
             return self._make(now, "overdue", None, progress, source="static")
-        return self._make(now, "unknown", None, progress)
+        return self._make(now, "unknown", None, progress, source=name)
 
     def _make(
         self,
@@ -142,5 +211,27 @@ class Tracker:
             eta_at=eta_at,
             retry_after=self._retry.retry_after(eta_seconds),
             progress=progress,
-            source=source or self._source,
+            source=source,
         )
+
+
+def _progress(estimate: Estimate, last: ProgressUpdate | None) -> Progress | None:
+    if estimate.step is None:
+        return None
+    step, total = estimate.step, estimate.total
+    scope: Scope = "run"
+    epoch = epochs = None
+    if last is not None:
+        scope, epoch, epochs = last.scope, last.epoch, last.epochs
+        if last.scope == "epoch" and last.epoch_step is not None:
+            step, total = last.epoch_step, last.epoch_total
+    fraction = None
+    if total:
+        fraction = round(min(1.0, max(0.0, step / total)), 4)
+    updated = (
+        datetime.fromtimestamp(estimate.updated_at, UTC).replace(microsecond=0)
+        if estimate.updated_at is not None
+        else None
+    )
+    rate = round(estimate.rate, 3) if estimate.rate is not None else None
+    return Progress(step, total, fraction, rate, updated, estimate.phase, scope, epoch, epochs)

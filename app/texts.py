@@ -31,6 +31,7 @@ def _state_message(translations: gettext.NullTranslations, state: str, service: 
     _ = translations.gettext
     messages = {
         "training": _("%(service)s is paused while its GPU trains a new model."),
+        "estimating": _("%(service)s is paused while its GPU trains a new model."),
         "finishing": _("Training is complete. %(service)s is saving the model and starting up again."),
         "overdue": _(
             "Training is taking longer than expected. %(service)s will be back as soon as it finishes."
@@ -47,6 +48,7 @@ def _state_label(translations: gettext.NullTranslations, state: str) -> str:
     _ = translations.gettext
     labels = {
         "training": _("Training"),
+        "estimating": _("Training"),
         "finishing": _("Finishing"),
         "overdue": _("Running late"),
         "stalled": _("Stalled"),
@@ -76,6 +78,10 @@ def build_texts(
         else:
             sentence = _("Expected back %(relative)s (around %(clock)s).")
         eta_sentence = sentence % {"relative": relative, "clock": clock}
+    elif snapshot.progress is not None and snapshot.progress.scope == "epoch":
+        eta_sentence = _("Only the current epoch's progress is known, so there is no estimate for the whole run.")
+    elif snapshot.state == "estimating":
+        eta_sentence = _("Training has started; an estimate follows once the pace is measured.")
     else:
         eta_sentence = _("There is no estimate yet; please try again later.")
     detail = _("%(message)s %(eta)s") % {"message": message, "eta": eta_sentence}
@@ -94,6 +100,16 @@ def build_texts(
             ) % {"num": format_decimal(left, locale=locale)}
         else:
             progress_text = _("Step %(step)s") % {"step": step}
+        if snapshot.progress.scope == "epoch" and snapshot.progress.epoch is not None:
+            progress_text = _("Epoch %(epoch)s: %(progress)s") % {
+                "epoch": format_decimal(snapshot.progress.epoch, locale=locale),
+                "progress": progress_text,
+            }
+        phase = {"evaluating": _("Evaluating the model"), "saving": _("Saving a checkpoint")}.get(
+            snapshot.progress.phase or ""
+        )
+        if phase:
+            progress_text = _("%(progress)s · %(phase)s") % {"progress": progress_text, "phase": phase}
     return Texts(
         title=_("%(service)s will be back soon") % {"service": service},
         state_label=_state_label(translations, snapshot.state),

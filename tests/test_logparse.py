@@ -267,3 +267,104 @@ def test_any_chunking_gives_the_same_updates(cuts: list[int]) -> None:
     for start, end in itertools.pairwise(bounds):
         updates += parser.feed(REFERENCE_LOG[start:end])
     assert steps(updates) == steps(LogParser().feed(REFERENCE_LOG))
+
+
+def _lightning_tqdm_log(epochs: int, per_epoch: int, desc_total: bool = False) -> str:
+    """What Lightning's TQDMProgressBar writes: one 'Epoch N' bar reset each epoch, a validation bar between."""
+    file = io.StringIO()
+    bar = tqdm(total=per_epoch, file=file, mininterval=0, miniters=1)
+    for epoch in range(epochs):
+        bar.reset(total=per_epoch)
+        bar.set_description(f"Epoch {epoch}/{epochs}" if desc_total else f"Epoch {epoch}")
+        for _ in range(per_epoch):
+            bar.update(1)
+            bar.set_postfix(v_num=0)
+        for _ in tqdm(range(5), desc="Validation DataLoader 0", file=file, mininterval=0, leave=False):
+            pass
+    bar.close()
+    return file.getvalue()
+
+
+def test_lightning_epochs_without_their_number_give_the_current_epoch_only() -> None:
+    # Lightning resets the bar, then sets its description: the very first line is unlabelled.
+    updates = [u for u in LogParser().feed(_lightning_tqdm_log(epochs=3, per_epoch=10)) if u.label]
+    assert {update.scope for update in updates} == {"epoch"}
+    # Cumulative over the epochs so far (the rate carries over), the total being the current epoch's end.
+    assert [(u.step, u.total) for u in updates][-1] == (30, 30)
+    assert [u.step for u in updates] == sorted(u.step for u in updates)
+    assert (updates[-1].epoch, updates[-1].epochs, updates[-1].epoch_step, updates[-1].epoch_total) == (2, None, 10, 10)
+    assert not any("Validation" in u.label for u in updates)
+
+
+def test_epochs_with_their_number_are_stitched_into_the_whole_run() -> None:
+    updates = [u for u in LogParser().feed(_lightning_tqdm_log(epochs=3, per_epoch=10, desc_total=True)) if u.label]
+    # A tqdm bar 'Epoch 0/3' .. 'Epoch 2/3' (zero-based: epoch 0 was seen; 3 epochs printed).
+    assert {u.scope for u in updates} == {"run"}
+    assert {u.total for u in updates} == {30}
+    assert updates[-1].step == 30
+    assert [u.step for u in updates] == sorted(u.step for u in updates)
+
+
+RICH_FRAMES = [
+    "Epoch 0/2 ━━━━━━━━━━━━━━━━━━╸━━━━━━━━━━━━━━━━━━━ 25/50 0:00:01 • 0:00:02 18.32it/s v_num: 0.000",
+    "Epoch 1/2 ━╸━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 2/50 0:00:00 • 0:00:03 15.00it/s v_num: 0.000",
+    "Epoch 1/2 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 50/50 0:00:02 • 0:00:00 22.79it/s v_num: 0.000",
+    "Validation ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 5/5 0:00:00 • 0:00:00 40.00it/s",
+    "Epoch 2/2 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 50/50 0:00:06 • 0:00:00 22.79it/s v_num: 0.000",
+]
+
+
+def test_rich_bars_are_read_and_stitched_with_lightnings_zero_based_epochs() -> None:
+    updates = LogParser().feed("\n".join(RICH_FRAMES) + "\n")
+    assert [(u.step, u.total, u.scope) for u in updates] == [
+        (25, 150, "run"), (52, 150, "run"), (100, 150, "run"), (150, 150, "run")
+    ]
+    assert updates[0].rate == pytest.approx(18.32)
+    assert all(u.form == "rich" for u in updates)
+
+
+def test_plain_epoch_and_step_lines_are_stitched() -> None:
+    text = "".join(f"Epoch [{e}/4], Step [{s}/50], Loss: 0.1\n" for e in range(1, 5) for s in range(10, 51, 10))
+    updates = LogParser().feed(text)
+    assert [u.step for u in updates] == list(range(10, 201, 10))
+    assert {u.total for u in updates} == {200}
+
+
+def test_a_global_counter_with_epoch_in_its_label_is_not_stitched() -> None:
+    text = "".join(f"Epoch {1 + s // 50}/4 step {s}/200\n" for s in range(10, 201, 10))
+    assert [(u.step, u.total) for u in LogParser().feed(text)][-3:] == [(180, 200), (190, 200), (200, 200)]
+
+
+def test_a_bar_past_its_total_keeps_its_total() -> None:
+    file = io.StringIO()
+    bar = tqdm(total=20, desc="Steps", file=file, mininterval=0, miniters=1)
+    for _ in range(21):  # one update too many: tqdm switches to '21it [...]'
+        bar.update(1)
+    bar.close()
+    updates = LogParser().feed(file.getvalue())
+    assert (updates[-1].step, updates[-1].total) == (20, 20)
+    assert all(u.total == 20 for u in updates)
+
+
+@pytest.mark.parametrize(
+    ("label", "reason"),
+    [
+        ("Validation DataLoader 0", "validation"),
+        ("Validation", "validation"),
+        ("Sanity Checking DataLoader 0", "sanity check"),
+        ("Testing DataLoader 0", "testing"),
+        ("Predicting DataLoader 0", "prediction"),
+        ("Evaluating", "evaluation"),
+        ("Loading pipeline components...", "loading or transfer"),
+        ("Saving checkpoint", "saving"),
+        ("Map", "dataset preparation"),
+        ("caching latents", "dataset preparation"),
+        ("Generating images", "sampling or generation"),
+        ("Steps", None),
+        ("Epoch 3", None),
+    ],
+)
+def test_side_task_bars_are_ignored_for_a_stated_reason(label: str, reason: str | None) -> None:
+    from maintenance_shim.logparse import side_task
+
+    assert side_task(label) == reason

@@ -103,7 +103,8 @@ def wait_for_step(shim: Shim, step: int, timeout: float = 10.0) -> None:
 
 
 def training_shim(start_shim: ShimFactory, tmp_path: Path, **env: str) -> tuple[Shim, Path]:
-    """A shim following a progress file that already has two samples, so the ETA is known."""
+    """A shim following a progress file that already has six samples (the first interval is warm-up, the
+    ETA needs four more over 5 s), so the ETA is known: 3.3 steps/s, 800 steps and 600 s of resume left."""
     progress = tmp_path / "progress.json"
     now = time.time()
     write_progress(progress, 100, 1000, now - 30)
@@ -112,8 +113,9 @@ def training_shim(start_shim: ShimFactory, tmp_path: Path, **env: str) -> tuple[
         env={"MAINT_PROGRESS_FILE": str(progress), "MAINT_RESUME_SECONDS": "600", **env},
     )
     wait_for_step(shim, 100)
-    write_progress(progress, 200, 1000, now)
-    wait_for_step(shim, 200)
+    for index in range(1, 6):
+        write_progress(progress, 100 + 20 * index, 1000, now - 30 + 6 * index)
+        wait_for_step(shim, 100 + 20 * index)
     return shim, progress
 
 
@@ -263,12 +265,13 @@ def test_screenshots(browser: Browser, start_shim: ShimFactory, tmp_path: Path) 
 @pytest.mark.parametrize("state", ["unknown", "finishing"])
 def test_other_states(browser: Browser, start_shim: ShimFactory, tmp_path: Path, state: str) -> None:
     env: dict[str, str] = {}
+    progress = tmp_path / "progress.json"
     if state == "finishing":
-        progress = tmp_path / "progress.json"
-        write_progress(progress, 1000, 1000, time.time())
         env = {"MAINT_PROGRESS_FILE": str(progress)}
     shim = start_shim(services=["studio"], env=env)
     if state == "finishing":
+        # Written after the shim started: a file already at its total on start is an old run (history).
+        write_progress(progress, 1000, 1000, time.time())
         wait_for_step(shim, 1000)
     watch = Watch()
     for lang in LANGS:

@@ -26,6 +26,7 @@ from maintenance_shim.sources import (
     ProgressFileFollower,
     parse_progress_file,
 )
+from maintenance_shim.status import ProgressUpdate
 
 LOGGER = "maintenance_shim.sources"
 JAN_15_2025 = datetime(2025, 1, 15, 8, tzinfo=UTC).timestamp()
@@ -36,9 +37,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, int, int | None, str]] = []
+        self.updates: list[ProgressUpdate] = []
 
-    def __call__(self, t: float, step: int, total: int | None, source: str) -> None:
-        self.calls.append((t, step, total, source))
+    def __call__(self, update: ProgressUpdate) -> None:
+        self.calls.append((update.t, update.step, update.total, update.source))
+        self.updates.append(update)
 
     @property
     def last(self) -> tuple[int, int | None]:
@@ -423,3 +426,50 @@ def test_run_polls_until_cancelled(tmp_path: Path, progress_path: Path) -> None:
         (3, 10, "log"),
         (4, 10, "file"),
     }
+
+
+def test_a_log_holding_a_finished_run_is_history(tmp_path: Path) -> None:
+    """`tee -a train.log`: the last run's finished bar is in the log when the shim starts; it is not shown."""
+    log = tmp_path / "train.log"
+    with log.open("w", encoding="utf-8") as file:
+        for _ in tqdm(range(50), desc="Steps", file=file, mininterval=0):
+            pass
+    recorder = Recorder()
+    follower = LogFollower(log, recorder, history_seconds=300)
+    follower.poll_once()
+    assert recorder.calls == []
+    with log.open("a", encoding="utf-8") as file:  # the new run starts
+        bar = tqdm(total=80, desc="Steps", file=file, mininterval=0)
+        bar.update(5)
+        file.flush()
+        follower.poll_once()
+        bar.close()
+    assert recorder.calls and recorder.calls[-1][1:3] == (5, 80)
+
+
+def test_an_old_unfinished_log_is_history_and_a_fresh_one_is_not(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_text("\rSteps:  40%|████      | 40/100 [00:10<00:15,  4.00it/s]\n", encoding="utf-8")
+    old = time.time() - 3600
+    os.utime(log, (old, old))
+    recorder = Recorder()
+    LogFollower(log, recorder, history_seconds=300).poll_once()
+    assert recorder.calls == []
+    os.utime(log, None)  # written just now: a run in progress that the shim joins
+    LogFollower(log, recorder, history_seconds=300).poll_once()
+    assert recorder.calls[-1][1:3] == (40, 100)
+
+
+def test_a_progress_file_of_an_ended_run_is_history(progress_path: Path) -> None:
+    write_atomically(progress_path, json.dumps({"step": 30, "total": 30}))
+    recorder = Recorder()
+    follower = ProgressFileFollower(progress_path, recorder, history_seconds=300)
+    follower.poll_once()
+    assert recorder.calls == []
+    write_atomically(progress_path, json.dumps({"step": 2, "total": 30, "phase": "training"}))
+    follower.poll_once()
+    assert recorder.calls[-1][1:] == (2, 30, "file") and recorder.updates[-1].phase == "training"
+    stale = progress_path.with_name("stale.json")
+    write_atomically(stale, json.dumps({"step": 12, "total": 30, "updated_at": time.time() - 3600}))
+    ProgressFileFollower(stale, recorder, history_seconds=300).poll_once()
+    assert recorder.calls[-1][1] == 2

@@ -9,7 +9,7 @@ import pytest
 
 from maintenance_shim.eta import State
 from maintenance_shim.i18n import load_translations
-from maintenance_shim.status import Progress, RetryPolicy, Snapshot, Tracker
+from maintenance_shim.status import Progress, ProgressUpdate, RetryPolicy, Snapshot, Tracker
 from maintenance_shim.texts import build_texts
 
 POLICY = RetryPolicy(minimum=5, maximum=3600, unknown=60)
@@ -164,3 +164,68 @@ def test_steps_left_is_plural_correct(locale: str, left: int, expected: str) -> 
 def test_an_unnamed_service_is_this_service(locale: str, expected: str) -> None:
     snapshot = Snapshot("unknown", None, None, 60, None, None)
     assert build_texts(snapshot, load_translations(locale), locale, "").message == expected
+
+
+def _steady(tracker: Tracker, clock: Clock, source: str, steps: range, seconds_per_step: float, total: int) -> None:
+    for step in steps:
+        clock.now += seconds_per_step
+        tracker.record(clock.now, step, total, source)
+
+
+def test_each_source_has_its_own_estimate_and_exact_sources_win() -> None:
+    """The log lags the progress file by a few steps: no restart, no 'late report' juggling; the file wins."""
+    clock = Clock()
+    tracker = make_tracker(clock, resume=0)
+    for step in range(0, 300):
+        clock.now += 0.1
+        tracker.record(clock.now, step, 900, "file")
+        tracker.record(clock.now, max(0, step - 7), 900, "log")
+    snapshot = tracker.snapshot()
+    assert snapshot.source == "file"
+    assert snapshot.progress is not None and snapshot.progress.step == 299
+    assert snapshot.eta_seconds == pytest.approx(60, abs=2)
+    # The file stops (its writer died); after the stall time the log, still moving, takes over.
+    for step in range(293, 600):
+        clock.now += 1.0
+        tracker.record(clock.now, step, 900, "log")
+    assert tracker.snapshot().source == "log"
+
+
+def test_only_the_current_epoch_known_gives_progress_without_a_run_eta() -> None:
+    clock = Clock()
+    tracker = make_tracker(clock, resume=0)
+    for step in range(0, 150):
+        clock.now += 0.1
+        tracker.report(ProgressUpdate(clock.now, 300 + step, 600, "log", scope="epoch", epoch=1,
+                                      epoch_step=step, epoch_total=300))
+    snapshot = tracker.snapshot()
+    assert snapshot.state == "training"
+    assert snapshot.eta_seconds is None and snapshot.retry_after == POLICY.unknown
+    assert snapshot.progress is not None
+    assert (snapshot.progress.step, snapshot.progress.total, snapshot.progress.epoch) == (149, 300, 1)
+    assert snapshot.progress.scope == "epoch" and snapshot.progress.rate == pytest.approx(10.0, rel=0.05)
+    texts = build_texts(snapshot, load_translations("en"), "en", "studio")
+    assert texts.eta_sentence == (
+        "Only the current epoch's progress is known, so there is no estimate for the whole run."
+    )
+    assert texts.progress == "Epoch 1: Step 149 of 300 (50%)"
+
+
+def test_estimating_and_phases_are_said() -> None:
+    clock = Clock()
+    tracker = make_tracker(clock, resume=0)
+    tracker.record(clock.now, 0, 900, "push")
+    clock.now += 3
+    tracker.record(clock.now, 1, 900, "push")
+    snapshot = tracker.snapshot()
+    assert snapshot.state == "estimating" and snapshot.eta_seconds is None
+    texts = build_texts(snapshot, load_translations("ja"), "ja", "studio")
+    assert texts.eta_sentence == "学習が始まりました。進む速さを測り終えると見込み時間をお知らせします。"
+    _steady(tracker, clock, "push", range(2, 100), 0.2, 900)
+    clock.now += 0.5
+    tracker.record(clock.now, 99, 900, "push", "saving")
+    snapshot = tracker.snapshot()
+    assert snapshot.state == "training" and snapshot.progress is not None and snapshot.progress.phase == "saving"
+    assert build_texts(snapshot, load_translations("en"), "en", "studio").progress == (
+        "Step 99 of 900 (11%) · Saving a checkpoint"
+    )

@@ -34,7 +34,8 @@
       setText($("eta"), fill(m.state === "overdue" ? ui.eta_new : ui.eta_expected, { relative: eta.text, clock: at }));
     } else {
       deadline = null;
-      setText($("eta"), ui.eta_unknown);
+      var scope = m.progress && m.progress.scope;
+      setText($("eta"), scope === "epoch" ? ui.eta_epoch : m.state === "estimating" ? ui.eta_estimating : ui.eta_unknown);
     }
     var p = m.progress, bar = $("bar");
     $("progress").hidden = !p;
@@ -51,6 +52,8 @@
         bar.removeAttribute("aria-valuenow");
         bar.removeAttribute("aria-valuetext");
       }
+      if (p.scope === "epoch" && p.epoch !== null) { text = fill(ui.epoch, { epoch: number.format(p.epoch), progress: text }); }
+      if (ui.phases[p.phase]) { text = fill(ui.with_phase, { progress: text, phase: ui.phases[p.phase] }); }
       $("fill").setAttribute("width", (p.total ? Math.round((p.fraction || 0) * 1000) / 10 : 0) + "%");
       setText($("progress-text"), text);
       setText($("steps-left"), left);
