@@ -16,7 +16,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 DEFAULT_URL = "http://127.0.0.1:8080"
-COMMANDS = ("serve", "check", "status", "progress")
+COMMANDS = ("serve", "check", "status", "progress", "history")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--url", help="push to a running shim (token from MAINT_ADMIN_TOKEN)")
     target.add_argument("--file", help="write the progress file atomically")
     progress.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_ADMIN_TOKEN")
+    history = commands.add_parser("history", help="the last runs (from MAINT_STATE_DIR/history.jsonl)")
+    history.add_argument("--state-dir", metavar="PATH", help="default MAINT_STATE_DIR")
+    history.add_argument("--last", type=int, default=10, metavar="N", help="how many runs (default 10)")
+    history.add_argument("--json", action="store_true", help="print the records as JSON lines")
+    history.add_argument(
+        "--record", action="store_true", help="append the run that just ended (stop_maintenance.sh does this)"
+    )
+    history.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_STATE_DIR")
     return parser
 
 
@@ -142,6 +150,72 @@ def _progress(args: argparse.Namespace) -> int:
         return _fail(f"no shim answering at {args.url}: {error}")
 
 
+def _history(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .runs import HISTORY_FILE, learn, read_history, record_run
+
+    state_dir = Path(args.state_dir) if args.state_dir else _settings(args.env_file).state_dir
+    if state_dir is None:
+        return _fail("no state dir: set MAINT_STATE_DIR or pass --state-dir", EXIT_BAD_SETTINGS)
+    if args.record:
+        try:
+            record = record_run(state_dir, time.time())
+        except OSError as error:
+            return _fail(f"cannot record the run in {state_dir / HISTORY_FILE}: {error}")
+        print(record.to_json())
+        return EXIT_OK
+    records = read_history(state_dir / HISTORY_FILE)[-max(1, args.last):]
+    if args.json:
+        for record in records:
+            print(record.to_json())
+        return EXIT_OK
+    if not records:
+        print(f"no runs recorded in {state_dir / HISTORY_FILE}")
+        return EXIT_OK
+    print(_history_table(records))
+    learned = learn(records)
+    if learned.resume is not None:
+        print(f"\nlearned save-and-reload time (median of the last {learned.runs}): {learned.resume:.0f} s")
+    return EXIT_OK
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _history_table(records: Sequence[Any]) -> str:
+    from datetime import datetime
+
+    header = ("started", "duration", "steps", "rate/s", "trainer", "last step -> ready", "services")
+    rows = [header]
+    for record in records:
+        started = (
+            datetime.fromtimestamp(record.started_at).astimezone().strftime("%Y-%m-%d %H:%M")
+            if record.started_at
+            else "-"
+        )
+        steps = "-" if record.last_step is None else f"{record.first_step or 0}-{record.last_step}"
+        if record.total:
+            steps += f" of {record.total}"
+        rows.append((
+            started,
+            _seconds(record.duration),
+            steps,
+            "-" if record.mean_rate is None else f"{record.mean_rate:.2f}",
+            "-" if record.trainer_status is None else f"exit {record.trainer_status}",
+            _seconds(record.resume),
+            " ".join(record.services) or "-",
+        ))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad settings, with one line per bad setting)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -149,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.insert(0, "serve")  # `maintenance-shim --listen ...` means serve
     args = _parser().parse_args(arguments)
     command: str = args.command
-    handlers = {"serve": _serve, "check": _check, "status": _status, "progress": _progress}
+    handlers = {"serve": _serve, "check": _check, "status": _status, "progress": _progress, "history": _history}
     try:
         return handlers[command](args)
     except SettingsError as error:

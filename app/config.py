@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     progress_file: Path | None = None
     train_log: Path | None = None
     resume_seconds: float = Field(default=120, ge=0, le=86400)
+    # The scripts' state dir (they export it to the shim they start): run events in, run history out.
+    state_dir: Path | None = None
     retry_after_min: int = Field(default=5, ge=1)
     retry_after_max: int = Field(default=3600, ge=1)
     retry_after_unknown: int = Field(default=60, ge=1)
@@ -112,6 +114,12 @@ class Settings(BaseSettings):
     message: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     bind_retry_seconds: float = Field(default=0, ge=0, le=600)
+    # Limits where the shim faces the internet (app/protocol.py): nginx's 32 KiB of request head,
+    # Apache's 100 header fields, a 10 s header timeout, and a cap on open connections per process.
+    max_header_bytes: int = Field(default=32768, ge=1024, le=1048576)
+    max_headers: int = Field(default=100, ge=16, le=10000)
+    header_timeout: float = Field(default=10, gt=0, le=600)
+    max_connections: int = Field(default=4096, ge=16, le=1000000)
     # MAINT_MESSAGE_<LANG>, gathered by load_settings (pydantic-settings has no pattern fields).
     messages: dict[str, str] = Field(default_factory=dict, exclude=True)
 

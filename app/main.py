@@ -25,8 +25,15 @@ if TYPE_CHECKING:
 
 
 def create_tracker(settings: Settings, started: datetime | None = None) -> Tracker:
-    """The Tracker for these settings; a duration ETA counts from `started` (default: now)."""
+    """The Tracker for these settings; a duration ETA counts from `started` (default: now). With a state
+    dir, the history of recent runs teaches the save-and-reload time."""
+    learned = None
+    if settings.state_dir is not None:
+        from .runs import HISTORY_FILE, learn, read_history
+
+        learned = learn(read_history(settings.state_dir / HISTORY_FILE))
     return Tracker(
+        learned=learned,
         resume_seconds=settings.resume_seconds,
         stall_seconds=settings.stall_seconds,
         retry=RetryPolicy(settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown),
@@ -80,6 +87,12 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
                     LogFollower(settings.train_log, tracker.report, history_seconds=settings.stall_seconds)
                 )
         tasks = [asyncio.create_task(follower.run()) for follower in followers]
+        watcher = None
+        if settings.state_dir is not None:
+            from .runs import RunWatcher
+
+            watcher = RunWatcher(settings.state_dir, tracker)
+            tasks.append(asyncio.create_task(watcher.run()))
         try:
             yield
         finally:
@@ -88,6 +101,8 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
             for task in tasks:
                 with suppress(asyncio.CancelledError):
                     await task
+            if watcher is not None:
+                watcher.close()
 
     return MaintenanceApp(
         admin=admin,

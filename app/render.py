@@ -104,6 +104,7 @@ class Renderer:
                 "seconds": snapshot.eta_seconds,
                 "at": _iso(snapshot),
                 "text": texts.eta_relative,
+                "basis": snapshot.basis,
             },
             "retry_after": snapshot.retry_after,
             "progress": None
@@ -120,6 +121,13 @@ class Renderer:
                 "scope": progress.scope,
                 "epoch": progress.epoch,
                 "epochs": progress.epochs,
+            },
+            "after_training": None
+            if snapshot.after is None
+            else {
+                "phase": snapshot.after,
+                "trainer_status": snapshot.trainer_status,
+                "services": list(snapshot.services),
             },
             "locale": bcp47(locale),
         }

@@ -17,9 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from .eta import Estimate, Estimator, Phase, State
+from .eta import MIN_REMAINING, Estimate, Estimator, Phase, State
+from .runs import AfterPhase, Learned, ProgressSummary, RunState
 
 Scope = Literal["run", "epoch"]
+# What an ETA rests on: training progress, recent runs, MAINT_ETA, or MAINT_RESUME_SECONDS.
+Basis = Literal["progress", "history", "static", "setting"]
+# While the scripts report what follows the last step, the ETA does not fall below this (seconds).
+_AFTER_FLOOR = 10.0
 # Sources that know the exact step and total win over ones that parse a log.
 _PRIORITY = {"push": 2, "file": 2, "log": 1}
 
@@ -70,6 +75,10 @@ class Snapshot:
     retry_after: int
     progress: Progress | None
     source: str | None
+    basis: Basis | None = None
+    after: AfterPhase | None = None
+    trainer_status: int | None = None
+    services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,12 @@ class Tracker:
         retry: RetryPolicy,
         static_deadline: datetime | None = None,
         clock: Callable[[], float] = time.time,
+        learned: Learned | None = None,
     ) -> None:
+        self._learned = learned or Learned()
+        # The save-and-reload time: learned from recent runs, else the operator's MAINT_RESUME_SECONDS.
+        if self._learned.resume is not None:
+            resume_seconds = self._learned.resume
         self._resume_seconds = resume_seconds
         self._stall_seconds = stall_seconds
         Estimator(resume_seconds=resume_seconds, stall_seconds=stall_seconds)  # validates both now
@@ -118,12 +132,38 @@ class Tracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._sources: dict[str, _Followed] = {}
+        self._run: RunState | None = None
         self._cached: Snapshot | None = None
         self._valid_until = 0.0
 
     @property
     def stall_seconds(self) -> float:
         return self._stall_seconds
+
+    @property
+    def resume_seconds(self) -> float:
+        return self._resume_seconds
+
+    def run_changed(self, run: RunState) -> None:
+        """The scripts' events moved the run on (started, trainer exited, services starting or ready)."""
+        with self._lock:
+            self._run = RunState(**vars(run))
+            self._valid_until = 0.0
+
+    def progress_summary(self) -> ProgressSummary | None:
+        """First and last step seen (with times), total and mean rate, for the run's history record."""
+        with self._lock:
+            best = self._best(self._clock())
+            if best is None:
+                return None
+            estimate = best[1].estimator.estimate(self._clock())
+            if estimate.step is None:
+                return None
+            first_step, first_at, last_at = estimate.first_step, estimate.started_at, estimate.updated_at
+            rate = None
+            if first_at is not None and last_at is not None and first_step is not None and last_at > first_at:
+                rate = round((estimate.step - first_step) / (last_at - first_at), 4)
+            return ProgressSummary(first_step, estimate.step, estimate.total, first_at, last_at, rate)
 
     def report(self, update: ProgressUpdate) -> None:
         """A progress observation from one source."""
@@ -173,23 +213,52 @@ class Tracker:
             name, followed = best
             estimate = followed.estimator.estimate(now)
             progress = _progress(estimate, followed.last)
+        run = self._run
+        if run is not None and run.trainer_exit_at is not None:
+            # After the last step the scripts say what is happening: no 'overdue' while they do.
+            basis: Basis = "history" if self._learned.reload is not None else "setting"
+            return self._make(now, "finishing", self._after_remaining(now, run, estimate), progress,
+                              source=name, run=run, basis=basis)
+        if best is None and run is not None and run.started_at is not None and self._learned.duration is not None:
+            from_history = run.started_at + self._learned.duration - now
+            if from_history > 0:
+                return self._make(now, "training", from_history, None, source="history", basis="history")
         if estimate is not None and best is not None and best[1].last is not None and best[1].last.scope == "epoch":
             # Only the current epoch is known: progress and rate, but no whole-run ETA dressed up as one.
             state: State = "stalled" if estimate.state == "stalled" else "training"
             return self._make(now, state, None, progress, source=name)
         if estimate is not None and estimate.state != "unknown":
             remaining, state = estimate.remaining, estimate.state
+            basis = "progress"
+            if state == "finishing":
+                basis = "history" if self._learned.resume is not None else "setting"
             if remaining is None and self._deadline is not None and self._deadline > now:
                 # Progress is moving but the rate is not established yet: the static ETA stands in.
                 remaining = self._deadline - now
                 state = "training" if state == "estimating" else state
-            return self._make(now, state, remaining, progress, source=name)
+                basis = "static"
+            return self._make(now, state, remaining, progress, source=name, basis=basis)
         if self._deadline is not None:
             remaining = self._deadline - now
             if remaining > 0:
-                return self._make(now, "training", remaining, progress, source="static")
+                return self._make(now, "training", remaining, progress, source="static", basis="static")
             return self._make(now, "overdue", None, progress, source="static")
         return self._make(now, "unknown", None, progress, source=name)
+
+    def _after_remaining(self, now: float, run: RunState, estimate: Estimate | None) -> float:
+        """Time left once the trainer has exited: the learned reload time from its exit, else the
+        save-and-reload time from the last step; at least ``_AFTER_FLOOR`` while the scripts work."""
+        if run.phase == "ready":
+            return MIN_REMAINING
+        assert run.trainer_exit_at is not None
+        if self._learned.reload is not None:
+            left = run.trainer_exit_at + self._learned.reload - now
+        else:
+            anchor = run.trainer_exit_at
+            if estimate is not None and estimate.updated_at is not None:
+                anchor = min(anchor, estimate.updated_at)
+            left = anchor + self._resume_seconds - now
+        return max(_AFTER_FLOOR, left)
 
     def _make(
         self,
@@ -198,6 +267,8 @@ class Tracker:
         remaining: float | None,
         progress: Progress | None,
         source: str | None = None,
+        run: RunState | None = None,
+        basis: Basis | None = None,
     ) -> Snapshot:
         eta_seconds = None if remaining is None else max(1, math.ceil(remaining))
         eta_at = (
@@ -212,6 +283,10 @@ class Tracker:
             retry_after=self._retry.retry_after(eta_seconds),
             progress=progress,
             source=source,
+            basis=basis if eta_seconds is not None else None,
+            after=run.phase if run else None,
+            trainer_status=run.trainer_status if run else None,
+            services=run.services if run else (),
         )
 
 

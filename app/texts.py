@@ -5,6 +5,7 @@ from __future__ import annotations
 import gettext
 from dataclasses import dataclass
 
+from babel.lists import format_list
 from babel.numbers import format_decimal, format_percent
 
 from .i18n import clock_time, relative_time
@@ -44,6 +45,25 @@ def _state_message(translations: gettext.NullTranslations, state: str, service: 
     return messages.get(state, messages["unknown"]) % {"service": service}
 
 
+def _after_sentence(translations: gettext.NullTranslations, snapshot: Snapshot, locale: str, service: str) -> str:
+    """What the scripts report after the last step: the trainer's exit, the services starting or ready."""
+    _ = translations.gettext
+    names = format_list(list(snapshot.services), locale=locale) if snapshot.services else service
+    status = snapshot.trainer_status
+    if snapshot.after == "trainer-exited":
+        if status is None or status == 0:
+            return _("The training job has finished; %(services)s will be started next.") % {"services": names}
+        return _("The training job ended with status %(status)s; %(services)s will be started next.") % {
+            "status": format_decimal(status, locale=locale),
+            "services": names,
+        }
+    if snapshot.after == "starting":
+        return _("Starting %(services)s.") % {"services": names}
+    if snapshot.after == "waiting":
+        return _("Waiting for the health check of %(services)s.") % {"services": names}
+    return _("Ready again: %(services)s.") % {"services": names}
+
+
 def _state_label(translations: gettext.NullTranslations, state: str) -> str:
     _ = translations.gettext
     labels = {
@@ -69,6 +89,8 @@ def build_texts(
     ngettext = translations.ngettext
     service = service or _("This service")
     message = operator_message or _state_message(translations, snapshot.state, service)
+    if snapshot.after is not None:
+        message = f"{message} {_after_sentence(translations, snapshot, locale, service)}"
     relative = clock = None
     if snapshot.eta_seconds is not None and snapshot.eta_at is not None:
         relative = relative_time(snapshot.eta_seconds, locale)
@@ -78,6 +100,8 @@ def build_texts(
         else:
             sentence = _("Expected back %(relative)s (around %(clock)s).")
         eta_sentence = sentence % {"relative": relative, "clock": clock}
+        if snapshot.basis == "history":
+            eta_sentence = _("%(eta)s (Estimated from recent runs.)") % {"eta": eta_sentence}
     elif snapshot.progress is not None and snapshot.progress.scope == "epoch":
         eta_sentence = _("Only the current epoch's progress is known, so there is no estimate for the whole run.")
     elif snapshot.state == "estimating":

@@ -99,6 +99,28 @@ load_env() {
 
 # ---- small helpers -------------------------------------------------------------------------------
 
+# run_event NAME [STATUS [SERVICE...]]: tell the shim what happens around the training (one JSON line in
+# $STATE_DIR/events.jsonl; app/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
+run_event() {
+  local name=$1 status=${2:-} line item
+  shift $(($# < 2 ? $# : 2))
+  local -a quoted=()
+  for item; do quoted+=("\"$item\""); done
+  local IFS=,
+  line=$(printf '{"t":%s,"event":"%s"%s,"services":[%s]}' "${EPOCHREALTIME/,/.}" "$name" \
+    "${status:+,\"status\":$status}" "${quoted[*]}")
+  printf '%s\n' "$line" >>"$STATE_DIR/events.jsonl" 2>/dev/null || warn "cannot write $STATE_DIR/events.jsonl"
+}
+
+# history_record: append the run that just ended to $STATE_DIR/history.jsonl (maintenance-shim history
+# --record); a failure is a warning, never a failed stop.
+history_record() {
+  local -a shim
+  read -r -a shim <<<"$MAINT_SHIM_CMD"
+  "${shim[@]}" history --record --state-dir "$STATE_DIR" >/dev/null 2>>"$MAINT_SHIM_LOG" ||
+    warn "could not record the run in $STATE_DIR/history.jsonl (see $MAINT_SHIM_LOG)"
+}
+
 words() { local IFS=$' \t\n,'; read -r -a WORDS <<<"$*" || true; }  # split on blanks and commas
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 now() { printf '%(%s)T' -1; }

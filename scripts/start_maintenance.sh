@@ -114,6 +114,9 @@ main() {
   state_set S_LISTEN "$MAINT_LISTEN"
   state_set S_SHIM_MANAGED "$MAINT_SHIM_MANAGED"
   state_set S_ENV_FILE "${MAINT_ENV_FILE:-}"
+  : >"$STATE_DIR/events.jsonl"
+  rm -f -- "$STATE_DIR/progress-summary.json"
+  run_event start
 
   case $MAINT_SWITCH in
     port) start_port ;;

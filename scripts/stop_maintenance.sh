@@ -75,11 +75,14 @@ on_exit() {
 
 stop_proxy() {
   if ((${#SERVICES[@]})); then
+    run_event services-starting "" "${SERVICES[@]}"
     hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
     log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
+    run_event services-waiting "" "${SERVICES[@]}"
     services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
       die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
   fi
+  run_event services-ready "" "${SERVICES[@]}"
   if [[ $MAINT_SWITCH == nginx || $MAINT_SWITCH == caddy ]]; then
     proxy_to_live || die "$(proxy_name) did not take the live includes back: $(tail -n 1 <<<"$PROXY_OUT")"
     log "$(proxy_name) sends ${SERVICES[*]} to the services again"
@@ -91,12 +94,14 @@ stop_proxy() {
 stop_port() {
   local name
   log "handing the ports back to ${SERVICES[*]}"
+  run_event services-starting "" "${SERVICES[@]}"
   port_release
   for name in "${SERVICES[@]}"; do state_set "S_STARTED_$name" 1; done
   hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
   log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
   services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
     die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
+  run_event services-ready "" "${SERVICES[@]}"
   PHASE=committed
   shim_stop_recorded
 }
@@ -136,6 +141,7 @@ main() {
 
   state_clear
   PHASE=finished
+  history_record
   if ((${#SERVICES[@]})); then log "maintenance over: ${SERVICES[*]} serving again, the shim stopped"
   else log "maintenance over: the shim stopped"
   fi

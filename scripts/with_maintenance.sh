@@ -68,6 +68,12 @@ main() {
     : >"$MAINT_TRAIN_LOG"
   fi
   export MAINT_TRAIN_LOG  # the shim started below follows it
+  # Trainer callbacks (maintenance_shim.integrations) write here, and the shim follows it.
+  if [[ -z ${MAINT_PROGRESS_FILE:-} ]]; then
+    MAINT_PROGRESS_FILE=$STATE_DIR/progress.json
+    rm -f -- "$MAINT_PROGRESS_FILE"
+  fi
+  export MAINT_PROGRESS_FILE
   mkdir -p -- "$(dirname -- "$MAINT_TRAIN_LOG")"
   touch -- "$MAINT_TRAIN_LOG" || die "MAINT_TRAIN_LOG: cannot write $MAINT_TRAIN_LOG"
 
@@ -88,13 +94,16 @@ main() {
     # CMD gets its own session so a Ctrl-C reaches it once, through on_signal(); the default INT/QUIT
     # handling is restored because bash starts background jobs with them ignored. The tee processes
     # ignore the signals so CMD can still write while it shuts down.
-    export PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1}
+    # Unbuffered Python output, and Rich's live progress bars drawn to a pipe (Rich otherwise prints only
+    # the final frame when its output is not a terminal: PyTorch Lightning's default bar).
+    export PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1} TTY_INTERACTIVE=${TTY_INTERACTIVE:-1}
     env --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
       > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG") \
       2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG" >&2) &
     CMD_PID=$!
     wait_child "$CMD_PID"
     CMD_RC=$CHILD_RC
+    run_event trainer-exit "$CMD_RC"
     log "${ARGS[0]} exited with status $CMD_RC${SIGNALLED:+ (after SIG$SIGNALLED)}; stopping maintenance"
   fi
 

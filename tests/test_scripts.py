@@ -724,6 +724,78 @@ def test_with_maintenance_does_not_run_cmd_when_start_fails(setup: Setup, tmp_pa
     s.assert_live()
 
 
+SAVING_TRAINER = """
+import sys, time
+from tqdm import tqdm
+for _ in tqdm(range(60), desc="Steps", mininterval=0):
+    time.sleep(0.05)
+time.sleep(2.0)  # the final checkpoint save
+print("saved", flush=True)
+"""
+
+
+def _finishing_timeline(proc: subprocess.Popen[str], shim_port: int) -> list[tuple[float, dict[str, object]]]:
+    """Every status the shim gave, with the wall-clock time it was asked, until it stopped answering."""
+    seen: list[tuple[float, dict[str, object]]] = []
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            seen.append((time.time(), _shim_status(shim_port)))
+        except (OSError, ValueError):
+            if seen:
+                break
+        time.sleep(0.1)
+    return seen
+
+
+def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup, tmp_path: Path) -> None:
+    """Two runs with services that need 3 s to pass their health check: the first run's ETA after the last
+    step is MAINT_RESUME_SECONDS (30 s), the second run's the time the first one took (within 20 %)."""
+    s = setup
+    trainer = tmp_path / "train.py"
+    trainer.write_text(SAVING_TRAINER)
+    shim_port = free_port()
+    slow_start = {
+        f"MAINT_SERVICE_{name}_START": (
+            f"touch {svc.unhealthy_file}; {svc.hook('start')}; "
+            f"(sleep 3; rm -f {svc.unhealthy_file}) >/dev/null 2>&1 &"
+        )
+        for name, svc in s.services.items()
+    }
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", **slow_start)
+    measured: list[dict[str, object]] = []
+    for _ in range(2):
+        proc = s.popen("with_maintenance.sh", "--", sys.executable, str(trainer))
+        seen = _finishing_timeline(proc, shim_port)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        ready = json.loads((s.state_dir / "history.jsonl").read_text().splitlines()[-1])["ready_at"]
+        finishing = [(t, st) for t, st in seen if st["state"] == "finishing"]
+        assert finishing, [st["state"] for _, st in seen]
+        first_t, first = finishing[0]
+        eta = first["eta"]
+        assert isinstance(eta, dict)
+        phases = [st["after_training"]["phase"] for _, st in finishing if st.get("after_training")]  # type: ignore[index]
+        assert "waiting" in phases, phases  # starting lasts a moment here: the hooks return at once
+        measured.append({"eta": float(eta["seconds"]), "true": ready - first_t, "basis": eta["basis"],
+                         "phases": " ".join(dict.fromkeys(str(p) for p in phases))})
+        s.assert_live()
+    _write_artifact("learned-resume.txt", json.dumps(measured, indent=1))
+    first_run, second_run = measured
+    assert first_run["basis"] == "setting" and first_run["eta"] >= 25  # MAINT_RESUME_SECONDS=30
+    assert second_run["basis"] == "history"
+    assert abs(second_run["eta"] - second_run["true"]) <= 0.2 * second_run["true"], measured
+    history = (s.state_dir / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2
+    record = json.loads(history[-1])
+    assert record["last_step"] == 60 and record["total"] == 60 and record["trainer_status"] == 0
+    assert sorted(record["services"]) == ["studio", "video"]
+    shown = subprocess.run([_shim_cmd(), "history", "--state-dir", str(s.state_dir)], capture_output=True,
+                           text=True, timeout=30, check=True)
+    # The first step seen is the first poll's (0.5 s into the bar); the last is exact.
+    assert shown.stdout.count("-60 of 60") == 2 and "exit 0" in shown.stdout, shown.stdout
+
+
 # ---- 4. lint and documentation ------------------------------------------------------------------------
 
 
