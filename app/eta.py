@@ -12,11 +12,15 @@ Rules (docs/progress.md explains them for operators):
 - Rate: the least-squares slope of steps over normal seconds across the normal intervals of the last
   ``window_seconds`` (at least ``min_intervals`` of them): coarse sampling (a log polled every 0.5 s)
   neither biases it nor makes it jump when an interval enters or leaves the window.
-- Rate changes: when both halves of the last ``change_seconds`` are faster (or both slower) than the
-  whole window by more than ``change_share``, the window restarts there, so a real change (a larger
-  batch, a longer sequence) is followed within seconds while jitter, which moves one half, is not.
+- Rate changes: when both halves of the last ``change_seconds`` (15 s) are faster (or both slower) than
+  the whole window by more than ``change_share`` (12 %), the window restarts there, so a real change (a
+  larger batch, a longer sequence) is followed within about 20 s while jitter, which moves one half, is
+  not.
 - Recurring pauses: once two pauses have been seen, their total divided by the steps since the warm-up
-  is added per remaining step. A single pause is a one-off until another one comes.
+  is added per remaining step. A single pause is a one-off until another one comes; hiccups under 1 s
+  are only cut out of the rate, and a pause seen across neighbouring intervals is one pause.
+- In a pause: once no step came for well over a normal interval, the ETA stops counting down (the work
+  left does not shrink while a save runs), for up to a minute or twice the longest pause seen.
 - Estimating: no ETA until ``ready_intervals`` normal intervals covering ``ready_seconds`` have been seen.
 - Raw finish: time of the last step change + remaining steps x (1 / rate + pause per step) +
   ``resume_seconds``.
@@ -60,6 +64,12 @@ _MAX_INTERVALS = 1024
 # shown at once; smaller moves either way are smoothed.
 _LATER_AT_ONCE_SECONDS = 2.0
 _LATER_AT_ONCE_SHARE = 0.03
+# Pauses shorter than this (seconds) are hiccups: cut out of the rate, not amortized as recurring.
+_MIN_PAUSE = 1.0
+# The ETA holds still in a silence this long (seconds), or twice the longest pause seen.
+_HOLD_SECONDS = 60.0
+# Pauses this close (steps) to the previous one are one pause.
+_MERGE_STEPS = 3
 # Intervals used for the median that tells a pause from a normal interval.
 _MEDIAN_OF = 31
 
@@ -107,8 +117,8 @@ class Estimator:
         overdue_floor: float = 30.0,
         ready_intervals: int = 4,
         ready_seconds: float = 5.0,
-        change_seconds: float = 8.0,
-        change_share: float = 0.08,
+        change_seconds: float = 15.0,
+        change_share: float = 0.12,
     ) -> None:
         if not (math.isfinite(resume_seconds) and resume_seconds >= 0):
             raise ValueError(f"resume_seconds must be a finite number >= 0, not {resume_seconds!r}")
@@ -141,6 +151,9 @@ class Estimator:
         self._pause_since: float | None = None
         self._pause_seconds = 0.0
         self._pauses = 0
+        self._pause_step: int | None = None
+        self._median_interval: float | None = None
+        self._longest_pause = 0.0
         self._normal_count = 0
         self._normal_seconds = 0.0
         self._rate: float | None = None
@@ -228,9 +241,25 @@ class Estimator:
             return make("stalled", if_resumed_now)
         if self._finish is None:
             return make("estimating", None)
-        if now >= self._finish:
+        left = self._finish - now
+        silent = now - last_t
+        if rate is not None and (paused or self._pause_after() < silent <= self._hold_limit()):
+            # A pause (an evaluation, a checkpoint save) is under way: the work left does not shrink
+            # while it lasts, so neither does the ETA; a silence longer than any pause seen (and than
+            # a minute) counts down to 'overdue' again.
+            left = max(left, (total - step) * (1.0 / rate + per_step) + self.resume_seconds)
+        if left <= 0:
             return make("overdue", if_resumed_now)
-        return make("training", max(MIN_REMAINING, self._finish - now))
+        return make("training", max(MIN_REMAINING, left))
+
+    def _pause_after(self) -> float:
+        """Seconds without a step after which a pause is under way: well past a normal interval."""
+        if self._median_interval is None:
+            return math.inf
+        return self.outlier_factor * self._median_interval + 1.0
+
+    def _hold_limit(self) -> float:
+        return max(_HOLD_SECONDS, 2.0 * self._longest_pause)
 
     @property
     def pause_per_step(self) -> float:
@@ -246,12 +275,18 @@ class Estimator:
         return self._normal_count >= self.ready_intervals and self._normal_seconds >= self.ready_seconds
 
     def _add_pause(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        if self._warm_step is None:
-            return  # a pause before the first real interval is part of the warm-up
-        self._pause_seconds += seconds
-        self._pauses += 1
+        """Count pause time for the amortization: hiccups under ``_MIN_PAUSE`` are only cut out of the
+        rate; a pause within ``_MERGE_STEPS`` of the previous one is the same pause (a slow save seen
+        across two intervals), not a second one."""
+        if seconds < _MIN_PAUSE or self._warm_step is None or self._last_step is None:
+            return  # before the first real interval it is part of the warm-up
+        self._longest_pause = max(self._longest_pause, seconds)
+        if self._pause_step is not None and self._last_step - self._pause_step <= _MERGE_STEPS:
+            self._pause_seconds += seconds
+        else:
+            self._pause_seconds += seconds
+            self._pauses += 1
+        self._pause_step = self._last_step
 
     def _close_interval(self, t: float, step: int, *, forced_pause: bool) -> None:
         """A step change at ``t``: split the interval since the last one into normal and pause time."""
@@ -270,6 +305,7 @@ class Estimator:
         elif forced_pause and median is None:
             return  # a pause too early to tell its length from the steps around it: skip the interval
         self._intervals.append(_Interval(t, seconds, steps))
+        self._median_interval = statistics.median(item.seconds for item in list(self._intervals)[-_MEDIAN_OF:])
         self._normal_count += 1
         self._normal_seconds += seconds
         self._prune(t)

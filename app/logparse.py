@@ -14,7 +14,8 @@ Which bar is the training bar (``LogParser``):
    and only when their total is at least the largest total seen so far, so the 50-item evaluation bar
    does not replace the 3,000-step training bar.
 4. A bar that runs past its total (tqdm then prints ``901it [00:41, 6.08it/s]``) keeps the total of
-   the bar it continues: training has ended.
+   the bar it continues: training has ended. So does Lightning's closing line ``Trainer.fit stopped:
+   max_epochs=5 reached`` for the last step seen, even when only the current epoch was known.
 
 Epochs. A training bar or step line that names its epoch (``Epoch 3/9``, ``Epoch [2/10], Step [100/600]``,
 Lightning's ``Epoch 3``) counts steps per epoch. With the number of epochs printed, the parser stitches
@@ -54,6 +55,8 @@ _PLAIN = re.compile(
     r"\b(?P<label>(?:global[_ ]?)?steps?)\b\s*[:=]?\s*\[?\s*(?P<n>\d+)\s*(?:/|\bof\b)\s*(?P<total>\d+)\b",
     re.I,
 )
+# Lightning's last word after fit: the run is over, whatever the bar said (it may know only an epoch).
+_FIT_STOPPED = re.compile(r"`?Trainer\.fit`? stopped: `?(?P<why>max_epochs|max_steps|max_time)")
 _TRAINING = re.compile(r"step|train|epoch|iter|optimi[sz]", re.I)
 # Side tasks, each with the reason its bar is not the training bar.
 _SIDE_TASKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -256,6 +259,9 @@ class LogParser:
             if len(segment) > self.max_partial:
                 self.dropped_lines += 1
                 continue
+            if "Trainer.fit" in segment and _FIT_STOPPED.search(segment):
+                self._fit_stopped(found)
+                continue
             self._take(parse_line(segment), found)
         return found
 
@@ -277,6 +283,15 @@ class LogParser:
             return
         self._last = key
         found.append(progress)
+
+    def _fit_stopped(self, found: list[LogProgress]) -> None:
+        """Lightning says fit ended at its limit: the last step seen is the run's last step."""
+        if self._last is None:
+            return
+        step, _, label = self._last
+        done = LogProgress(step=step, total=step, rate=None, label=label, scope="run")
+        self._last = (step, step, label)
+        found.append(done)
 
     def _past_total(self, progress: LogProgress) -> LogProgress:
         """``901it [...]`` after the same bar's ``900/900``: the bar ran past its total; keep the total."""

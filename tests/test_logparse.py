@@ -368,3 +368,11 @@ def test_side_task_bars_are_ignored_for_a_stated_reason(label: str, reason: str 
     from maintenance_shim.logparse import side_task
 
     assert side_task(label) == reason
+
+
+def test_lightnings_closing_line_ends_an_epoch_only_run() -> None:
+    parser = LogParser()
+    updates = parser.feed(_lightning_tqdm_log(epochs=2, per_epoch=10))
+    assert updates[-1].scope == "epoch"
+    done = parser.feed("`Trainer.fit` stopped: `max_epochs=2` reached.\n")
+    assert [(u.step, u.total, u.scope) for u in done] == [(20, 20, "run")]
