@@ -5,7 +5,8 @@
 #
 # start_maintenance.sh, then CMD with its stdout and stderr also appended to MAINT_TRAIN_LOG (the log the
 # shim follows for the live ETA), then stop_maintenance.sh when CMD ends: on success, failure, Ctrl-C or
-# SIGTERM. Exits with CMD's status (1 if CMD succeeded but the services could not be brought back; the
+# SIGTERM. CMD gets MAINT_PROGRESS_FILE (for trainer callbacks), PYTHONUNBUFFERED=1 and, for Rich's live
+# bars, TTY_COMPATIBLE=1 and TTY_INTERACTIVE=1, each unless already set. Exits with CMD's status (1 if CMD succeeded but the services could not be brought back; the
 # start's status if maintenance could not start, and then CMD is not run).
 set -Eeuo pipefail
 [[ -n ${TRACE:-} ]] && set -x
@@ -94,9 +95,11 @@ main() {
     # CMD gets its own session so a Ctrl-C reaches it once, through on_signal(); the default INT/QUIT
     # handling is restored because bash starts background jobs with them ignored. The tee processes
     # ignore the signals so CMD can still write while it shuts down.
-    # Unbuffered Python output, and Rich's live progress bars drawn to a pipe (Rich otherwise prints only
-    # the final frame when its output is not a terminal: PyTorch Lightning's default bar).
-    export PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1} TTY_INTERACTIVE=${TTY_INTERACTIVE:-1}
+    # Unbuffered Python output, and Rich's live progress bars drawn into the pipe: Rich otherwise prints
+    # only the final frame when its output is not a terminal (PyTorch Lightning's default bar). Rich 15
+    # draws live frames only when it takes the output for a terminal (TTY_COMPATIBLE) that is interactive.
+    export PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1} TTY_COMPATIBLE=${TTY_COMPATIBLE:-1} \
+      TTY_INTERACTIVE=${TTY_INTERACTIVE:-1}
     env --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
       > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG") \
       2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG" >&2) &
