@@ -116,7 +116,7 @@ class Estimator:
         smooth_seconds: float = 5.0,
         overdue_floor: float = 30.0,
         ready_intervals: int = 4,
-        ready_seconds: float = 5.0,
+        ready_seconds: float = 3.0,
         change_seconds: float = 15.0,
         change_share: float = 0.12,
     ) -> None:

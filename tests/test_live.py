@@ -56,7 +56,7 @@ def test_status_follows_a_real_tqdm_run(start_shim: ShimFactory, tmp_path: Path)
             trainer.wait()
     steps = [s["progress"]["step"] for s in seen if s["progress"]]
     assert steps == sorted(steps) and steps[-1] >= STEPS - 50
-    # 'estimating' (progress, no ETA) until the rate rests on 5 s of steps after the warm-up: 6 s at most.
+    # 'estimating' (progress, no ETA) until the rate rests on 3 s of steps after the warm-up: 4 s at most.
     early = [s for s in seen if s["progress"] and s["state"] == "estimating"]
     assert all(s["progress"]["fraction"] < 0.4 for s in early), early
     mid = [s for s in seen if s["progress"] and 0.4 <= s["progress"]["fraction"] <= 0.85]

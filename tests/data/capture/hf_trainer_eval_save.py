@@ -1,0 +1,102 @@
+"""Case hf_trainer_eval_save: the Hugging Face Trainer with step evaluation and checkpoint saves.
+
+A tiny randomly initialised GPT-2 (no download), random token data, CPU, one thread. The truth comes
+from a TrainerCallback: every optimizer step, plus phases around each evaluation and checkpoint save.
+"""
+
+import argparse
+import os
+import tempfile
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import torch
+import transformers
+import truthlog
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--max-steps", type=int, default=700)
+parser.add_argument("--eval-size", type=int, default=1600)
+parser.add_argument("--n-embd", type=int, default=128)
+parser.add_argument("--seq", type=int, default=64)
+parser.add_argument("--batch", type=int, default=8)
+args = parser.parse_args()
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+VOCAB = 2000
+
+
+class RandomTokens(torch.utils.data.Dataset):
+    def __init__(self, size: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.data = torch.randint(0, VOCAB, (size, args.seq), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        ids = self.data[index]
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+
+class Truth(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        truthlog.step(state.global_step, state.max_steps)
+        if state.global_step >= state.max_steps:
+            truthlog.end()
+        if control.should_evaluate:
+            truthlog.phase("evaluating")
+        elif control.should_save:
+            truthlog.phase("saving")
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        truthlog.phase("saving" if control.should_save else "training")
+
+    def on_save(self, args, state, control, **kwargs):
+        truthlog.phase("training")
+
+
+config = GPT2Config(
+    vocab_size=VOCAB, n_positions=args.seq, n_embd=args.n_embd, n_layer=2, n_head=4, resid_pdrop=0.0,
+    embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+)
+model = GPT2LMHeadModel(config)
+output_dir = tempfile.mkdtemp(prefix="capture-hf-")
+training_args = TrainingArguments(
+    output_dir=output_dir,
+    max_steps=args.max_steps,
+    per_device_train_batch_size=args.batch,
+    per_device_eval_batch_size=args.batch * 2,
+    learning_rate=5e-4,
+    eval_strategy="steps",
+    eval_steps=100,
+    save_strategy="steps",
+    save_steps=150,
+    save_total_limit=2,
+    logging_steps=50,
+    report_to=[],
+    disable_tqdm=False,
+    use_cpu=True,
+    dataloader_num_workers=0,
+    seed=0,
+)
+truthlog.meta(
+    trainer=f"transformers Trainer {transformers.__version__}",
+    bar_label="",
+    epochs=None,
+    epochs_printed=False,
+    total_steps=args.max_steps,
+    versions=truthlog.versions("torch", "transformers", "accelerate", "tqdm", "safetensors"),
+)
+trainer = Trainer(
+    model=model,
+    args=training_args,
+    train_dataset=RandomTokens(args.max_steps * args.batch, seed=1),
+    eval_dataset=RandomTokens(args.eval_size, seed=2),
+    callbacks=[Truth()],
+)
+trainer.train()
+print(f"checkpoints in {output_dir}: {sorted(os.listdir(output_dir))}")
