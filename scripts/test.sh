@@ -33,7 +33,9 @@ if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv "$venv" || die "cannot create a venv with $python (need Python >= 3.11 and python3-venv)"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "${root}[test]"
+# torch first, pinned: the trainers extra would otherwise pull the newest torch (a CUDA build of several GB).
+"$venv/bin/python" -m pip install -q torch==2.13.0
+"$venv/bin/python" -m pip install -q "${root}[test,trainers]"
 
 cd "$root"
 "$venv/bin/ruff" check .
