@@ -97,7 +97,7 @@ class MaintenanceApp:
             facts = RequestFacts.from_scope_headers(scope["headers"])
             cors = self.cors
             if cors is not None and facts.origin is not None and cors.is_allowed_origin(facts.origin.decode("latin-1")):
-                if method == "OPTIONS":  # a preflight (rare): Starlette answers it, never cached
+                if is_preflight(scope):  # rare: Starlette answers it, never cached
                     await NoStore(cors)(scope, receive, send)
                     return
                 await self._answer(scope, send, facts, cors)
@@ -121,7 +121,8 @@ class MaintenanceApp:
         choice = responder.choose(scope["path"], scope["query_string"], facts, service)
         reply = responder.maintenance_reply(service, choice)
         if cors is not None and facts.origin is not None:
-            key = (service.name, choice, facts.origin)
+            # With `*` the decorated reply is the same for every Origin: one entry, not one per Origin sent.
+            key = (service.name, choice, b"*" if cors.allow_all_origins else facts.origin)
             cached = self._cors_replies.get(key)
             if cached is None or cached[0] is not reply:
                 cached = (reply, await _decorate(cors, scope, reply))
@@ -163,6 +164,17 @@ class MaintenanceApp:
         # Without the extension a close before accept becomes a 403; accept and close with "try again later".
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": "maintenance"})
+
+
+def is_preflight(scope: Scope) -> bool:
+    """A CORS preflight as Starlette's CORSMiddleware tells one: OPTIONS with Access-Control-Request-Method.
+
+    Any other OPTIONS from an allowed origin is an actual request: it gets the 503 with the CORS headers
+    (CORSMiddleware would otherwise pass it on to the app as a "simple" request).
+    """
+    if scope["method"] != "OPTIONS":
+        return False
+    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
 
 
 async def _decorate(cors: CORSMiddleware, scope: Scope, reply: Reply) -> Reply:
@@ -213,7 +225,7 @@ def cors_middleware(app: ASGIApp, origins: list[str]) -> CORSMiddleware:
         allow_origins=origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["Retry-After", "Content-Language"],
+        expose_headers=["Retry-After", "Content-Language", "X-Should-Retry"],
         max_age=600,
     )
 
@@ -233,7 +245,7 @@ class CorsGate:
         if scope["type"] == "http":
             origin = RequestFacts.from_scope_headers(scope["headers"]).origin
             if origin is not None and self.cors.is_allowed_origin(origin.decode("latin-1")):
-                handler = self.preflight if scope["method"] == "OPTIONS" else self.cors
+                handler = self.preflight if is_preflight(scope) else self.cors
                 await handler(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from babel.core import get_global
 
 Format = Literal["html", "json", "problem", "text"]
@@ -96,11 +96,17 @@ def _accepts(fmt: Format, media: str) -> bool:
 
 
 class LocaleMatcher:
-    """Maps BCP 47 / POSIX tags to one of the offered locales through CLDR likely subtags."""
+    """Maps BCP 47 / POSIX tags to one of the offered locales through CLDR likely subtags.
+
+    Request tags never reach Babel's locale loading: `babel.localedata.exists` caches every name it is
+    asked about, without bound. Tags are split here, and only CLDR's static alias and likely-subtag
+    tables (plain dicts) are consulted, for tags whose language is one of the offered locales'.
+    """
 
     def __init__(self, offered: Sequence[str], default: str) -> None:
         self.default = default
         self._offered = [(Locale.parse(tag), tag) for tag in offered]
+        self._languages = frozenset(locale.language for locale, _ in self._offered)
         self._cache: dict[str, str | None] = {}
 
     @property
@@ -119,19 +125,19 @@ class LocaleMatcher:
         return found
 
     def _match(self, tag: str) -> str | None:
-        if not tag or tag == "*" or not all(ch.isalnum() or ch in "-_" for ch in tag):
+        parsed = split_tag(tag)
+        if parsed is None:
             return None
-        try:
-            wanted = Locale.parse(tag.replace("_", "-"), sep="-")
-        except (ValueError, UnknownLocaleError, TypeError):
+        language, script, territory = parsed
+        if language not in self._languages:
             return None
-        script = wanted.script or _likely_script(wanted)
+        script = script or _likely_script(language, territory)
         for offered, name in self._offered:
-            if offered.language != wanted.language:
+            if offered.language != language:
                 continue
             if offered.script and script and offered.script != script:
                 continue
-            if offered.territory and offered.territory != wanted.territory:
+            if offered.territory and offered.territory != territory:
                 continue
             return name
         return None
@@ -147,10 +153,46 @@ class LocaleMatcher:
         return None
 
 
-def _likely_script(locale: Locale) -> str | None:
+def split_tag(tag: str) -> tuple[str, str | None, str | None] | None:
+    """`zh-Hans-CN` / `zh_Hans_CN` -> ("zh", "Hans", "CN"), CLDR aliases applied; None when malformed.
+
+    BCP 47 order: language (2-3 letters; an extended language subtag replaces it), then an optional
+    script (4 letters), then an optional region (2 letters or 3 digits); variants and extensions after
+    them are ignored.
+    """
+    parts = tag.replace("_", "-").split("-")
+    if not all(part.isascii() and part.isalnum() for part in parts):
+        return None  # also empty, "*", and anything with other characters
+    language = parts[0].lower()
+    if not (2 <= len(language) <= 3 and language.isalpha()):
+        return None
+    script: str | None = None
+    territory: str | None = None
+    rest = parts[1:]
+    if rest and len(rest[0]) == 3 and rest[0].isalpha():  # an extended language subtag: zh-yue is yue
+        language = rest.pop(0).lower()
+    if rest and len(rest[0]) == 4 and rest[0].isalpha():
+        script = rest.pop(0).title()
+    if rest and ((len(rest[0]) == 2 and rest[0].isalpha()) or (len(rest[0]) == 3 and rest[0].isdigit())):
+        territory = rest.pop(0).upper()
+    alias = get_global("language_aliases").get(language)
+    if isinstance(alias, str):  # e.g. iw -> he, cmn -> zh, sh -> sr_Latn
+        language, *implied = alias.split("_")
+        for part in implied:
+            if len(part) == 4 and script is None:
+                script = part
+            elif len(part) in (2, 3) and territory is None:
+                territory = part
+    if territory is not None:
+        territory = get_global("territory_aliases").get(territory, (territory,))[0]
+    if script is not None:
+        script = get_global("script_aliases").get(script, script)
+    return language, script, territory
+
+
+def _likely_script(language: str, territory: str | None) -> str | None:
     likely = get_global("likely_subtags")
-    key = f"{locale.language}_{locale.territory}" if locale.territory else locale.language
-    full = likely.get(key) or likely.get(locale.language)
+    full = (likely.get(f"{language}_{territory}") if territory else None) or likely.get(language)
     if not full:
         return None
     parts = full.split("_")

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import gc
 import logging
+import os
+import resource
 import socket
 import sys
 import time
+from pathlib import Path
 
 import uvicorn
 
 from .config import Listener, Settings
 from .main import create_app
+from .protocol import SWEEP_TICKS, ConnectionGuard, Limits, protocol_class
 
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1
@@ -65,6 +70,64 @@ class _RefusedHandshakeFilter(logging.Filter):
         return record.getMessage() != "ASGI callable returned without completing handshake."
 
 
+FD_RESERVE = 64  # descriptors kept free for listeners, logs, followed files, threads and the event loop
+FD_CEILING = 1 << 20  # what an unlimited hard limit is raised to when fs.nr_open cannot be read
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (at most fs.nr_open); returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        ceiling = FD_CEILING
+    target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return ceiling if soft == resource.RLIM_INFINITY else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as error:
+        logger.warning("cannot raise the file-descriptor limit from %d to %d: %s", soft, target, error)
+        return soft
+    return target
+
+
+def connection_limit(wanted: int, fd_limit: int) -> int:
+    """MAINT_MAX_CONNECTIONS, lowered so that accepting never runs out of file descriptors."""
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 16
+    fitting = max(fd_limit - in_use - FD_RESERVE, 1)
+    if fitting < wanted:
+        logger.warning(
+            "MAINT_MAX_CONNECTIONS is %d but the file-descriptor limit is %d: serving at most %d connections "
+            "(raise LimitNOFILE or `ulimit -n`)",
+            wanted,
+            fd_limit,
+            fitting,
+        )
+        return fitting
+    return wanted
+
+
+class ShimServer(uvicorn.Server):
+    """uvicorn's Server, sweeping expired request deadlines on its 0.1 s tick."""
+
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % SWEEP_TICKS == 0:
+            self.guard.sweep(self.server_state.connections, asyncio.get_running_loop().time())
+        return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.guard.flush_all(asyncio.get_running_loop().time())
+        await super().shutdown(sockets)
+
+
 def settle_heap() -> None:
     """Keep the garbage collector off the start-up heap and out of the request path.
 
@@ -102,8 +165,17 @@ def serve(settings: Settings) -> int:
         return EXIT_BIND_FAILED
     for listener in settings.listeners:
         logger.info("answering for %s on %s:%s", listener.service or "an unnamed service", listener.host, listener.port)
+    limits = Limits(
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        header_timeout=settings.header_timeout,
+        max_connections=connection_limit(settings.max_connections, raise_fd_limit()),
+    )
+    http = protocol_class(limits)
+    logger.info("limits: %s", http.guard.describe())
     config = uvicorn.Config(
         app,
+        http=http,
         lifespan="on",
         access_log=False,
         server_header=False,
@@ -112,7 +184,7 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
         backlog=BACKLOG,
     )
-    server = uvicorn.Server(config)
+    server = ShimServer(config, http.guard)
     settle_heap()
     logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeFilter())
     # Server.run (not asyncio.run(server.serve())) keeps uvicorn's uvloop loop factory.

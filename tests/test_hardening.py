@@ -1,0 +1,685 @@
+"""Where the shim faces the internet: CORS preflights, unbounded caches, request-head size and time limits,
+connection and file-descriptor limits, unread bodies and odd upgrades. Real shim processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import random
+import resource
+import socket
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from babel import localedata
+
+from maintenance_shim.catchall import MaintenanceApp
+from maintenance_shim.config import load_settings
+from maintenance_shim.main import create_app
+from tests.conftest import ROOT, Shim, ShimFactory, clean_env, free_port, wait_http
+
+ORIGIN = "https://studio.example.com"
+OTHER = "https://evil.example"
+KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+TOKEN = "hardening-token-0123456789"
+
+
+def request(
+    shim: Shim, method: str, path: str = "/", headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Send `data` on a fresh connection and read until the server closes it: (everything read, seconds)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered before all was sent
+            sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            raise AssertionError(f"no close within {timeout} s; got {received[:80]!r}") from None
+    return received, time.monotonic() - started
+
+
+def status_of(response: bytes) -> int | None:
+    if not response.startswith(b"HTTP/1."):
+        return None
+    return int(response.split(b" ", 2)[1])
+
+
+@pytest.fixture(scope="module")
+def cors_shim(module_shim_launcher: ShimFactory) -> Shim:
+    return module_shim_launcher(
+        env={"MAINT_CORS_ORIGINS": ORIGIN, "MAINT_HEALTH_PATHS": "/healthz", "MAINT_ADMIN_TOKEN": TOKEN}
+    )
+
+
+@pytest.fixture(scope="module")
+def star_shim(module_shim_launcher: ShimFactory) -> Shim:
+    return module_shim_launcher(env={"MAINT_CORS_ORIGINS": "*"})
+
+
+@pytest.fixture(scope="module")
+def quick_shim(module_shim_launcher: ShimFactory) -> Shim:
+    """A one-second header timeout."""
+    return module_shim_launcher(env={"MAINT_HEADER_TIMEOUT": "1"})
+
+
+# CORS preflights: every shape gets its documented answer, never a 500.
+
+PREFLIGHT_SHAPES = [
+    # (origin, request method, request headers)
+    (ORIGIN, "POST", None),
+    (ORIGIN, "PUT", "content-type, authorization"),
+    (ORIGIN, "DELETE", "x-custom"),
+    (ORIGIN, None, None),
+    (ORIGIN, None, "content-type"),
+    (OTHER, "POST", "content-type"),
+    (OTHER, None, None),
+    ("null", "POST", None),
+    (None, "POST", None),
+    (None, None, None),
+]
+
+
+@pytest.mark.parametrize("config", ["list", "star"])
+@pytest.mark.parametrize("path", ["/", "/api/generate", "/healthz"])
+@pytest.mark.parametrize(("origin", "method", "req_headers"), PREFLIGHT_SHAPES)
+def test_preflight_matrix(
+    cors_shim: Shim, star_shim: Shim, config: str, path: str, origin: str | None, method: str | None,
+    req_headers: str | None,
+) -> None:
+    shim = cors_shim if config == "list" else star_shim
+    headers = {}
+    if origin is not None:
+        headers["Origin"] = origin
+    if method is not None:
+        headers["Access-Control-Request-Method"] = method
+    if req_headers is not None:
+        headers["Access-Control-Request-Headers"] = req_headers
+    status, got, body = request(shim, "OPTIONS", path, headers)
+    allowed = origin is not None and (config == "star" or origin == ORIGIN)
+    assert got["cache-control"] == "no-store"
+    if allowed and method is not None:  # a real preflight: Starlette's answer
+        assert status == 200, body
+        assert got["access-control-allow-origin"] == ("*" if config == "star" else origin)
+        assert method in got["access-control-allow-methods"]
+        if req_headers is not None:
+            assert got["access-control-allow-headers"] == req_headers
+        return
+    assert status == 503, body  # an OPTIONS that is not a preflight, or from another origin: the 503
+    assert "retry-after" in got and len(body) == int(got["content-length"]) > 0
+    if allowed:
+        assert got["access-control-allow-origin"] == ("*" if config == "star" else origin)
+        assert "retry-after" in got["access-control-expose-headers"].lower()
+    else:
+        assert "access-control-allow-origin" not in got
+
+
+@pytest.mark.parametrize("config", ["list", "star"])
+@pytest.mark.parametrize("method", [None, "POST"])
+def test_preflight_to_reserved_paths_gets_their_answer(
+    cors_shim: Shim, star_shim: Shim, config: str, method: str | None
+) -> None:
+    shim = cors_shim if config == "list" else star_shim
+    headers = {"Origin": ORIGIN, **({"Access-Control-Request-Method": method} if method else {})}
+    for path in ("/_maintenance/health", "/_maintenance/status", "/_maintenance/progress"):
+        status, got, _ = request(shim, "OPTIONS", path, headers)
+        assert status == (200 if method else 405), path
+        assert got["cache-control"] == "no-store"
+
+
+def test_no_traceback_after_the_preflight_matrix(cors_shim: Shim, star_shim: Shim) -> None:
+    request(star_shim, "OPTIONS", "/", {"Origin": "https://a.example"})  # the shape of the report
+    for shim in (cors_shim, star_shim):
+        assert "Traceback" not in shim.output()
+        assert " 500 " not in shim.output()
+
+
+# Caches keyed on request data stay bounded, Babel's included.
+
+
+def _random_tag(rng: random.Random) -> str:
+    letters = string.ascii_letters
+    kind = rng.randrange(6)
+    if kind == 0:  # a well-formed tag in a language nobody offers
+        return "-".join(
+            ["".join(rng.choices(letters, k=rng.choice((2, 3)))), "".join(rng.choices(letters, k=4)),
+             "".join(rng.choices(string.ascii_uppercase, k=2))]
+        )
+    if kind == 1:  # an offered language with random subtags
+        tail = ["".join(rng.choices(letters + string.digits, k=rng.randint(1, 8))) for _ in range(rng.randint(1, 4))]
+        return "-".join([rng.choice(["en", "ja", "zh", "EN", "Zh"]), *tail])
+    if kind == 2:  # POSIX style
+        return f"{rng.choice(['en', 'ja', 'zh'])}_{''.join(rng.choices(letters, k=rng.randint(2, 5)))}"
+    if kind == 3:  # anything printable
+        return "".join(rng.choices(string.printable[:94], k=rng.randint(1, 20)))
+    if kind == 4:
+        return "".join(rng.choices(letters, k=rng.randint(2, 8)))
+    return f"{rng.choice(['zh', 'ja', 'en'])}-{rng.choice(['Hans', 'Hant', 'Latn', 'Jpan'])}-{rng.randint(100, 999)}"
+
+
+def _random_headers(rng: random.Random) -> list[tuple[bytes, bytes]]:
+    tags = ",".join(f"{_random_tag(rng)};q=0.{rng.randint(1, 9)}" for _ in range(rng.randint(1, 4)))
+    headers = [(b"accept-language", tags.encode()), (b"origin", f"https://{rng.getrandbits(40):x}.example".encode())]
+    if rng.random() < 0.3:
+        headers.append((b"cookie", f"lang={_random_tag(rng)}".encode()))
+    if rng.random() < 0.3:
+        headers.append((b"accept", rng.choice([b"application/json", b"text/html", b"*/*", b"x/" + tags.encode()[:20]])))
+    return headers
+
+
+def _babel_cache_sizes() -> dict[str, int]:
+    return {
+        "localedata.exists": localedata.exists.cache_info().currsize,
+        "localedata._cache": len(localedata._cache),
+        "localedata._dict_cache": len(localedata._dict_cache),
+        "locale_identifiers": localedata.locale_identifiers.cache_info().currsize,
+    }
+
+
+def _shim_cache_sizes(app: MaintenanceApp) -> dict[str, int]:
+    responder = app.responder
+    return {
+        "matcher": len(responder.matcher._cache),
+        "choices": len(responder._choices),
+        "replies": len(responder._cache),
+        "cors_replies": len(app._cors_replies),
+    }
+
+
+def test_caches_stay_bounded_under_random_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three rounds of 10,000 random Accept-Language tags, cookies, Origins: no cache grows past round one."""
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={"MAINT_CORS_ORIGINS": "*", "MAINT_ETA": "30m"})
+    app = create_app(settings)
+    assert isinstance(app, MaintenanceApp)
+    rng = random.Random(14)
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the catch-all never reads the body")
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    async def one_round(count: int) -> None:
+        for _ in range(count):
+            query = f"lang={_random_tag(rng)}".encode() if rng.random() < 0.2 else b""
+            scope = {
+                "type": "http", "method": rng.choice(["GET", "POST", "HEAD"]), "path": "/", "query_string": query,
+                "headers": _random_headers(rng), "server": ("127.0.0.1", 8080),
+            }
+            await app(scope, receive, send)  # type: ignore[arg-type]
+
+    rounds = []
+    for _ in range(3):
+        asyncio.run(one_round(10_000))
+        rounds.append({**_babel_cache_sizes(), **_shim_cache_sizes(app)})
+    print("cache sizes after each round of 10,000 random tags:", rounds)
+    assert statuses == {503}
+    first, _, last = rounds
+    for name in _babel_cache_sizes():
+        assert last[name] == first[name], (name, rounds)
+    assert last["localedata.exists"] < 50, rounds
+    assert last["matcher"] <= 4097 and last["choices"] <= 4096, rounds
+    # (locale, format, remember) has 24 values: with `*` the CORS replies do not multiply by Origin.
+    assert last["cors_replies"] <= 24 and last["replies"] <= 24, rounds
+
+
+# The request head: size and time.
+
+
+def _fields(count: int) -> bytes:
+    return b"".join(b"X-%d: y\r\n" % i for i in range(count))
+
+
+@pytest.mark.parametrize(
+    ("name", "head"),
+    [
+        ("64 KB header", b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n"),
+        ("1 MB header", b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n"),
+        ("20,000 headers", b"GET / HTTP/1.1\r\nHost: x\r\n" + _fields(20_000) + b"\r\n"),
+        ("101 headers", b"GET / HTTP/1.1\r\nHost: x\r\n" + _fields(100) + b"\r\n"),
+        ("40 KB cookie", b"GET / HTTP/1.1\r\nHost: x\r\nCookie: " + b"a=b; " * 8000 + b"\r\n\r\n"),
+        ("pipelined 1 MB", b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nX-Big: "
+         + b"a" * (1 << 20) + b"\r\n\r\n"),
+    ],
+)
+def test_oversized_heads_get_431_or_a_close(cors_shim: Shim, name: str, head: bytes) -> None:
+    response, seconds = exchange(cors_shim.port, head)
+    assert seconds < 2, name
+    statuses = [int(line.split(b" ")[1]) for line in response.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    assert 200 not in statuses
+    if name.startswith("pipelined"):
+        assert statuses[0] == 503, statuses
+        statuses = statuses[1:]
+    assert statuses in ([431], []), (name, statuses)  # 431, or closed
+    if statuses:
+        assert b"connection: close" in response.split(b"HTTP/1.1 431")[-1].lower()
+
+
+def test_heads_within_the_limit_are_answered(cors_shim: Shim) -> None:
+    status, _, _ = request(cors_shim, "GET", "/", {"X-Fill": "a" * 30_000})
+    assert status == 503
+    status, _, _ = request(cors_shim, "GET", "/", {f"X-{i}": "y" for i in range(90)})
+    assert status == 503
+
+
+def test_long_url_gets_414(cors_shim: Shim) -> None:
+    response, _ = exchange(cors_shim.port, b"GET /" + b"a" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 414
+
+
+def test_header_limit_is_a_setting(start_shim: ShimFactory) -> None:
+    shim = start_shim(env={"MAINT_MAX_HEADER_BYTES": "4096", "MAINT_MAX_HEADERS": "20"})
+    assert request(shim, "GET", "/", {"X-Fill": "a" * 3000})[0] == 503
+    assert request(shim, "GET", "/", {"X-Fill": "a" * 5000})[0] == 431
+    assert request(shim, "GET", "/", {f"X-{i}": "y" for i in range(25)})[0] == 431
+    assert "requests answered 431" in shim.output()
+
+
+def test_partial_heads_do_not_pile_up_memory(cors_shim: Shim) -> None:
+    """50 connections each trickling 1 MB of one header: each is cut off at the limit, RSS barely moves."""
+    rss_before = _rss_kb(cors_shim.proc.pid)
+    socks = []
+    try:
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", cors_shim.port), timeout=5)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            socks.append(sock)
+        chunk = b"a" * 16384
+        for _ in range(64):  # 1 MB each, in 16 KB pieces, round robin
+            for sock in list(socks):
+                try:
+                    sock.sendall(chunk)
+                except OSError:
+                    socks.remove(sock)
+                    sock.close()
+        rss_during = _rss_kb(cors_shim.proc.pid)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert rss_during - rss_before < 16 * 1024, (rss_before, rss_during)
+    assert request(cors_shim, "GET", "/")[0] == 503
+
+
+def test_half_a_head_then_silence_gets_408(quick_shim: Shim) -> None:
+    with socket.create_connection(("127.0.0.1", quick_shim.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: abc")
+        started = time.monotonic()
+        response = sock.recv(65536)
+        seconds = time.monotonic() - started
+        assert sock.recv(65536) == b""
+    assert status_of(response) == 408, response[:80]
+    assert b"connection: close" in response.lower()
+    assert 0.7 < seconds < 1.7
+
+
+def test_a_connection_that_sends_nothing_is_closed(quick_shim: Shim) -> None:
+    with socket.create_connection(("127.0.0.1", quick_shim.port), timeout=5) as sock:
+        started = time.monotonic()
+        assert sock.recv(65536) == b""
+        assert 0.7 < time.monotonic() - started < 1.7
+
+
+def test_slowloris_trickle_is_cut_at_the_deadline(quick_shim: Shim) -> None:
+    """A byte every 100 ms does not extend the deadline: it runs from the first byte of the request."""
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 100
+    with socket.create_connection(("127.0.0.1", quick_shim.port), timeout=5) as sock:
+        started = time.monotonic()
+        response = b""
+        try:
+            for byte in head:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.1)
+                sock.setblocking(False)
+                try:
+                    response += sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+                if response:
+                    break
+        except OSError:
+            pass
+        seconds = time.monotonic() - started
+    assert status_of(response) == 408, response[:80]
+    assert seconds < 1.8
+
+
+def test_keep_alive_request_gets_its_own_deadline(quick_shim: Shim) -> None:
+    with socket.create_connection(("127.0.0.1", quick_shim.port), timeout=5) as sock:
+        time.sleep(0.7)  # most of the first deadline
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += sock.recv(65536)
+        assert status_of(first) == 503
+        length = int(first.split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = first.split(b"\r\n\r\n", 1)[1]
+        while len(body) < length:
+            body += sock.recv(65536)
+        time.sleep(0.7)  # idle keep-alive is uvicorn's 5 s, not the header deadline
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        second = sock.recv(65536)
+        assert status_of(second) == 408
+        assert 0.7 < time.monotonic() - started < 1.7
+
+
+# Connections and file descriptors.
+
+
+def _open_slowloris(port: int, count: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        socks.append(sock)
+    return socks
+
+
+def _timed_requests(shim: Shim, count: int) -> list[tuple[int | str, float]]:
+    results: list[tuple[int | str, float]] = []
+    for _ in range(count):
+        started = time.monotonic()
+        try:
+            status: int | str = request(shim, "GET", "/")[0]
+        except (OSError, http.client.HTTPException) as error:
+            status = type(error).__name__
+        results.append((status, time.monotonic() - started))
+    return results
+
+
+def _still_open(socks: list[socket.socket]) -> int:
+    alive = 0
+    for sock in socks:
+        sock.setblocking(False)
+        try:
+            if sock.recv(1) != b"":
+                alive += 1
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    return alive
+
+
+def test_slowloris_past_the_connection_limit(start_shim: ShimFactory) -> None:
+    shim = start_shim(env={"MAINT_MAX_CONNECTIONS": "50", "MAINT_HEADER_TIMEOUT": "30"})
+    request(shim, "GET", "/")  # first render out of the way
+    socks = _open_slowloris(shim.port, 150)
+    try:
+        time.sleep(0.2)
+        results = _timed_requests(shim, 20)
+        assert [status for status, _ in results] == [503] * 20, results
+        assert max(seconds for _, seconds in results) < 0.1, results
+        assert _still_open(socks) < 50
+    finally:
+        for sock in socks:
+            sock.close()
+    time.sleep(0.1)
+    limit_line = "connection limit reached (MAINT_MAX_CONNECTIONS, 50 in this process): idle connections closed"
+    assert limit_line in shim.output()
+    assert "Traceback" not in shim.output()
+
+
+def test_busy_connections_at_the_limit_refuse_newcomers_cleanly(start_shim: ShimFactory) -> None:
+    """When every connection is mid-request (bodies the admin API waits for), new ones are closed and logged."""
+    shim = start_shim(env={"MAINT_MAX_CONNECTIONS": "20", "MAINT_HEADER_TIMEOUT": "30", "MAINT_ADMIN_TOKEN": TOKEN})
+    socks = []
+    try:
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", shim.port), timeout=5)
+            sock.sendall(
+                b"PUT /_maintenance/progress HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n".encode() + b'{"step": '
+            )
+            socks.append(sock)
+        time.sleep(0.5)
+        results = _timed_requests(shim, 5)
+        for status, seconds in results:
+            assert status in ("RemoteDisconnected", "ConnectionResetError", "BrokenPipeError"), results
+            assert seconds < 0.1, results
+    finally:
+        for sock in socks:
+            sock.close()
+    time.sleep(0.2)
+    assert "with no connection idle: new connections refused" in shim.output()
+    assert request(shim, "GET", "/")[0] == 503
+
+
+def _limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no Max open files")
+
+
+@pytest.fixture
+def fd_limited_shim(tmp_path: Path) -> Iterator[tuple[Shim, int]]:
+    """A shim started with a soft fd limit of 64 under a hard limit of 300."""
+    port = free_port()
+    log = tmp_path / "shim.log"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 300))
+
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}=studio"],
+            cwd=tmp_path, env=clean_env(), stdout=handle, stderr=subprocess.STDOUT, preexec_fn=limit,
+        )
+    shim = Shim(proc, [port], log)
+    try:
+        wait_http(f"{shim.url}/_maintenance/health")
+        yield shim, 300
+    finally:
+        shim.stop()
+
+
+def test_fd_limit_is_raised_and_connections_fit_under_it(fd_limited_shim: tuple[Shim, int]) -> None:
+    shim, hard = fd_limited_shim
+    assert _limits(shim.proc.pid) == (hard, hard)
+    output = shim.output()
+    assert "MAINT_MAX_CONNECTIONS is 4096 but the file-descriptor limit is 300: serving at most" in output
+    request(shim, "GET", "/")
+    socks = _open_slowloris(shim.port, 320)  # more than the process has descriptors for
+    try:
+        time.sleep(0.2)
+        results = _timed_requests(shim, 20)
+        assert [status for status, _ in results] == [503] * 20, results
+        assert max(seconds for _, seconds in results) < 0.1, results
+    finally:
+        for sock in socks:
+            sock.close()
+    time.sleep(0.1)
+    output = shim.output()
+    assert "connection limit reached" in output
+    assert "Too many open files" not in output and "Traceback" not in output
+
+
+def test_systemd_unit_raises_the_fd_limit() -> None:
+    unit = (ROOT / "deploy" / "systemd" / "maintenance-shim.service").read_text()
+    assert "\nLimitNOFILE=65536\n" in unit
+
+
+# Bodies that are not read.
+
+
+def test_endless_chunked_upload_is_closed_within_a_second(cors_shim: Shim) -> None:
+    with socket.create_connection(("127.0.0.1", cors_shim.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        sock.setblocking(False)
+        started = time.monotonic()
+        response = b""
+        answered = closed = None
+        while time.monotonic() - started < 5 and closed is None:
+            try:
+                sock.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.001)
+            except OSError:
+                closed = time.monotonic()
+            try:
+                data = sock.recv(65536)
+                if not data and answered is not None:
+                    closed = closed or time.monotonic()  # FIN: the server will not read on
+                response += data
+                if answered is None and b"\r\n\r\n" in response:
+                    answered = time.monotonic()
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = time.monotonic()
+    assert status_of(response) == 503
+    assert b"connection: close" in response.lower()
+    assert answered is not None and closed is not None
+    assert answered - started < 1.0
+    assert closed - answered < 1.0
+
+
+def test_small_complete_bodies_keep_the_connection(cors_shim: Shim) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", cors_shim.port, timeout=5)
+    try:
+        for _ in range(3):
+            headers = {"Content-Type": "application/json"}
+            conn.request("POST", "/api/v1/txt2img", body=b'{"prompt": "a cat"}', headers=headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 503
+            assert response.getheader("connection") is None
+        assert conn.sock is not None  # still the same connection
+    finally:
+        conn.close()
+
+
+def test_expect_100_continue_with_a_small_body_closes(cors_shim: Shim) -> None:
+    """The body would only follow a 100 Continue: the connection cannot be reused for a next request."""
+    head = b"POST /api/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"
+    response, seconds = exchange(cors_shim.port, head)
+    assert status_of(response) == 503
+    assert b"connection: close" in response.lower()
+    assert seconds < 1.5
+
+
+def test_admin_body_over_the_cap_is_refused(cors_shim: Shim) -> None:
+    body = b'{"step": 1, "pad": "' + b"a" * (2 << 20) + b'"}'
+    head = (
+        b"PUT /_maintenance/progress HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    )
+    response, seconds = exchange(cors_shim.port, head + body)
+    assert status_of(response) == 413
+    assert seconds < 2
+    assert "Traceback" not in cors_shim.output()
+
+
+# Upgrades: only a handshake the WebSocket library accepts is handed to it; everything else gets the 503.
+
+UPGRADES = {
+    "TRACE": b"TRACE / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + KEY + b"\r\n",
+    "POST": b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + KEY + b"\r\n",
+    "no key": b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    "version 8": b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    + KEY.replace(b"13", b"8") + b"\r\n",
+    "with a body": b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + KEY
+    + b"Content-Length: 5\r\n\r\nhello",
+    "HTTP/1.0": b"GET / HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + KEY + b"\r\n",
+    "Connection: close too": b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Connection: close\r\n" + KEY + b"\r\n",
+    "Upgrade, close": b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n"
+    + KEY + b"\r\n",
+    "close, then upgrade": b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: close\r\n"
+    b"Connection: Upgrade\r\n" + KEY + b"\r\n",
+    "h2c": b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    "valid": b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + KEY + b"\r\n",
+    "valid, then a frame": b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + KEY
+    + b"\r\n\x81\x85\x00\x00\x00\x00hello",
+}
+
+
+@pytest.mark.parametrize("name", list(UPGRADES))
+def test_every_upgrade_shape_gets_the_503(cors_shim: Shim, name: str) -> None:
+    response, seconds = exchange(cors_shim.port, UPGRADES[name])
+    assert status_of(response) == 503, (name, response[:120])
+    assert b"retry-after: " in response.lower()
+    assert seconds < 2
+    if "close" in name:
+        assert b"connection: close" in response.lower()
+
+
+def test_no_traceback_after_the_upgrades(cors_shim: Shim) -> None:
+    for name in UPGRADES:
+        exchange(cors_shim.port, UPGRADES[name])
+    output = cors_shim.output()
+    assert "Traceback" not in output
+    assert "Unsupported upgrade request" not in output
+
+
+# Settings.
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAINT_MAX_HEADER_BYTES", "12"),
+        ("MAINT_MAX_HEADER_BYTES", "lots"),
+        ("MAINT_MAX_HEADERS", "3"),
+        ("MAINT_HEADER_TIMEOUT", "0"),
+        ("MAINT_MAX_CONNECTIONS", "-1"),
+    ],
+)
+def test_bad_limit_setting_exits_2_naming_it(name: str, value: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{free_port()}"],
+        env=clean_env({name: value}), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], result.stderr
+
+
+# The soak, shortened.
+
+
+def test_short_soak_keeps_rss_flat(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--duration", "10", "--warmup", "4", "--interval", "1",
+         "--max-growth-mb", "4", "--json", str(tmp_path / "soak.json")],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
