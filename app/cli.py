@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--listen",
         action="append",
-        metavar="HOST:PORT[=SERVICE[:api]]",
-        help="address to answer on, tagged with the service it replaces (repeatable; default 127.0.0.1:8080)",
+        metavar="HOST:PORT[=SERVICE[:KIND]]",
+        help="address to answer on, tagged with the service it replaces and its kind: page (HTML, the default), "
+        "api (JSON {detail}) or openai (JSON {error: {message}}) (repeatable; default 127.0.0.1:8080)",
     )
     for sub in (serve, commands.add_parser("check", help="validate the configuration and exit")):
         sub.add_argument("--env-file", metavar="PATH", help="settings file (default ./maintenance.env if present)")

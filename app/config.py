@@ -14,7 +14,9 @@ from babel import Locale, UnknownLocaleError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ServiceKind = Literal["page", "api"]
+# page: HTML by default; api: JSON in FastAPI's {"detail": ...} shape; openai: JSON in OpenAI's error shape.
+ServiceKind = Literal["page", "api", "openai"]
+_KINDS: dict[str, ServiceKind] = {"page": "page", "api": "api", "openai": "openai"}
 DEFAULT_ENV_FILE = "maintenance.env"
 
 
@@ -37,7 +39,7 @@ _DURATION_RE = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s?)?$"
 
 
 def parse_listener(text: str) -> Listener:
-    """`HOST:PORT[=SERVICE[:page|api]]` -> Listener; raises ValueError with a readable reason."""
+    """`HOST:PORT[=SERVICE[:page|api|openai]]` -> Listener; raises ValueError with a readable reason."""
     address, _, service_part = text.strip().partition("=")
     host, sep, port_text = address.rpartition(":")
     if not sep or not host:
@@ -56,9 +58,9 @@ def parse_listener(text: str) -> Listener:
     if name and not _SERVICE_RE.match(name):
         raise ValueError(f"{text!r}: service name must be letters, digits, space, '.', '_' or '-'")
     kind = kind.strip() or "page"
-    if kind not in ("page", "api"):
-        raise ValueError(f"{text!r}: service kind must be 'page' or 'api', not {kind!r}")
-    return Listener(host, int(port_text), name, "api" if kind == "api" else "page")
+    if kind not in _KINDS:
+        raise ValueError(f"{text!r}: service kind must be 'page', 'api' or 'openai', not {kind!r}")
+    return Listener(host, int(port_text), name, _KINDS[kind])
 
 
 def parse_eta(text: str, now: datetime) -> datetime:
@@ -114,6 +116,8 @@ class Settings(BaseSettings):
     message: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     bind_retry_seconds: float = Field(default=0, ge=0, le=600)
+    # `x-should-retry: true` on a 503 while the ETA is at most this far away, else `false` (SDK retry loops).
+    sdk_retry_max_seconds: int = Field(default=120, ge=0)
     # Limits where the shim faces the internet (app/protocol.py): nginx's 32 KiB of request head,
     # Apache's 100 header fields, a 10 s header timeout, and a cap on open connections per process.
     max_header_bytes: int = Field(default=32768, ge=1024, le=1048576)

@@ -61,6 +61,7 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         default_service=services[listeners[0].port],
         cookie_name=settings.lang_cookie,
         json_paths=settings.json_paths,
+        sdk_retry_max_seconds=settings.sdk_retry_max_seconds,
     )
     secret = settings.admin_token.get_secret_value() if settings.admin_token else None
 

@@ -32,7 +32,7 @@ class Service:
 
     @property
     def default_format(self) -> Format:
-        return "json" if self.kind == "api" else "html"
+        return "html" if self.kind == "page" else "json"
 
 
 def _csp_hash(text: str) -> str:
@@ -137,6 +137,8 @@ class Renderer:
         texts = self.texts(snapshot, service, locale)
         maintenance = self.maintenance(snapshot, service, locale, texts)
         if fmt == "json":
+            if service.kind == "openai":
+                return _json(openai_error(texts.detail, maintenance))
             return _json({"detail": texts.detail, "maintenance": maintenance})
         if fmt == "problem":
             return _json(
@@ -192,6 +194,31 @@ class Renderer:
             style=self._style,
             script=self._script,
         )
+
+
+# OpenAI's own 503 error object (type `service_unavailable_error`; the older API sent `server_error`),
+# with a code saying why rather than OpenAI's `server_is_overloaded`: clients that special-case that
+# code retry it on their own schedule, and this is no overload.
+OPENAI_ERROR_TYPE = "service_unavailable_error"
+OPENAI_ERROR_CODE = "service_unavailable"
+
+
+def openai_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
+    """The JSON 503 of an `openai` service: OpenAI's error object, plus what huggingface_hub shows.
+
+    openai-python (and the SDKs generated like it) put `error.message` into the exception text
+    (`_base_client.py`, `_make_status_error_from_response`: `body.get("error", body)["message"]`).
+    huggingface_hub's `hf_raise_for_status` (`utils/_http.py`, `_format`) shows a string `error`, an
+    `error_description`, and each `errors[].message`; an `error` object it shows only as its Python
+    repr, which escapes the narrow no-break space of localized times (`9:22\u202fAM`). A string
+    `error` would cost openai-python the message, so `errors: [{"message": ...}]` carries the same
+    sentence for huggingface_hub, which then shows it verbatim on its own line.
+    """
+    return {
+        "error": {"message": detail, "type": OPENAI_ERROR_TYPE, "param": None, "code": OPENAI_ERROR_CODE},
+        "errors": [{"message": detail}],
+        "maintenance": maintenance,
+    }
 
 
 def _steps_left_forms(catalogs: Catalogs, locale: str) -> dict[str, str]:

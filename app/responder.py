@@ -78,8 +78,10 @@ class Responder:
         default_service: Service,
         cookie_name: str,
         json_paths: Sequence[str],
+        sdk_retry_max_seconds: int = 120,
     ) -> None:
         self.tracker = tracker
+        self._sdk_retry_max_seconds = sdk_retry_max_seconds
         self.renderer = renderer
         self.matcher = matcher
         self._services = dict(services)
@@ -158,6 +160,11 @@ class Responder:
 
     def _build(self, snapshot: Snapshot, service: Service, locale: str, fmt: Format, remember: bool) -> Reply:
         body = self.renderer.body(snapshot, service, locale, fmt)
+        # openai-python and the SDKs generated like it obey `x-should-retry` over their own rules: retry
+        # (after Retry-After) while the service is back soon, else fail at once and show the message. An
+        # unknown ETA is not "soon".
+        eta = snapshot.eta_seconds
+        should_retry = eta is not None and eta <= self._sdk_retry_max_seconds
         headers: Headers = [
             (b"content-type", CONTENT_TYPES[fmt]),
             (b"content-length", str(len(body)).encode()),
@@ -165,6 +172,8 @@ class Responder:
             (b"content-language", bcp47(locale).encode()),
             VARY,
             *COMMON_HEADERS,
+            (b"x-should-retry", b"true" if should_retry else b"false"),
+            (b"x-robots-tag", b"noindex"),
             (
                 b"content-security-policy",
                 self.renderer.page_csp.encode() if fmt == "html" else _PLAIN_CSP,

@@ -151,8 +151,8 @@ services_parse() {
     name=${item%%:*}
     [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] ||
       die "MAINT_SERVICES: '$name' must be letters, digits and '_' (it names MAINT_SERVICE_${name}_* settings)"
-    [[ $item == "$name" || $item == "$name:page" || $item == "$name:api" ]] ||
-      die "MAINT_SERVICES: '$item': the kind after ':' must be page or api"
+    [[ $item == "$name" || $item == "$name:page" || $item == "$name:api" || $item == "$name:openai" ]] ||
+      die "MAINT_SERVICES: '$item': the kind after ':' must be page, api or openai"
     SERVICES+=("$name"); SERVICE_TAG[$name]=$item
   done
   if [[ $MAINT_SWITCH != none ]] && ((${#SERVICES[@]} == 0)); then

@@ -95,7 +95,7 @@ def test_unknown_eta_uses_retry_after_unknown(start_shim: ShimFactory) -> None:
     status, headers, body = request(shim, "GET", "/", {"Accept": "application/json"})
     data = json.loads(body)["maintenance"]
     assert (status, headers["retry-after"], data["state"]) == (503, "42", "unknown")
-    assert data["eta"] == {"known": False, "seconds": None, "at": None, "text": None}
+    assert data["eta"] == {"known": False, "seconds": None, "at": None, "text": None, "basis": None}
 
 
 @pytest.mark.parametrize(
@@ -230,7 +230,7 @@ def test_health_and_status_endpoints(shim: Shim) -> None:
     assert status == 200 and headers["cache-control"] == "no-store"
     data = json.loads(body)
     assert data["service"] == "studio" and data["locale"] == "ja" and data["state"] == "training"
-    assert set(data) == {"service", "state", "message", "eta", "retry_after", "progress", "locale"}
+    assert set(data) == {"service", "state", "message", "eta", "retry_after", "progress", "after_training", "locale"}
     status, headers, _ = request(shim, "GET", "/_maintenance/nothing-here")
     assert status == 404 and headers["cache-control"] == "no-store"
     assert request(shim, "POST", "/healthz")[0] == 503
