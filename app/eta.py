@@ -16,8 +16,11 @@ Rules (docs/progress.md explains them for operators):
   the whole window by more than ``change_share`` (12 %), the window restarts there, so a real change (a
   larger batch, a longer sequence) is followed within about 20 s while jitter, which moves one half, is
   not.
-- Recurring pauses: once two pauses have been seen, their total divided by the steps since the warm-up
-  is added per remaining step. A single pause is a one-off until another one comes; hiccups under 1 s
+- Recurring pauses: the pauses still to come are added. A first pause at step P predicts one every P
+  steps (eval_steps, save_steps) until step 2P passes without one; pauses at a regular step interval
+  count one mean pause per period still ahead (one at the total itself is after the last step: the
+  Hugging Face Trainer's final evaluation); irregular ones are amortized: their total per step since the
+  warm-up, per remaining step. A single pause is a one-off until another one comes; hiccups under 1 s
   are only cut out of the rate, and a pause seen across neighbouring intervals is one pause.
 - In a pause: once no step came for well over a normal interval, the ETA stops counting down (the work
   left does not shrink while a save runs), for up to a minute or twice the longest pause seen.
@@ -68,6 +71,8 @@ _LATER_AT_ONCE_SHARE = 0.03
 _MIN_PAUSE = 1.0
 # The ETA holds still in a silence this long (seconds), or twice the longest pause seen.
 _HOLD_SECONDS = 60.0
+# Pause starts whose step gaps differ by at most this factor are periodic (an evaluation every N steps).
+_PERIODIC = 1.25
 # Pauses this close (steps) to the previous one are one pause.
 _MERGE_STEPS = 3
 # Intervals used for the median that tells a pause from a normal interval.
@@ -94,6 +99,14 @@ class _Interval(NamedTuple):
     end: float  # wall-clock time the interval ended
     seconds: float  # normal (non-pause) seconds
     steps: int
+
+
+def _count_ahead(upcoming: float, period: float, total: int) -> int:
+    """Pauses at ``upcoming``, ``upcoming + period``, ... before the last step. A bar shows the step before
+    a pause a step or two late or early, so one within ``_MERGE_STEPS`` of the total is at the total: after
+    the last step, not before it."""
+    last = total - max(_MERGE_STEPS, period / 50)
+    return 0 if upcoming >= last else math.floor((last - upcoming) / period) + 1
 
 
 def _ratio(intervals: Sequence[_Interval] | deque[_Interval]) -> float | None:
@@ -152,6 +165,7 @@ class Estimator:
         self._pause_seconds = 0.0
         self._pauses = 0
         self._pause_step: int | None = None
+        self._pause_steps: list[int] = []
         self._median_interval: float | None = None
         self._longest_pause = 0.0
         self._normal_count = 0
@@ -217,6 +231,7 @@ class Estimator:
             return Estimate("unknown", None, None, None, None, None)
         rate, total, step, last_t = self._rate, self._total, self._last_step, self._last_t
         per_step = self.pause_per_step
+        pause_left = self.pause_left(step, total) if total is not None else 0.0
 
         def make(state: State, remaining: float | None) -> Estimate:
             return Estimate(
@@ -234,7 +249,7 @@ class Estimator:
         if_resumed_now = None
         if rate is not None:
             if_resumed_now = max(
-                self.overdue_floor, (total - step) * (1.0 / rate + per_step) + self.resume_seconds
+                self.overdue_floor, (total - step) / rate + pause_left + self.resume_seconds
             )
         paused = self._phase in ("evaluating", "saving")
         if now - last_t >= self.stall_seconds and not paused:
@@ -247,7 +262,7 @@ class Estimator:
             # A pause (an evaluation, a checkpoint save) is under way: the work left does not shrink
             # while it lasts, so neither does the ETA; a silence longer than any pause seen (and than
             # a minute) counts down to 'overdue' again.
-            left = max(left, (total - step) * (1.0 / rate + per_step) + self.resume_seconds)
+            left = max(left, (total - step) / rate + pause_left + self.resume_seconds)
         if left <= 0:
             return make("overdue", if_resumed_now)
         return make("training", max(MIN_REMAINING, left))
@@ -269,6 +284,26 @@ class Estimator:
         steps = self._last_step - (self._warm_step if self._warm_step is not None else self._last_step)
         return self._pause_seconds / steps if steps > 0 else 0.0
 
+    def pause_left(self, step: int, total: int) -> float:
+        """Pause seconds still to come before the last step. Pauses at a regular step interval (an
+        evaluation every N steps) are counted one by one, those at or after the total excluded (the Hugging
+        Face Trainer's final evaluation follows the last step); irregular ones are amortized per step."""
+        if self._pauses == 0 or step >= total:
+            return 0.0
+        starts = self._pause_steps[-8:]
+        if self._pauses == 1:
+            # One pause at step P: trainers pause every P steps (eval_steps, save_steps, an epoch), so
+            # expect the next at 2P and so on, until 2P has passed without one (then it was a one-off).
+            first = starts[0]
+            if first <= 0 or step > 2 * first + max(_MERGE_STEPS, first // 4):
+                return 0.0
+            return _count_ahead(2 * first, first, total) * self._pause_seconds
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        if gaps and min(gaps) > 0 and max(gaps) <= _PERIODIC * min(gaps):
+            period = statistics.median(gaps)
+            return _count_ahead(starts[-1] + period, period, total) * self._pause_seconds / self._pauses
+        return (total - step) * self.pause_per_step
+
     @property
     def ready(self) -> bool:
         """True once the rate rests on enough normal intervals and seconds to show an ETA."""
@@ -286,6 +321,8 @@ class Estimator:
         else:
             self._pause_seconds += seconds
             self._pauses += 1
+            self._pause_steps.append(self._last_step)
+            del self._pause_steps[:-32]
         self._pause_step = self._last_step
 
     def _close_interval(self, t: float, step: int, *, forced_pause: bool) -> None:
@@ -365,7 +402,8 @@ class Estimator:
             return
         assert self._last_t is not None and self._last_step is not None
         remaining_steps = self._total - self._last_step
-        raw = self._last_t + remaining_steps * (1.0 / self._rate + self.pause_per_step) + self.resume_seconds
+        raw = (self._last_t + remaining_steps / self._rate + self.pause_left(self._last_step, self._total)
+               + self.resume_seconds)
         finish = self._finish
         # Later at once when it is news (a pause, a slowdown), beyond the noise of the rate itself.
         noise = max(_LATER_AT_ONCE_SECONDS, _LATER_AT_ONCE_SHARE * (raw - self._last_t))

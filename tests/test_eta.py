@@ -481,3 +481,29 @@ def test_a_rate_change_is_followed_within_a_minute() -> None:
                 assert error <= 0.15, (now - changed, error)
             if now > changed + 60:
                 assert error <= 0.05, (now - changed, error)
+
+
+def test_a_first_pause_at_step_p_predicts_one_every_p_steps() -> None:
+    """An evaluation of 4 s at steps 100, 200, ... 600 of 700 (the Trainer's at 700 follows the last step):
+    from the first one on, the five still ahead are in the ETA; a one-off pause at 300 of 600 predicts
+    none (the next would be at the total), and one at 100 that is not repeated by 225 is dropped."""
+    times, t = [], START
+    for step in range(1, 701):
+        t += 0.1
+        if step > 1 and (step - 1) % 100 == 0:
+            t += 4.0
+        times.append(t)
+    estimator = new_estimator(resume=0.0)
+    for step, when in enumerate(times[:130], start=1):
+        estimator.add(when, step, 700)
+    assert estimator.pause_left(130, 700) == pytest.approx(5 * 4.0, rel=0.05)
+    estimate = estimator.estimate(times[129])
+    assert estimate.remaining == pytest.approx(times[-1] - times[129], rel=0.05)
+    one_off = new_estimator(resume=0.0)
+    for step in range(1, 401):
+        one_off.add(START + 0.1 * step + (15.0 if step > 300 else 0.0), step, 600)
+    assert one_off.pause_left(400, 600) == 0.0
+    refuted = new_estimator(resume=0.0)
+    for step in range(1, 301):
+        refuted.add(START + 0.1 * step + (4.0 if step > 100 else 0.0), step, 900)
+    assert refuted.pause_left(300, 900) == 0.0

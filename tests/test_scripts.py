@@ -6,6 +6,7 @@ traffic, the port-mode refused-connection window) go to MAINT_TEST_ARTIFACTS (de
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -794,6 +795,61 @@ def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup
                            text=True, timeout=30, check=True)
     # The first step seen is the first poll's (0.5 s into the bar); the last is exact.
     assert shown.stdout.count("-60 of 60") == 2 and "exit 0" in shown.stdout, shown.stdout
+
+
+# ---- 3b. real trainers, unchanged, followed by their log under with_maintenance.sh ---------------------
+
+CAPTURE = ROOT / "tests" / "data" / "capture"
+LIVE_TRAINERS = {
+    # The Hugging Face Trainer with evaluations every 100 steps and saves every 150: its tqdm bar.
+    "transformers": ([str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "500"], 0.15),
+    # Lightning's default bar (Rich is installed): drawn live only because with_maintenance.sh sets
+    # TTY_COMPATIBLE and TTY_INTERACTIVE; MAINT_LIGHTNING_AUTO=0 keeps the callback out of it.
+    "lightning-rich": ([str(CAPTURE / "lightning_fit.py"), "--bar", "rich", "--max-epochs", "4",
+                        "--train-batches", "120", "--batch", "160", "--val-batches", "20"], 0.10),
+}
+
+
+@pytest.mark.parametrize("name", list(LIVE_TRAINERS))
+def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
+    setup: Setup, tmp_path: Path, name: str
+) -> None:
+    """No change to the training script: the shim follows its log; at 25, 50 and 75 % of the steps the ETA
+    (less MAINT_RESUME_SECONDS) is within the bound of the time the trainer really took to its last step."""
+    s = setup
+    shim_port = free_port()
+    command, bound = LIVE_TRAINERS[name]
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", MAINT_LIGHTNING_AUTO="0")
+    truth, t0 = tmp_path / "truth.jsonl", time.time()
+    env = {**s.env(), "CAPTURE_TRUTH": str(truth), "CAPTURE_T0": str(t0), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
+                            cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen: list[tuple[float, dict[str, object]]] = []
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):  # before the shim is up, and after it is gone
+            seen.append((time.time() - t0, _shim_status(shim_port)))
+        time.sleep(0.5)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    steps = [(item["t"], item["step"], item["total"]) for item in map(json.loads, truth.read_text().splitlines())
+             if "step" in item]
+    total = steps[-1][2]
+    end = steps[-1][0]
+    report = []
+    for fraction in (0.25, 0.5, 0.75):
+        reached = next(t for t, step, _ in steps if step >= fraction * total)
+        at, status = next((t, st) for t, st in seen if t >= reached)
+        eta = status["eta"]
+        assert isinstance(eta, dict) and status["state"] == "training" and eta["seconds"] is not None, status
+        shown, true = float(eta["seconds"]) - 30, end - at  # type: ignore[arg-type]
+        report.append(f"{fraction:.0%}: shown {shown:.0f} s, true {true:.1f} s, error {abs(shown - true) / true:.1%}")
+        progress = status["progress"]
+        assert isinstance(progress, dict) and progress["total"] == total and progress["scope"] == "run", progress
+        # ETAs are whole seconds of a snapshot up to 1 s old; the log is polled every 0.5 s.
+        assert abs(shown - true) <= bound * true + 3.0, report
+    _write_artifact(f"live-eta-{name}.txt", "\n".join(report))
+    s.assert_live()
 
 
 # ---- 4. lint and documentation ------------------------------------------------------------------------

@@ -28,6 +28,8 @@ SAVING: Phase = "saving"
 
 ENV_FILE = "MAINT_PROGRESS_FILE"
 ENV_URL = "MAINT_PUSH_URL"
+# MAINT_LIGHTNING_AUTO=0 keeps Lightning's entry point from attaching the callback by itself.
+ENV_AUTO = "MAINT_LIGHTNING_AUTO"
 ENV_TOKEN = "MAINT_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a secret
 PUSH_PATH = "/_maintenance/progress"
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ._core import ENV_FILE, ENV_URL, EVALUATING, SAVING, TRAINING, Phase, ProgressSink
+from ._core import ENV_AUTO, ENV_FILE, ENV_URL, EVALUATING, SAVING, TRAINING, Phase, ProgressSink
 
 logger = logging.getLogger("maintenance_shim.integrations")
 
@@ -122,6 +122,8 @@ def make_factory(callback: Callable[..., C]) -> Callable[[], list[C]]:
     def callbacks_factory() -> list[C]:
         if not (os.environ.get(ENV_FILE) or os.environ.get(ENV_URL)):
             return []
+        if os.environ.get(ENV_AUTO, "").strip().lower() in ("0", "false", "no", "off"):
+            return []  # the operator wants the log followed, not the callback
         try:
             return [callback(auto=True)]
         except Exception as error:  # never break a Trainer that merely has this package installed
