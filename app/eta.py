@@ -44,6 +44,7 @@ Rules (docs/progress.md explains them for operators):
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import deque
@@ -298,7 +299,7 @@ class Estimator:
             if first <= 0 or step > 2 * first + max(_MERGE_STEPS, first // 4):
                 return 0.0
             return _count_ahead(2 * first, first, total) * self._pause_seconds
-        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
         if gaps and min(gaps) > 0 and max(gaps) <= _PERIODIC * min(gaps):
             period = statistics.median(gaps)
             return _count_ahead(starts[-1] + period, period, total) * self._pause_seconds / self._pauses
