@@ -83,7 +83,8 @@ class Case:
 
     def rate_at(self, t: float, seconds: float = 10.0) -> float | None:
         """The true step rate over the last ``seconds`` before ``t``, as a clairvoyant-free oracle knows it."""
-        recent = [(when, step) for when, step in self.steps if t - seconds <= when <= t]
+        since = max(t - seconds, self.resumed_at or 0.0) if (self.resumed_at or 0.0) <= t else t - seconds
+        recent = [(when, step) for when, step in self.steps if since <= when <= t]
         if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
             return None
         return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])

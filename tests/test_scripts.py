@@ -807,6 +807,10 @@ LIVE_TRAINERS = {
     # TTY_COMPATIBLE and TTY_INTERACTIVE; MAINT_LIGHTNING_AUTO=0 keeps the callback out of it.
     "lightning-rich": ([str(CAPTURE / "lightning_fit.py"), "--bar", "rich", "--max-epochs", "4",
                         "--train-batches", "120", "--batch", "160", "--val-batches", "20"], 0.10),
+    # Lightning's TQDM bar never prints the number of epochs: the callback that Lightning's entry point
+    # attaches by itself (MAINT_PROGRESS_FILE is exported) reports the whole run, still with no change.
+    "lightning-tqdm-auto-callback": ([str(CAPTURE / "lightning_fit.py"), "--bar", "tqdm", "--max-epochs", "4",
+                                      "--train-batches", "120", "--batch", "160", "--val-batches", "20"], 0.10),
 }
 
 
@@ -819,7 +823,8 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
     s = setup
     shim_port = free_port()
     command, bound = LIVE_TRAINERS[name]
-    s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", MAINT_LIGHTNING_AUTO="0")
+    auto = "1" if name.endswith("auto-callback") else "0"
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", MAINT_LIGHTNING_AUTO=auto)
     truth, t0 = tmp_path / "truth.jsonl", time.time()
     env = {**s.env(), "CAPTURE_TRUTH": str(truth), "CAPTURE_T0": str(t0), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
