@@ -20,12 +20,12 @@ Rules (docs/progress.md explains them for operators):
   steps (eval_steps, save_steps) until step 2P passes without one; pauses at a regular step interval
   count one mean pause per period still ahead (one at the total itself is after the last step: the
   Hugging Face Trainer's final evaluation); irregular ones are amortized: their total per step since the
-  warm-up, per remaining step. A single pause is a one-off until another one comes; hiccups under 1 s
-  are only cut out of the rate, and a pause seen across neighbouring intervals is one pause.
+  warm-up, per remaining step. Hiccups under 1 s are only cut out of the rate, and a pause seen across
+  neighbouring intervals is one pause.
 - In a pause: once no step came for well over a normal interval, the ETA stops counting down (the work
   left does not shrink while a save runs), for up to a minute or twice the longest pause seen.
 - Estimating: no ETA until ``ready_intervals`` normal intervals covering ``ready_seconds`` have been seen.
-- Raw finish: time of the last step change + remaining steps x (1 / rate + pause per step) +
+- Raw finish: time of the last step change + remaining steps / rate + the pauses still to come +
   ``resume_seconds``.
 - Smoothing: the shown finish moves later at once when the raw finish is later by more than 3 % of the
   remaining time (at least 2 s): a pause or a slowdown is evidence. Any smaller move, and every move
