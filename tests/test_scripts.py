@@ -750,8 +750,9 @@ def _finishing_timeline(proc: subprocess.Popen[str], shim_port: int) -> list[tup
 
 
 def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup, tmp_path: Path) -> None:
-    """Two runs with services that need 3 s to pass their health check: the first run's ETA after the last
-    step is MAINT_RESUME_SECONDS (30 s), the second run's the time the first one took (within 20 %)."""
+    """Two runs with services that need 5 s to pass their health check: the first run's ETA after the last
+    step is MAINT_RESUME_SECONDS (30 s), the second run's the time the first one took (within 20 %, plus
+    1 s: the ETA is whole seconds of a snapshot recomputed once a second)."""
     s = setup
     trainer = tmp_path / "train.py"
     trainer.write_text(SAVING_TRAINER)
@@ -759,7 +760,7 @@ def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup
     slow_start = {
         f"MAINT_SERVICE_{name}_START": (
             f"touch {svc.unhealthy_file}; {svc.hook('start')}; "
-            f"(sleep 3; rm -f {svc.unhealthy_file}) >/dev/null 2>&1 &"
+            f"(sleep 5; rm -f {svc.unhealthy_file}) >/dev/null 2>&1 &"
         )
         for name, svc in s.services.items()
     }
@@ -785,7 +786,7 @@ def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup
     first_run, second_run = measured
     assert first_run["basis"] == "setting" and first_run["eta"] >= 25  # MAINT_RESUME_SECONDS=30
     assert second_run["basis"] == "history"
-    assert abs(second_run["eta"] - second_run["true"]) <= 0.2 * second_run["true"], measured
+    assert abs(second_run["eta"] - second_run["true"]) <= 0.2 * second_run["true"] + 1.0, measured
     history = (s.state_dir / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
     record = json.loads(history[-1])
