@@ -952,7 +952,9 @@ def markdown(results: dict[str, Any], out: Path) -> str:
     lines += [
         "The cost of following a live progress source (a log growing at 100 lines/s), and the 503 throughput",
         "with it against a static ETA, are measured by `bench/live_source.py`: "
-        "[benchmarks-live-source.md](benchmarks-live-source.md).",
+        "[benchmarks-live-source.md](benchmarks-live-source.md). Latency while a training job keeps every",
+        "core busy: [benchmarks-under-load.md](benchmarks-under-load.md) (`bench/under_load.py`). The live",
+        "ETA on real trainers: [benchmarks-eta.md](benchmarks-eta.md).",
         "",
     ]
     return "\n".join(lines)

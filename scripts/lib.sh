@@ -13,6 +13,9 @@ maint_defaults() {
   : "${MAINT_SHIM_MANAGED:=script}"           # script (we run the shim) | external (systemd runs it)
   : "${MAINT_SHIM_START_TIMEOUT:=20}"         # seconds for the shim to pass its checks
   : "${MAINT_SHIM_STOP_TIMEOUT:=10}"          # seconds between SIGTERM and SIGKILL
+  if [[ -z ${MAINT_SHIM_NICE:-} ]]; then       # the shim's priority next to the trainer's data loaders
+    if [[ $EUID -eq 0 ]]; then MAINT_SHIM_NICE=-5; else MAINT_SHIM_NICE=0; fi
+  fi
   : "${MAINT_BIND_RETRY_SECONDS:=10}"         # port mode: how long to wait for a service's port to free
   : "${MAINT_VERIFY_PATH:=/}"                 # path of the sample request that must get a 503
   : "${MAINT_LOCK_TIMEOUT:=10}"               # seconds to wait for another start/stop to finish
@@ -341,7 +344,7 @@ shim_launch() {
   [[ -n ${MAINT_ENV_FILE:-} ]] && args+=(--env-file "$MAINT_ENV_FILE")
   printf '\n==== %s %s: %s %s\n' "$(date '+%F %T')" "$PROG" "$MAINT_SHIM_CMD" "${args[*]}" >>"$MAINT_SHIM_LOG"
   env MAINT_BIND_RETRY_SECONDS="${SHIM_BIND_RETRY:-0}" \
-    setsid "${cmd[@]}" "${args[@]}" </dev/null >>"$MAINT_SHIM_LOG" 2>&1 9>&- &
+    nice -n "$MAINT_SHIM_NICE" setsid "${cmd[@]}" "${args[@]}" </dev/null >>"$MAINT_SHIM_LOG" 2>&1 9>&- &
   SHIM_PID=$!
   SHIM_START=$(proc_starttime "$SHIM_PID") || SHIM_START=
 }
