@@ -91,7 +91,6 @@ class Estimate:
     total: int | None
     updated_at: float | None
     phase: Phase | None = None
-    pause_per_step: float = 0.0
     first_step: int | None = None
     started_at: float | None = None
 
@@ -231,13 +230,12 @@ class Estimator:
         if self._last_t is None or self._last_step is None:
             return Estimate("unknown", None, None, None, None, None)
         rate, total, step, last_t = self._rate, self._total, self._last_step, self._last_t
-        per_step = self.pause_per_step
         pause_left = self.pause_left(step, total) if total is not None else 0.0
 
         def make(state: State, remaining: float | None) -> Estimate:
             return Estimate(
-                state, remaining, rate, step, total, self._updated_at, self._phase, per_step,
-                self._first_step, self._started_at,
+                state, remaining, rate, step, total, self._updated_at, self._phase, self._first_step,
+                self._started_at,
             )
 
         if total is None:
@@ -317,10 +315,8 @@ class Estimator:
         if seconds < _MIN_PAUSE or self._warm_step is None or self._last_step is None:
             return  # before the first real interval it is part of the warm-up
         self._longest_pause = max(self._longest_pause, seconds)
-        if self._pause_step is not None and self._last_step - self._pause_step <= _MERGE_STEPS:
-            self._pause_seconds += seconds
-        else:
-            self._pause_seconds += seconds
+        self._pause_seconds += seconds
+        if self._pause_step is None or self._last_step - self._pause_step > _MERGE_STEPS:
             self._pauses += 1
             self._pause_steps.append(self._last_step)
             del self._pause_steps[:-32]

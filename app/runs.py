@@ -86,14 +86,13 @@ class RunState:
     trainer_exit_at: float | None = None
     trainer_status: int | None = None
     phase: AfterPhase | None = None
-    phase_at: float | None = None
     services: tuple[str, ...] = ()
     ready_at: float | None = None
 
     def apply(self, event: RunEvent) -> None:
         """Take one event into account."""
         if event.event == "start":
-            self.trainer_exit_at = self.trainer_status = self.phase = self.phase_at = self.ready_at = None
+            self.trainer_exit_at = self.trainer_status = self.phase = self.ready_at = None
             self.services = ()
             self.started_at = event.t
             return
@@ -105,7 +104,7 @@ class RunState:
             self.trainer_exit_at = event.t
         if phase == "ready":
             self.ready_at = event.t
-        self.phase, self.phase_at = phase, event.t
+        self.phase = phase
         if event.services:
             self.services = event.services
 
@@ -234,9 +233,8 @@ class EventsFollower:
     warning per line number.
     """
 
-    def __init__(self, path: Path, poll_interval: float = 0.5) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.poll_interval = poll_interval
         self.state = RunState()
         self._identity: tuple[int, int] | None = None
         self._offset = 0
@@ -255,6 +253,7 @@ class EventsFollower:
         identity = (stat.st_dev, stat.st_ino)
         if identity != self._identity or stat.st_size < self._offset:
             self._identity, self._offset, self._partial, self._line = identity, 0, b"", 0
+            self._warned.clear()
             self.state = RunState()
         if stat.st_size == self._offset:
             return []
@@ -284,7 +283,6 @@ class EventsFollower:
             self.state.apply(event)
             events.append(event)
         return events
-
 
 
 SUMMARY_FILE = "progress-summary.json"
@@ -322,7 +320,7 @@ class RunWatcher:
     services answer: in port mode the shim is gone by then)."""
 
     def __init__(self, state_dir: Path, recorder: RunRecorder, poll_interval: float = 0.5) -> None:
-        self.events = EventsFollower(state_dir / EVENTS_FILE, poll_interval)
+        self.events = EventsFollower(state_dir / EVENTS_FILE)
         self.summary_path = state_dir / SUMMARY_FILE
         self.recorder = recorder
         self.poll_interval = poll_interval
@@ -376,12 +374,7 @@ def record_run(state_dir: Path, ready_at: float) -> HistoryRecord:
     record = HistoryRecord(
         started_at=run.started_at,
         ready_at=run.ready_at or ready_at,
-        first_step=summary.first_step,
-        last_step=summary.last_step,
-        total=summary.total,
-        first_step_at=summary.first_step_at,
-        last_step_at=summary.last_step_at,
-        mean_rate=summary.mean_rate,
+        **asdict(summary),
         trainer_exit_at=run.trainer_exit_at,
         trainer_status=run.trainer_status,
         services=list(run.services),

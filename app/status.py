@@ -223,7 +223,7 @@ class Tracker:
             from_history = run.started_at + self._learned.duration - now
             if from_history > 0:
                 return self._make(now, "training", from_history, None, source="history", basis="history")
-        if estimate is not None and best is not None and best[1].last is not None and best[1].last.scope == "epoch":
+        if estimate is not None and progress is not None and progress.scope == "epoch":
             # Only the current epoch is known: progress and rate, but no whole-run ETA dressed up as one.
             state: State = "stalled" if estimate.state == "stalled" else "training"
             return self._make(now, state, None, progress, source=name)
