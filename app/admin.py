@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 from typing import Annotated
@@ -13,7 +14,9 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from .catchall import HEALTH_BODY
 from .eta import Phase
+from .ratelimit import FailureLimiter
 from .responder import RequestFacts, Responder
+from .traffic import Traffic
 
 logger = logging.getLogger("maintenance_shim")
 MAX_PROGRESS_BODY = 16 * 1024
@@ -33,8 +36,9 @@ class ProgressIn(BaseModel):
         return self
 
 
-def create_admin(responder: Responder, admin_token: str | None) -> FastAPI:
-    """The FastAPI app for the reserved endpoints and their OpenAPI document."""
+def create_admin(responder: Responder, admin_token: str | None, traffic: Traffic | None = None) -> FastAPI:
+    """The FastAPI app for the reserved endpoints and their OpenAPI document; with `traffic` (MAINT_METRICS),
+    /_maintenance/metrics and the running request counts in the status."""
     app = FastAPI(
         title="maintenance-shim",
         summary="Reserved endpoints of the maintenance stand-in.",
@@ -43,6 +47,9 @@ def create_admin(responder: Responder, admin_token: str | None) -> FastAPI:
         openapi_url="/_maintenance/openapi.json",
     )
     token = admin_token.encode() if admin_token else None
+    # Failed token checks: 10 per client then one a second, and 100 in all then ten a second.
+    per_client = FailureLimiter(burst=10, per_second=1.0, max_clients=1024)
+    overall = FailureLimiter(burst=100, per_second=10.0, max_clients=1)
 
     @app.api_route("/_maintenance/health", methods=["GET", "HEAD"])
     async def health() -> Response:
@@ -56,12 +63,20 @@ def create_admin(responder: Responder, admin_token: str | None) -> FastAPI:
         facts = RequestFacts.from_scope_headers(request.scope["headers"])
         choice = responder.choose(request.url.path, request.scope["query_string"], facts, service)
         reply = responder.status_reply(service, choice.locale)
-        return Response(reply.body, status_code=200, headers=_str_headers(reply.headers))
+        body = reply.body
+        if traffic is not None:  # the running counts join the maintenance object (not a hot path)
+            counts = json.dumps(traffic.summary(), separators=(",", ":")).encode()
+            body = body.rstrip()[:-1] + b',"requests":' + counts + b"}"
+        return Response(body, status_code=200, headers=_str_headers(reply.headers))
 
     @app.put(
         "/_maintenance/progress",
         status_code=204,
-        responses={401: {"description": "Missing or wrong token"}, 404: {"description": "No token set"}},
+        responses={
+            401: {"description": "Missing or wrong token"},
+            404: {"description": "No token set"},
+            429: {"description": "Too many failed token checks; retry after Retry-After seconds"},
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -75,8 +90,15 @@ def create_admin(responder: Responder, admin_token: str | None) -> FastAPI:
         """Report training progress (bearer MAINT_ADMIN_TOKEN); 404 when no token is configured."""
         if token is None:
             raise HTTPException(404, "Not Found")
+        client = request.client.host if request.client else "unix"
+        now = time.monotonic()
+        wait = max(per_client.retry_after(client, now), overall.retry_after("*", now))
+        if wait:
+            raise HTTPException(429, "Too many failed token checks", {"Retry-After": str(wait)})
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+            per_client.failed(client, now)
+            overall.failed("*", now)
             raise HTTPException(401, "Missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         body = await _read_limited(request, MAX_PROGRESS_BODY)
         try:
@@ -88,6 +110,10 @@ def create_admin(responder: Responder, admin_token: str | None) -> FastAPI:
         responder.tracker.record(time.time(), report.step, report.total, "push", report.phase)
         return Response(status_code=204)
 
+    if traffic is not None:
+        from .metrics import add_metrics_route, registry_for
+
+        add_metrics_route(app, registry_for(traffic, responder.tracker, traffic.since))
     return app
 
 

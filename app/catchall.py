@@ -7,12 +7,16 @@ import gc
 import json
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .negotiate import Choice
 from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
+
+if TYPE_CHECKING:
+    from .traffic import Observe
 
 RESERVED_PREFIX = "/_maintenance"
 HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()
@@ -26,6 +30,19 @@ HEALTH_REPLY = Reply(
     HEALTH_BODY,
 )
 WS_TRY_AGAIN_LATER = 1013
+# The reserved paths a public listener serves; the rest of /_maintenance/ (the progress push, metrics, the
+# API docs) answers only on the admin listener, and 404 elsewhere.
+PUBLIC_RESERVED = frozenset({f"{RESERVED_PREFIX}/health", f"{RESERVED_PREFIX}/status"})
+NOT_FOUND_BODY = json.dumps({"detail": "Not Found"}).encode()
+NOT_FOUND_REPLY = Reply(
+    404,
+    [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(NOT_FOUND_BODY)).encode()),
+        *COMMON_HEADERS,
+    ],
+    NOT_FOUND_BODY,
+)
 
 
 async def send_reply(reply: Reply, send: Send, head: bool) -> None:
@@ -72,10 +89,18 @@ class MaintenanceApp:
         health_paths: Iterable[str],
         lifespan: Callable[[], AbstractAsyncContextManager[None]],
         cors_origins: list[str],
+        admin_port: int | None = None,
+        admin_socket: bool = False,
+        observe: Observe | None = None,
     ) -> None:
+        """`admin_port` is the admin listener's TCP port; `admin_socket` says it is a Unix socket (whose
+        connections have no server address). Without either, no listener serves the admin paths."""
         self.responder = responder
+        self.admin_port = admin_port
+        self.admin_socket = admin_socket
         self.health_paths = frozenset(health_paths)
         self.lifespan = lifespan
+        self.observe = observe  # counts each answer (traffic.py) and/or logs a sample; None: nothing
         self.cors = cors_middleware(_send_stashed_reply, cors_origins) if cors_origins else None
         self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
         # (service, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
@@ -85,13 +110,22 @@ class MaintenanceApp:
         kind = scope["type"]
         if kind == "http":
             path: str = scope["path"]
+            on_admin = self.on_admin_listener(scope)
             if path.startswith(RESERVED_PREFIX) and (
                 len(path) == len(RESERVED_PREFIX) or path[len(RESERVED_PREFIX)] == "/"
             ):
-                await self.admin(scope, receive, send)
+                if on_admin or path in PUBLIC_RESERVED:
+                    await self.admin(scope, receive, send)
+                else:
+                    await send_reply(NOT_FOUND_REPLY, send, scope["method"] == "HEAD")
+                return
+            if on_admin:  # the admin listener stands in for no service
+                await send_reply(NOT_FOUND_REPLY, send, scope["method"] == "HEAD")
                 return
             method: str = scope["method"]
             if path in self.health_paths and method in ("GET", "HEAD"):
+                if self.observe is not None:
+                    self.observe((self.responder.service_for(scope.get("server")).name, "health", "", 200), scope)
                 await send_reply(HEALTH_REPLY, send, method == "HEAD")
                 return
             facts = RequestFacts.from_scope_headers(scope["headers"])
@@ -107,6 +141,15 @@ class MaintenanceApp:
             await self._refuse_websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._run_lifespan(receive, send)
+
+    def on_admin_listener(self, scope: Scope) -> bool:
+        """Whether the connection came in on the admin listener (its port, or the Unix socket)."""
+        if self.admin_port is None and not self.admin_socket:
+            return False
+        server = scope.get("server")
+        if server is None:
+            return self.admin_socket
+        return bool(server[1] == self.admin_port)
 
     async def _answer(
         self, scope: Scope, send: Send, facts: RequestFacts, cors: CORSMiddleware | None = None
@@ -130,6 +173,9 @@ class MaintenanceApp:
                     self._cors_replies.clear()
                 self._cors_replies[key] = cached
             reply = cached[1]
+        observe = self.observe
+        if observe is not None:
+            observe((service.name, choice.format, choice.locale, 503), scope)
         await send_reply(reply, send, scope["method"] == "HEAD")
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:

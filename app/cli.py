@@ -8,15 +8,16 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .config import Settings, SettingsError, load_settings
+from .config import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 DEFAULT_URL = "http://127.0.0.1:8080"
-COMMANDS = ("serve", "check", "status", "progress", "history")
+COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
         help="address to answer on, tagged with the service it replaces and its kind: page (HTML, the default), "
         "api (JSON {detail}) or openai (JSON {error: {message}}) (repeatable; default 127.0.0.1:8080)",
     )
-    for sub in (serve, commands.add_parser("check", help="validate the configuration and exit")):
+    env = commands.add_parser("env", help="the scripts' settings, resolved and validated (for bash: --shell)")
+    env.add_argument("--shell", action="store_true", help="print `export NAME=value` lines for bash's eval")
+    for sub in (serve, commands.add_parser("check", help="validate the configuration and exit"), env):
         sub.add_argument("--env-file", metavar="PATH", help="settings file (default ./maintenance.env if present)")
     status = commands.add_parser("status", help="summarize a running shim")
     status.add_argument("--url", default=DEFAULT_URL, help=f"the shim's base URL (default {DEFAULT_URL})")
@@ -53,6 +56,18 @@ def _parser() -> argparse.ArgumentParser:
         "--record", action="store_true", help="append the run that just ended (stop_maintenance.sh does this)"
     )
     history.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_STATE_DIR")
+    notify = commands.add_parser("notify", help="send a notification to MAINT_NOTIFY_URLS (the scripts do)")
+    notify.add_argument("event", choices=("start", "stalled", "overdue", "finished", "back", "switch-failed",
+                                          "rolled-back"))
+    notify.add_argument("--detail", default="", help="what happened (switch-failed, rolled-back)")
+    notify.add_argument("--services", default="", help="the services' names, blank-separated")
+    notify.add_argument("--state-dir", metavar="PATH", help="for `back`: the run's request counts")
+    notify.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for delivery (default 20)")
+    notify.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_NOTIFY_URLS")
+    summary = commands.add_parser("summary", help="what the last run turned away (MAINT_STATE_DIR)")
+    summary.add_argument("--state-dir", metavar="PATH", help="default MAINT_STATE_DIR")
+    summary.add_argument("--json", action="store_true", help="print the counts as JSON")
+    summary.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_STATE_DIR")
     return parser
 
 
@@ -73,12 +88,25 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    settings = _settings(args.env_file)
+    from .scriptconf import listen_warnings, load_script_settings
+
+    settings, scripts, _ = load_script_settings(args.env_file)  # the shim's settings and the scripts'
+    from .main import create_app
+
+    create_app(settings)  # the brand too: logo, colours, time zone, and every page rendered once
+    for line in listen_warnings(settings, scripts):
+        print(f"maintenance-shim: warning: {line}", file=sys.stderr)
     from .i18n import available_catalogs
 
     missing = [locale for locale in settings.languages if locale not in available_catalogs()]
     if missing:
         return _fail(f"MAINT_LANGUAGES: no catalog for {', '.join(missing)}", EXIT_BAD_SETTINGS)
+    if settings.notify_urls:
+        import importlib.util
+
+        if importlib.util.find_spec("apprise") is None:
+            return _fail("MAINT_NOTIFY_URLS: Apprise is not installed (pip install 'maintenance-shim[notify]')",
+                         EXIT_BAD_SETTINGS)
     listeners = ", ".join(str(item) for item in settings.listeners)
     sources = [
         name
@@ -91,7 +119,26 @@ def _check(args: argparse.Namespace) -> int:
         if value
     ]
     print(f"configuration OK: listen {listeners}; languages {', '.join(settings.languages)}; "
-          f"progress from {', '.join(sources) or 'nothing (ETA unknown)'}")
+          f"progress from {', '.join(sources) or 'nothing (ETA unknown)'}; switch {scripts.switch}"
+          + (f" for {', '.join(spec.tag for spec in scripts.service_specs)}" if scripts.service_specs else ""))
+    return EXIT_OK
+
+
+def _env(args: argparse.Namespace) -> int:
+    """The scripts' settings, resolved: `export` lines for bash (--shell), else NAME=value lines to read."""
+    import shlex
+
+    from .scriptconf import listen_warnings, load_script_settings, shell_assignments
+
+    settings, scripts, resolved = load_script_settings(args.env_file)
+    for line in listen_warnings(settings, scripts):
+        print(f"maintenance-shim: warning: {line}", file=sys.stderr)
+    if args.env_file or Path(DEFAULT_ENV_FILE).is_file():
+        resolved["MAINT_ENV_FILE"] = str(Path(args.env_file or DEFAULT_ENV_FILE).resolve())
+    if args.shell:
+        sys.stdout.write(shell_assignments(settings, scripts, resolved))
+    else:
+        sys.stdout.write("".join(f"{name}={shlex.quote(value)}\n" for name, value in sorted(resolved.items())))
     return EXIT_OK
 
 
@@ -182,6 +229,63 @@ def _history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _notify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    settings = _settings(args.env_file)
+    if not settings.notify_urls:
+        return EXIT_OK
+    from .logsetup import configure_logging
+    from .notify import Facts, Notifier
+    from .runs import read_requests
+
+    configure_logging(settings.log_level, settings.log_format)
+    facts = Facts(detail=args.detail or None)
+    state_dir = Path(args.state_dir) if args.state_dir else settings.state_dir
+    counts = read_requests(state_dir) if state_dir is not None and args.event == "back" else None
+    if counts is not None:
+        facts = Facts(duration_seconds=counts.get("duration_seconds"), turned_away=counts.get("turned_away"))
+    services = args.services.split() or [item.service for item in settings.listeners]
+    notifier = Notifier(settings.notify_urls, settings.notify_locale, services)
+    notifier.event(args.event, facts)
+    return EXIT_OK if notifier.close(args.timeout) else EXIT_FAILED
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .runs import REQUESTS_FILE, read_requests
+
+    state_dir = Path(args.state_dir) if args.state_dir else _settings(args.env_file).state_dir
+    if state_dir is None:
+        return _fail("no state dir: set MAINT_STATE_DIR or pass --state-dir", EXIT_BAD_SETTINGS)
+    counts = read_requests(state_dir)
+    if counts is None:
+        return _fail(f"no request counts in {state_dir / REQUESTS_FILE} (MAINT_METRICS off, or no shim ran)")
+    if args.json:
+        print(json.dumps(counts, ensure_ascii=False))
+        return EXIT_OK
+    print(summary_text(counts))
+    return EXIT_OK
+
+
+def summary_text(counts: dict[str, Any]) -> str:
+    """The run summary as stop_maintenance.sh prints it."""
+    services = counts.get("by_service") or {}
+    parts = [
+        f"{name or '(unnamed)'}: " + ", ".join(f"{fmt} {count:,}" for fmt, count in sorted(formats.items()))
+        for name, formats in sorted(services.items())
+    ]
+    exact = "" if counts.get("distinct_clients_exact", True) else " (estimated)"
+    return "\n".join([
+        f"requests turned away: {counts.get('turned_away', 0):,}" + (f" ({'; '.join(parts)})" if parts else ""),
+        f"distinct clients:     {counts.get('distinct_clients', 0):,}{exact}",
+        f"peak:                 {counts.get('peak_requests_per_second', 0)} requests/s",
+        f"duration:             {_seconds(counts.get('duration_seconds'))} "
+        f"(from {counts.get('since')} to {counts.get('until')})",
+    ])
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
@@ -224,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.insert(0, "serve")  # `maintenance-shim --listen ...` means serve
     args = _parser().parse_args(arguments)
     command: str = args.command
-    handlers = {"serve": _serve, "check": _check, "status": _status, "progress": _progress, "history": _history}
+    handlers = {"serve": _serve, "check": _check, "env": _env, "status": _status, "progress": _progress,
+                "history": _history, "notify": _notify, "summary": _summary}
     try:
         return handlers[command](args)
     except SettingsError as error:

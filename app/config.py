@@ -8,11 +8,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from babel import Locale, UnknownLocaleError
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 # page: HTML by default; api: JSON in FastAPI's {"detail": ...} shape; openai: JSON in OpenAI's error shape.
 ServiceKind = Literal["page", "api", "openai"]
@@ -63,6 +62,50 @@ def parse_listener(text: str) -> Listener:
     return Listener(host, int(port_text), name, _KINDS[kind])
 
 
+@dataclass(frozen=True)
+class AdminAddress:
+    """Where the admin listener (writes, metrics, API docs) listens: TCP `host`/`port`, or a Unix socket `path`."""
+
+    host: str = ""
+    port: int = 0
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str | None:
+        """The base URL of a TCP admin listener (0.0.0.0 and :: reached through loopback); None for a socket."""
+        if self.path is not None:
+            return None
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:8099"
+
+
+def parse_admin_listen(text: str) -> AdminAddress | None:
+    """`HOST:PORT`, `unix:PATH` or `off` -> AdminAddress or None; raises ValueError with a readable reason."""
+    value = text.strip()
+    if value.lower() in ("off", "none", "no", "false", "0"):
+        return None
+    if value.startswith("unix:"):
+        path = Path(value[len("unix:") :])
+        if not path.is_absolute():
+            raise ValueError(f"{text!r}: the socket path must be absolute (unix:/run/maintenance-shim/admin.sock)")
+        if len(bytes(path)) > 107:
+            raise ValueError(f"{text!r}: a Unix socket path is at most 107 bytes")
+        return AdminAddress(path=path)
+    if "=" in value:
+        raise ValueError(f"{text!r} is HOST:PORT, unix:PATH or off (the admin listener serves no service)")
+    listener = parse_listener(value)
+    return AdminAddress(host=listener.host, port=listener.port)
+
+
 def parse_eta(text: str, now: datetime) -> datetime:
     """A duration (`45m`, `1h30m`, `900`) from `now`, or an ISO-8601 time -> an aware datetime."""
     value = text.strip()
@@ -86,17 +129,24 @@ def _split(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every setting of the shim, validated; see the README's settings table.
 
     Built by `load_settings`, which merges the environment and the env file itself (so that the
     environment wins, `MAINT_MESSAGE_<LANG>` is gathered, and every error names its variable).
     """
 
-    model_config = SettingsConfigDict(env_prefix="MAINT_", extra="ignore", case_sensitive=False)
+    # A plain model: `load_settings` is the one place that reads the environment and the env file, so an
+    # explicit `environ` is all there is (nothing from os.environ leaks in).
+    model_config = ConfigDict(extra="ignore")
 
-    listen: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1:8080"])
-    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "ja", "zh_Hans"])
+    listen: list[str] = Field(default_factory=lambda: ["127.0.0.1:8080"])
+    # Every locale with a catalog in app/locales/, in the language switcher's order (docs/translations.md).
+    languages: list[str] = Field(
+        default_factory=lambda: [
+            "en", "ja", "zh_Hans", "zh_Hant", "ko", "es", "fr", "de", "pt_BR", "ru", "id", "vi", "th", "ar"
+        ]
+    )
     default_language: str = "en"
     lang_cookie: str = "lang"
     eta: str | None = None
@@ -110,12 +160,16 @@ class Settings(BaseSettings):
     retry_after_unknown: int = Field(default=60, ge=1)
     stall_seconds: float = Field(default=300, gt=0)
     admin_token: SecretStr | None = None
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    json_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["/api/"])
-    health_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The admin listener: the progress push, metrics and the API docs answer here only (404 on the public ones).
+    admin_listen: str = DEFAULT_ADMIN_LISTEN
+    cors_origins: list[str] = Field(default_factory=list)
+    json_paths: list[str] = Field(default_factory=lambda: ["/api/"])
+    health_paths: list[str] = Field(default_factory=list)
     message: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     bind_retry_seconds: float = Field(default=0, ge=0, le=600)
+    # Fork the server from a parent that holds the sockets and forks a new one if it dies (app/supervise.py).
+    supervise: bool = True
     # `x-should-retry: true` on a 503 while the ETA is at most this far away, else `false` (SDK retry loops).
     sdk_retry_max_seconds: int = Field(default=120, ge=0)
     # Limits where the shim faces the internet (app/protocol.py): nginx's 32 KiB of request head,
@@ -124,7 +178,25 @@ class Settings(BaseSettings):
     max_headers: int = Field(default=100, ge=16, le=10000)
     header_timeout: float = Field(default=10, gt=0, le=600)
     max_connections: int = Field(default=4096, ge=16, le=1000000)
-    # MAINT_MESSAGE_<LANG>, gathered by load_settings (pydantic-settings has no pattern fields).
+    # Observability (docs/observability.md): request counters and /_maintenance/metrics, log lines,
+    # a sampled access log, notifications through Apprise.
+    metrics: bool = True
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
+    access_log_sample: float = Field(default=0.01, gt=0, le=1)
+    notify_urls: list[str] = Field(default_factory=list)
+    notify_language: str | None = None
+    # The operator's brand (app/branding.py), checked at start: a logo file, accent colours, a template
+    # override directory, the time zone of server-rendered times (default the system's).
+    logo: Path | None = None
+    logo_alt: str = ""
+    accent_color: str | None = None
+    accent_color_dark: str | None = None
+    template_dir: Path | None = None
+    timezone: str | None = None
+    # MAINT_SERVICE_<tag>_DISPLAY_NAME[_<LANG>], gathered by load_settings: tag -> locale ('' any) -> name.
+    display_names: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
+    # MAINT_MESSAGE_<LANG>, gathered by load_settings (a pattern of names, not one field).
     messages: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     _split_lists = field_validator(
@@ -142,6 +214,28 @@ class Settings(BaseSettings):
             if services.setdefault(item.port, item.service) != item.service:
                 raise ValueError(f"port {item.port} is tagged with two services")
         return value
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from .notify import split_urls
+
+            return split_urls(value)
+        return value
+
+    @field_validator("notify_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for index, url in enumerate(value, 1):
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://\S*", url):
+                raise ValueError(f"entry {index} is not an Apprise URL like json://host/path or ntfy://topic")
+        return value
+
+    @field_validator("notify_language")
+    @classmethod
+    def _check_notify_language(cls, value: str | None) -> str | None:
+        return _check_locale(value) if value else None
 
     @field_validator("languages")
     @classmethod
@@ -188,6 +282,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{path!r} is inside the reserved /_maintenance/ prefix")
         return value
 
+    @field_validator("admin_listen")
+    @classmethod
+    def _check_admin_listen(cls, value: str) -> str:
+        if not value.strip():
+            return DEFAULT_ADMIN_LISTEN
+        parse_admin_listen(value)
+        return value.strip()
+
     @field_validator("admin_token")
     @classmethod
     def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -205,6 +307,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MAINT_DEFAULT_LANGUAGE {self.default_language!r} is not in MAINT_LANGUAGES"
             )
+        admin = self.admin_address
+        if admin is not None and admin.path is None and admin.port in {item.port for item in self.listeners}:
+            raise ValueError(
+                f"MAINT_ADMIN_LISTEN: port {admin.port} is also a public listener in MAINT_LISTEN; "
+                "give the admin listener a port of its own (or off)"
+            )
         return self
 
     @property
@@ -212,9 +320,19 @@ class Settings(BaseSettings):
         """The parsed MAINT_LISTEN entries."""
         return [parse_listener(item) for item in self.listen]
 
+    @property
+    def admin_address(self) -> AdminAddress | None:
+        """The parsed MAINT_ADMIN_LISTEN; None when it is off."""
+        return parse_admin_listen(self.admin_listen)
+
     def eta_deadline(self, started: datetime) -> datetime | None:
         """The static ETA as an absolute time, durations counted from `started`."""
         return parse_eta(self.eta, started) if self.eta else None
+
+    @property
+    def notify_locale(self) -> str:
+        """The notifications' language: MAINT_NOTIFY_LANGUAGE, else MAINT_DEFAULT_LANGUAGE."""
+        return self.notify_language or self.default_language
 
     def message_for(self, locale: str) -> str | None:
         """The operator's message for `locale` (MAINT_MESSAGE_<LANG>), else MAINT_MESSAGE, else None."""
@@ -236,7 +354,14 @@ class SettingsError(Exception):
         self.lines = lines
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
+    """The `KEY=value` lines of an env file; raises SettingsError naming the line of a malformed one.
+
+    The one rule, for the shim and the scripts alike: blank lines and lines starting with `#` are skipped,
+    `export ` in front is allowed, and the value is quoted as in the shell (single quotes, double quotes,
+    backslashes) but never expanded: `$HOME` and `$(cmd)` stay as written. A value with blanks must be
+    quoted; a comment after a value is not allowed.
+    """
     values: dict[str, str] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.strip()
@@ -247,11 +372,89 @@ def _read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise SettingsError([f"{path}:{number}: not a KEY=value line"])
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+        values[key] = _unquote(value, f"{path}:{number}: {key}")
     return values
+
+
+def _unquote(value: str, where: str) -> str:
+    """A shell word without expansion: quotes and backslashes removed as POSIX sh does, `$` kept literally."""
+    try:
+        words = shell_words(value)
+    except ValueError as error:  # no closing quotation, or a trailing backslash
+        raise SettingsError([f"{where}: {error} in {value!r}"]) from None
+    if len(words) > 1:
+        raise SettingsError([f"{where}: the value has blanks: quote it ('...'); comments go on lines of their own"])
+    return words[0] if words else ""
+
+
+def shell_words(text: str) -> list[str]:
+    """Split `text` into words the way POSIX sh quotes them (`'...'` literal; `"..."` where a backslash
+    escapes only `$`, a backquote, `"`, a backslash or a newline; a backslash outside quotes escapes the
+    next character), with no expansion at all; raises ValueError for an unclosed quote."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            i += 1
+            continue
+        in_word = True
+        if c == "'":
+            end = text.find("'", i + 1)
+            if end < 0:
+                raise ValueError("No closing quotation")
+            word.append(text[i + 1 : end])
+            i = end + 1
+        elif c == '"':
+            i += 1
+            while True:
+                if i >= n:
+                    raise ValueError("No closing quotation")
+                c = text[i]
+                if c == '"':
+                    i += 1
+                    break
+                if c == "\\" and i + 1 < n and text[i + 1] in '$`"\\\n':
+                    word.append(text[i + 1])
+                    i += 2
+                    continue
+                word.append(c)
+                i += 1
+        elif c == "\\":
+            if i + 1 >= n:
+                raise ValueError("No escaped character")
+            word.append(text[i + 1])
+            i += 2
+        else:
+            word.append(c)
+            i += 1
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def read_environment(env_file: str | Path | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Every MAINT_* value: the env file (`./maintenance.env` when present), overridden by the environment
+    (`os.environ`, or exactly `environ` when given). The one place settings are read, for the shim and the
+    scripts (through `maintenance-shim env --shell`)."""
+    env = dict(os.environ if environ is None else environ)
+    path = Path(env_file) if env_file else Path(DEFAULT_ENV_FILE)
+    if env_file and not path.is_file():
+        raise SettingsError([f"--env-file: {path} does not exist"])
+    file_values = read_env_file(path) if path.is_file() else {}
+    # The environment wins over the file. Names keep their case (service names in MAINT_SERVICE_<name>_*
+    # are case-sensitive, as bash variables are); MAINT_X and maint_x are one setting.
+    merged: dict[str, tuple[str, str]] = {}
+    for source in (file_values, env):
+        for key, value in source.items():
+            if key.upper().startswith("MAINT_"):
+                merged[key.upper()] = (key, value)
+    return dict(merged.values())
 
 
 def load_settings(
@@ -263,13 +466,7 @@ def load_settings(
 
     Raises SettingsError with one line per bad setting, named by its environment variable.
     """
-    env = dict(os.environ if environ is None else environ)
-    path = Path(env_file) if env_file else Path(DEFAULT_ENV_FILE)
-    if env_file and not path.is_file():
-        raise SettingsError([f"--env-file: {path} does not exist"])
-    file_values = _read_env_file(path) if path.is_file() else {}
-    # The process environment wins over the file, as with `set -a; . file` followed by exports.
-    merged = {k.upper(): v for k, v in {**file_values, **env}.items() if k.upper().startswith("MAINT_")}
+    merged = {key.upper(): value for key, value in read_environment(env_file, environ).items()}
     messages = {
         key[len("MAINT_MESSAGE_") :].lower(): value
         for key, value in merged.items()
@@ -280,22 +477,38 @@ def load_settings(
         for key, value in merged.items()
         if key[len("MAINT_") :].lower() in Settings.model_fields and key != "MAINT_MESSAGES"
     }
-    fields: dict[str, Any] = {k: (None if v == "" and k in _OPTIONAL else v) for k, v in raw_fields.items()}
+    # An empty value (`MAINT_X=`) is the default, as if it were not set.
+    fields: dict[str, Any] = {k: v for k, v in raw_fields.items() if v != ""}
     fields.update(overrides or {})
+    display_names: dict[str, dict[str, str]] = {}
+    for key, value in read_environment(env_file, environ).items():
+        match = _DISPLAY_NAME_RE.fullmatch(key)
+        if match and value.strip():
+            display_names.setdefault(match["tag"], {})[(match["lang"] or "").lower()] = value.strip()
     try:
-        settings = Settings.model_validate({**fields, "messages": messages})
+        settings = Settings.model_validate({**fields, "messages": messages, "display_names": display_names})
     except ValidationError as error:
-        raise SettingsError([_describe(err) for err in error.errors()]) from None
+        raise SettingsError([describe_error(err) for err in error.errors()]) from None
+    offered = {item.lower() for item in settings.languages}
     for lang in messages:
-        if lang not in {item.lower() for item in settings.languages}:
+        if lang not in offered:
             raise SettingsError([f"MAINT_MESSAGE_{lang.upper()}: {lang!r} is not in MAINT_LANGUAGES"])
+    for tag, names in display_names.items():
+        for lang in names:
+            if lang and lang not in offered and lang not in {item.split("_")[0] for item in offered}:
+                raise SettingsError(
+                    [f"MAINT_SERVICE_{tag}_DISPLAY_NAME_{lang.upper()}: {lang!r} is not in MAINT_LANGUAGES"]
+                )
     return settings
 
 
-_OPTIONAL = {"eta", "progress_file", "train_log", "admin_token", "message"}
+_DISPLAY_NAME_RE = re.compile(
+    r"MAINT_SERVICE_(?P<tag>[A-Za-z0-9_]+?)_DISPLAY_NAME(?:_(?P<lang>[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)?))?", re.IGNORECASE
+)
 
 
-def _describe(error: Any) -> str:
+def describe_error(error: Any) -> str:
+    """One pydantic error as `MAINT_NAME: what is wrong (got ...)`."""
     loc = [str(part) for part in error.get("loc", ())]
     message = str(error.get("msg", "invalid"))
     message = message.removeprefix("Value error, ")
@@ -303,5 +516,5 @@ def _describe(error: Any) -> str:
     if not loc:
         return message
     name = "MAINT_" + loc[0].upper()
-    shown = "" if loc[0] == "admin_token" or isinstance(value, dict) else f" (got {value!r})"
+    shown = "" if loc[0] in ("admin_token", "notify_urls") or isinstance(value, dict) else f" (got {value!r})"
     return f"{name}: {message}{shown}"

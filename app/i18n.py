@@ -5,7 +5,7 @@ from __future__ import annotations
 import gettext
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from io import BytesIO
 from pathlib import Path
 
@@ -56,14 +56,16 @@ def bcp47(locale: str) -> str:
     return locale.replace("_", "-")
 
 
+# Where CLDR's own name is not what people look for in a language switcher: CLDR calls zh_Hans
+# "中文 (简体)" and Indonesian "Indonesia" (the country's name too).
+_SWITCHER_NAMES = {"zh_Hans": "简体中文", "zh_Hant": "繁體中文", "id": "Bahasa Indonesia"}
+
+
 def native_name(locale: str) -> str:
-    """The language's own name for itself (English, 日本語, 简体中文)."""
+    """The language's own name for itself (English, 日本語, 简体中文, العربية)."""
     parsed = Locale.parse(locale)
-    if parsed.language == "zh" and parsed.script:
-        # CLDR's display name for zh_Hans is "中文 (简体)"; people pick "简体中文" from a switcher.
-        scripts = {"Hans": "简体中文", "Hant": "繁體中文"}
-        if parsed.script in scripts:
-            return scripts[parsed.script]
+    if str(parsed) in _SWITCHER_NAMES:
+        return _SWITCHER_NAMES[str(parsed)]
     name = parsed.get_display_name(parsed) or locale
     return name[:1].upper() + name[1:]
 
@@ -75,6 +77,8 @@ def relative_time(seconds: float, locale: str) -> str:
     )
 
 
-def clock_time(when: datetime, locale: str) -> str:
-    """The short UTC wall-clock time, e.g. `3:30 PM UTC`; the page shows the viewer's own zone."""
-    return f"{format_time(when.astimezone(UTC), 'short', tzinfo=UTC, locale=locale)} UTC"
+def clock_time(when: datetime, locale: str, zone: tzinfo | None = None) -> str:
+    """The short wall-clock time in `zone` (MAINT_TIMEZONE; default the system's), with the zone's
+    abbreviation: `3:30 PM CET`, `23:30 JST`. The page's script shows the viewer's own zone."""
+    local = when.astimezone(zone) if zone is not None else when.astimezone()
+    return f"{format_time(local, 'short', tzinfo=local.tzinfo, locale=locale)} {local.tzname() or ''}".rstrip()

@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
+from .branding import BrandError, load_brand
 from .catchall import DeferredApp, MaintenanceApp, NoStore
-from .config import Settings
+from .config import Settings, SettingsError
 from .i18n import Catalogs
 from .negotiate import LocaleMatcher
 from .render import Renderer, Service
 from .responder import Responder
 from .status import RetryPolicy, Tracker
+from .traffic import Traffic, TrafficTicker, observer
 
 if TYPE_CHECKING:
     from .sources import LogFollower, ProgressFileFollower
@@ -47,12 +49,18 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
     listeners = settings.listeners
     services = {item.port: Service(item.service, item.kind) for item in listeners}
     catalogs = Catalogs(settings.languages)
-    renderer = Renderer(
-        catalogs,
-        settings.languages,
-        {locale: settings.message_for(locale) for locale in settings.languages},
-        settings.lang_cookie,
-    )
+    try:
+        brand = load_brand(settings)
+        renderer = Renderer(
+            catalogs,
+            settings.languages,
+            {locale: settings.message_for(locale) for locale in settings.languages},
+            settings.lang_cookie,
+            brand=brand,
+        )
+        renderer.check(tracker.snapshot(), list(services.values()))
+    except BrandError as error:  # a bad logo, colour, zone or template stops start-up, never a request
+        raise SettingsError([str(error)]) from None
     responder = Responder(
         tracker=tracker,
         renderer=renderer,
@@ -64,11 +72,17 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         sdk_retry_max_seconds=settings.sdk_retry_max_seconds,
     )
     secret = settings.admin_token.get_secret_value() if settings.admin_token else None
+    traffic = Traffic() if settings.metrics else None
+    notifier = None
+    if settings.notify_urls:
+        from .notify import Notifier
+
+        notifier = Notifier(settings.notify_urls, settings.notify_locale, [item.service for item in listeners])
 
     def build_admin() -> ASGIApp:
         from .admin import create_admin  # FastAPI: imported off the start-up path
 
-        return NoStore(create_admin(responder, secret))
+        return NoStore(create_admin(responder, secret, traffic=traffic))
 
     admin = DeferredApp(build_admin)
 
@@ -94,6 +108,18 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
 
             watcher = RunWatcher(settings.state_dir, tracker)
             tasks.append(asyncio.create_task(watcher.run()))
+        ticker = None
+        if traffic is not None:
+            ticker = TrafficTicker(traffic, lambda: tracker.run.started_at if tracker.run else None, settings.state_dir)
+            tasks.append(asyncio.create_task(ticker.run()))
+        notify_watcher = None
+        if notifier is not None:
+            from .notify import NotifyWatcher
+
+            notify_watcher = NotifyWatcher(tracker, notifier)
+            tasks.append(asyncio.create_task(notify_watcher.run()))
+            if settings.state_dir is None:  # not run by the scripts, which notify the start themselves
+                notifier.event("start")
         try:
             yield
         finally:
@@ -104,11 +130,20 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
                     await task
             if watcher is not None:
                 watcher.close()
+            if ticker is not None:
+                ticker.close()
+            if notify_watcher is not None and notifier is not None:
+                notify_watcher.poll_once()  # a last look: the trainer may have exited just before the stop
+                await asyncio.to_thread(notifier.close, 5.0)
 
+    admin_address = settings.admin_address
     return MaintenanceApp(
         admin=admin,
+        admin_port=admin_address.port if admin_address is not None and admin_address.path is None else None,
+        admin_socket=admin_address is not None and admin_address.path is not None,
         responder=responder,
         health_paths=settings.health_paths,
         lifespan=lifespan,
         cors_origins=settings.cors_origins,
+        observe=observer(traffic, settings.access_log, settings.access_log_sample),
     )

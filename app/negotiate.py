@@ -105,13 +105,13 @@ class LocaleMatcher:
 
     def __init__(self, offered: Sequence[str], default: str) -> None:
         self.default = default
-        self._offered = [(Locale.parse(tag), tag) for tag in offered]
-        self._languages = frozenset(locale.language for locale, _ in self._offered)
+        self._offered = [_Offered.of(tag) for tag in offered]
+        self._languages = frozenset(item.language for item in self._offered)
         self._cache: dict[str, str | None] = {}
 
     @property
     def offered(self) -> list[str]:
-        return [tag for _, tag in self._offered]
+        return [item.name for item in self._offered]
 
     def match(self, tag: str) -> str | None:
         """One language tag -> an offered locale, or None."""
@@ -131,16 +131,29 @@ class LocaleMatcher:
         language, script, territory = parsed
         if language not in self._languages:
             return None
-        script = script or _likely_script(language, territory)
-        for offered, name in self._offered:
-            if offered.language != language:
-                continue
-            if offered.script and script and offered.script != script:
-                continue
-            if offered.territory and offered.territory != territory:
-                continue
-            return name
-        return None
+        likely_script, likely_territory = _likely(language, script, territory)
+        script = script or likely_script
+        territory = territory or likely_territory
+        parent = _parent_territory(language, script, territory)
+        found: str | None = None
+        best = -1
+        for offered in self._offered:
+            if offered.language != language or (offered.script and script and offered.script != script):
+                continue  # zh-TW is Hant: a Hans catalog is no answer, whatever else matches
+            # The region decides only between catalogs of one language and script: the exact region, then
+            # CLDR's parent region (es-MX -> es_419, pt-AO -> pt_PT), then a catalog without a region,
+            # then any other region (pt-PT -> pt_BR when that is the only Portuguese).
+            if offered.territory == territory:
+                rank = 3
+            elif offered.territory is not None and offered.territory == parent:
+                rank = 2
+            elif offered.territory is None:
+                rank = 1
+            else:
+                rank = 0
+            if rank > best:
+                found, best = offered.name, rank
+        return found
 
     def best(self, header: str | None) -> str | None:
         """The best offered locale for an Accept-Language header, or None."""
@@ -190,13 +203,51 @@ def split_tag(tag: str) -> tuple[str, str | None, str | None] | None:
     return language, script, territory
 
 
-def _likely_script(language: str, territory: str | None) -> str | None:
+@dataclass(frozen=True)
+class _Offered:
+    """An offered locale as the matcher compares it: its script filled in from CLDR likely subtags."""
+
+    name: str
+    language: str
+    script: str | None
+    territory: str | None
+
+    @classmethod
+    def of(cls, name: str) -> _Offered:
+        locale = Locale.parse(name)
+        script = locale.script or _likely(locale.language, None, locale.territory)[0]
+        return cls(name, locale.language, script, locale.territory)
+
+
+def _likely(language: str, script: str | None, territory: str | None) -> tuple[str | None, str | None]:
+    """CLDR's likely (script, region), looked up in CLDR's order: zh-TW -> Hant, zh-Hant -> TW, pt -> BR."""
     likely = get_global("likely_subtags")
-    full = (likely.get(f"{language}_{territory}") if territory else None) or likely.get(language)
-    if not full:
+    keys = [
+        f"{language}_{script}_{territory}" if script and territory else None,
+        f"{language}_{territory}" if territory else None,
+        f"{language}_{script}" if script else None,
+        language,
+    ]
+    full = next((likely[key] for key in keys if key and isinstance(likely.get(key), str)), None)
+    if full is None:
+        return None, None
+    parts = full.split("_")[1:]
+    return (
+        next((part for part in parts if len(part) == 4), None),
+        next((part for part in parts if len(part) in (2, 3)), None),
+    )
+
+
+def _parent_territory(language: str, script: str | None, territory: str | None) -> str | None:
+    """The region of CLDR's parent locale for a regional variant (es_MX -> 419, pt_AO -> PT), if any."""
+    if territory is None:
         return None
-    parts = full.split("_")
-    return parts[1] if len(parts) > 2 else None
+    parents = get_global("parent_exceptions")
+    parent = parents.get(f"{language}_{script}_{territory}") or parents.get(f"{language}_{territory}")
+    if not isinstance(parent, str):
+        return None
+    last = parent.split("_")[-1]
+    return last if len(last) in (2, 3) else None
 
 
 def cookie_value(header: str | None, name: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import Any
 
 import jinja2
 from babel import Locale
+from markupsafe import Markup, escape
 
+from .branding import Brand, BrandError, accent_css
 from .config import ServiceKind
 from .i18n import Catalogs, bcp47, native_name
 from .negotiate import Format
@@ -40,6 +43,31 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
+# First Strong Isolate ... Pop Directional Isolate: the page's texts mark each value put into a sentence
+# with them, and the template turns each pair into a <bdi> element (an isolate in HTML's own terms).
+_FSI, _PDI = "\u2068", "\u2069"
+
+
+def _mark(value: str) -> str:
+    return _FSI + value.replace(_FSI, "").replace(_PDI, "") + _PDI
+
+
+_MARKED = re.compile(f"({_FSI}[^{_FSI}{_PDI}]*{_PDI})")
+
+
+def _bdi(text: str) -> Markup:
+    """Escaped text with each FSI ... PDI span as <bdi>: a name or number keeps its own direction."""
+    return Markup("").join(
+        Markup("<bdi>%s</bdi>") % piece[1:-1] if piece.startswith(_FSI) else escape(piece)
+        for piece in _MARKED.split(text)
+    )
+
+
+def text_direction(locale: str) -> str:
+    """`rtl` for Arabic (and any right-to-left locale), else `ltr`: CLDR's character order."""
+    return "rtl" if Locale.parse(locale).character_order == "right-to-left" else "ltr"
+
+
 def page_refresh_seconds(retry_after: int) -> int:
     """How often the page reloads itself without JavaScript: the Retry-After, kept between 15 s and 2 min."""
     return max(15, min(120, retry_after))
@@ -55,13 +83,30 @@ class Renderer:
         operator_messages: dict[str, str | None],
         cookie_name: str,
         templates: Path = TEMPLATES_DIR,
+        brand: Brand | None = None,
     ) -> None:
         self._catalogs = catalogs
         self._locales = list(locales)
         self._operator = operator_messages
         self._cookie_name = cookie_name
-        self._style = (templates / "page.css").read_text(encoding="utf-8")
-        self._script = (templates / "page.js").read_text(encoding="utf-8")
+        self.brand = brand or Brand()
+        # The operator's MAINT_TEMPLATE_DIR first: each of page.html, page.css, page.js found there replaces
+        # the built-in one (and page.html may {% extends "base/page.html" %}, the built-in one).
+        override = self.brand.template_dir
+
+        def pick(name: str) -> Path:
+            return override / name if override is not None and (override / name).is_file() else templates / name
+
+        try:
+            self._style = pick("page.css").read_text(encoding="utf-8") + accent_css(self.brand)
+            self._script = pick("page.js").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise BrandError(f"MAINT_TEMPLATE_DIR: {error}") from None
+        built_in = jinja2.FileSystemLoader(templates)
+        loader: jinja2.BaseLoader = built_in
+        if override is not None:
+            base = jinja2.PrefixLoader({"base": built_in})
+            loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(override), base, built_in])
         self.page_csp = (
             "default-src 'none'; "
             f"style-src {_csp_hash(self._style)}; "
@@ -70,13 +115,14 @@ class Renderer:
             "frame-ancestors 'none'"
         )
         self._languages = [
-            {"locale": locale, "tag": bcp47(locale), "name": native_name(locale)} for locale in self._locales
+            {"locale": locale, "tag": bcp47(locale), "name": native_name(locale), "dir": text_direction(locale)}
+            for locale in self._locales
         ]
         self._steps_left_forms = {locale: _steps_left_forms(catalogs, locale) for locale in self._locales}
         self._envs: dict[str, jinja2.Environment] = {}
         for locale in self._locales:
             env = jinja2.Environment(
-                loader=jinja2.FileSystemLoader(templates),
+                loader=loader,
                 autoescape=True,
                 extensions=["jinja2.ext.i18n"],
                 undefined=jinja2.StrictUndefined,
@@ -84,13 +130,36 @@ class Renderer:
                 lstrip_blocks=True,
             )
             env.install_gettext_translations(catalogs[locale], newstyle=True)  # type: ignore[attr-defined]
+            env.filters["bdi"] = _bdi
+            # UTF-8 as it is, not \uXXXX: six bytes a letter would cost a Thai or Arabic page 2 KB of its
+            # 30 KB. Still HTML-safe: tojson escapes <, >, & and ' whatever this says.
+            env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False, "separators": (",", ":")}
             self._envs[locale] = env
 
     def texts(self, snapshot: Snapshot, service: Service, locale: str) -> Texts:
         """The localized sentences for this snapshot."""
         return build_texts(
-            snapshot, self._catalogs[locale], locale, service.name, self._operator.get(locale)
+            snapshot, self._catalogs[locale], locale, self.display_name(service, locale), self._operator.get(locale),
+            zone=self.brand.timezone, display=lambda tag: self.brand.display_name(tag, locale),
         )
+
+    def display_name(self, service: Service, locale: str) -> str:
+        """The service's name for people: MAINT_SERVICE_<tag>_DISPLAY_NAME[_<LANG>], else the tag."""
+        return self.brand.display_name(service.name, locale) if service.name else ""
+
+    def check(self, snapshot: Snapshot, services: Sequence[Service]) -> None:
+        """Render every page once at start-up, so a broken template stops start-up (BrandError naming the
+        file and line) instead of failing requests."""
+        for service in services:
+            for locale in self._locales:
+                try:
+                    self.body(snapshot, service, locale, "html")
+                except jinja2.TemplateSyntaxError as error:
+                    raise BrandError(
+                        f"MAINT_TEMPLATE_DIR: {error.filename or error.name}:{error.lineno}: {error.message}"
+                    ) from None
+                except jinja2.TemplateError as error:
+                    raise BrandError(f"MAINT_TEMPLATE_DIR: page.html does not render ({locale}): {error}") from None
 
     def maintenance(self, snapshot: Snapshot, service: Service, locale: str, texts: Texts) -> dict[str, Any]:
         """The `maintenance` object of DESIGN.md."""
@@ -171,6 +240,11 @@ class Renderer:
     ) -> str:
         """The HTML page for people: server-rendered text that works without scripts, plus the script's data."""
         template = self._envs[locale].get_template("page.html")
+        # The same sentences with their values marked for <bdi>; `texts` stays plain for attributes.
+        shown = build_texts(
+            snapshot, self._catalogs[locale], locale, self.display_name(service, locale), self._operator.get(locale),
+            isolate=_mark, zone=self.brand.timezone, display=lambda tag: self.brand.display_name(tag, locale),
+        )
         progress = snapshot.progress
         percent = (
             round(min(1.0, max(0.0, progress.fraction)) * 100, 1)
@@ -179,10 +253,12 @@ class Renderer:
         )
         return template.render(
             lang=bcp47(locale),
+            dir=text_direction(locale),
             locale=locale,
             service=service.name,
             state=snapshot.state,
             texts=texts,
+            shown=shown,
             progress=progress,
             percent=percent,
             maintenance=maintenance,
@@ -193,6 +269,13 @@ class Renderer:
             steps_left_forms=self._steps_left_forms[locale],
             style=self._style,
             script=self._script,
+            logo=self.brand.logo_data_uri,
+            logo_alt=self.brand.logo_alt,
+            names={
+                tag: self.brand.display_name(tag, locale)
+                for tag in {service.name, *snapshot.services, *self.brand.display_names}
+                if tag
+            },
         )
 
 

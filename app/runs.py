@@ -124,6 +124,9 @@ class HistoryRecord:
     trainer_exit_at: float | None = None
     trainer_status: int | None = None
     services: list[str] = field(default_factory=list)
+    # The shim's request counts for the run (traffic.py: turned away per service and format, distinct
+    # clients, peak requests per second); None without them.
+    requests: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -156,6 +159,8 @@ class HistoryRecord:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                       or not math.isfinite(value)):
                 raise ValueError(f"{name} is not a number: {value!r}")
+        if record.requests is not None and not isinstance(record.requests, dict):
+            raise ValueError("requests is not an object")
         for name in ("first_step", "last_step", "total", "trainer_status"):
             value = getattr(record, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -360,6 +365,18 @@ def read_summary(state_dir: Path) -> ProgressSummary:
         return ProgressSummary()
 
 
+REQUESTS_FILE = "requests-summary.json"  # written by the shim (traffic.py) every second and at shutdown
+
+
+def read_requests(state_dir: Path) -> dict[str, Any] | None:
+    """The shim's last request counts; None when missing or unreadable."""
+    try:
+        data = json.loads((state_dir / REQUESTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_run(state_dir: Path) -> RunState:
     """The run the events file describes."""
     follower = EventsFollower(state_dir / EVENTS_FILE)
@@ -378,6 +395,7 @@ def record_run(state_dir: Path, ready_at: float) -> HistoryRecord:
         trainer_exit_at=run.trainer_exit_at,
         trainer_status=run.trainer_status,
         services=list(run.services),
+        requests=read_requests(state_dir),
     )
     append_history(state_dir / HISTORY_FILE, record)
     return record

@@ -9,15 +9,16 @@ import logging
 import os
 import resource
 import socket
-import sys
 import time
 from pathlib import Path
 
 import uvicorn
 
-from .config import Listener, Settings
+from .config import AdminAddress, Listener, Settings
+from .logsetup import configure_logging, uvicorn_log_config
 from .main import create_app
 from .protocol import SWEEP_TICKS, ConnectionGuard, Limits, protocol_class
+from .supervise import Supervisor, signal_ready
 
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1
@@ -57,6 +58,43 @@ def bind(listener: Listener, retry_seconds: float = 0.0, backlog: int = 2048) ->
             raise BindError(f"cannot listen on {listener.host}:{listener.port}: {error.strerror}") from None
         sock.set_inheritable(True)
         return sock
+
+
+def bind_unix(path: Path, backlog: int = 2048) -> socket.socket:
+    """A listening Unix socket at `path` (mode 0660); a stale socket file from a dead shim is replaced."""
+    if path.is_socket():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink(missing_ok=True)  # nothing listens: left behind by a shim that died
+        else:
+            raise BindError(f"cannot listen on unix:{path}: another process is listening there")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old_umask = os.umask(0o117)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        sock.listen(backlog)
+    except OSError as error:
+        sock.close()
+        raise BindError(f"cannot listen on unix:{path}: {error.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_admin(address: AdminAddress) -> socket.socket:
+    """The admin listener's socket; a BindError names MAINT_ADMIN_LISTEN."""
+    try:
+        if address.path is not None:
+            return bind_unix(address.path)
+        return bind(Listener(address.host, address.port, "", "api"))
+    except BindError as error:
+        raise BindError(f"MAINT_ADMIN_LISTEN: {error} (choose another address, or off)") from None
 
 
 class _RefusedHandshakeFilter(logging.Filter):
@@ -114,13 +152,26 @@ def connection_limit(wanted: int, fd_limit: int) -> int:
 class ShimServer(uvicorn.Server):
     """uvicorn's Server, sweeping expired request deadlines on its 0.1 s tick."""
 
-    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard, supervised: bool = False) -> None:
         super().__init__(config)
         self.guard = guard
+        self.supervisor = os.getppid() if supervised else 0
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            signal_ready()
 
     async def on_tick(self, counter: int) -> bool:
         if counter % SWEEP_TICKS == 0:
             self.guard.sweep(self.server_state.connections, asyncio.get_running_loop().time())
+        if self.supervisor and counter % 50 == 0 and os.getppid() != self.supervisor:
+            logger.warning(
+                "the supervisor (PID %d) is gone: serving on unsupervised (stop this server, PID %d, with SIGTERM)",
+                self.supervisor,
+                os.getpid(),
+            )
+            self.supervisor = 0
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -140,24 +191,18 @@ def settle_heap() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
-def configure_logging(level: str) -> None:
-    """Our log lines on stderr, uvicorn's beside them."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("maintenance_shim")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
-
-
 def serve(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    main_pid = os.getpid()
     app = create_app(settings)
     sockets: list[socket.socket] = []
+    admin = settings.admin_address
     try:
         for listener in settings.listeners:
             sockets.append(bind(listener, settings.bind_retry_seconds, BACKLOG))
+        if admin is not None:
+            sockets.append(bind_admin(admin))
     except BindError as error:
         for sock in sockets:
             sock.close()
@@ -165,6 +210,10 @@ def serve(settings: Settings) -> int:
         return EXIT_BIND_FAILED
     for listener in settings.listeners:
         logger.info("answering for %s on %s:%s", listener.service or "an unnamed service", listener.host, listener.port)
+    if admin is not None:
+        logger.info("admin listener (progress push, metrics, API docs) on %s", admin)
+    else:
+        logger.info("no admin listener (MAINT_ADMIN_LISTEN=off): progress comes from files and logs only")
     limits = Limits(
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
@@ -178,15 +227,26 @@ def serve(settings: Settings) -> int:
         http=http,
         lifespan="on",
         access_log=False,
+        log_config=uvicorn_log_config(settings.log_format),
         server_header=False,
         proxy_headers=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
         backlog=BACKLOG,
     )
-    server = ShimServer(config, http.guard)
-    settle_heap()
     logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeFilter())
-    # Server.run (not asyncio.run(server.serve())) keeps uvicorn's uvloop loop factory.
-    server.run(sockets=sockets)
-    return 0 if server.started else EXIT_BIND_FAILED
+
+    def run_server() -> int:
+        server = ShimServer(config, http.guard, supervised=settings.supervise)
+        # Server.run (not asyncio.run(server.serve())) keeps uvicorn's uvloop loop factory.
+        server.run(sockets=sockets)
+        return 0 if server.started else EXIT_BIND_FAILED
+
+    settle_heap()
+    try:
+        if not settings.supervise:
+            return run_server()
+        return Supervisor(run_server, settings.state_dir, sockets).run()
+    finally:
+        if admin is not None and admin.path is not None and os.getpid() == main_pid:
+            admin.path.unlink(missing_ok=True)

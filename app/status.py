@@ -144,6 +144,11 @@ class Tracker:
     def resume_seconds(self) -> float:
         return self._resume_seconds
 
+    @property
+    def run(self) -> RunState | None:
+        """The run as the scripts' events describe it; None before any event (metrics, notifications)."""
+        return self._run
+
     def run_changed(self, run: RunState) -> None:
         """The scripts' events moved the run on (started, trainer exited, services starting or ready)."""
         with self._lock:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gettext
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import tzinfo
 
 from babel.lists import format_list
 from babel.numbers import format_decimal, format_percent
@@ -45,16 +47,29 @@ def _state_message(translations: gettext.NullTranslations, state: str, service: 
     return messages.get(state, messages["unknown"]) % {"service": service}
 
 
-def _after_sentence(translations: gettext.NullTranslations, snapshot: Snapshot, locale: str, service: str) -> str:
+def _plain(value: str) -> str:
+    return value
+
+
+def _after_sentence(
+    translations: gettext.NullTranslations,
+    snapshot: Snapshot,
+    locale: str,
+    service: str,
+    isolate: Callable[[str], str] = _plain,
+    display: Callable[[str], str] = _plain,
+) -> str:
     """What the scripts report after the last step: the trainer's exit, the services starting or ready."""
     _ = translations.gettext
-    names = format_list(list(snapshot.services), locale=locale) if snapshot.services else service
+    names = service
+    if snapshot.services:
+        names = format_list([isolate(display(name)) for name in snapshot.services], locale=locale)
     status = snapshot.trainer_status
     if snapshot.after == "trainer-exited":
         if status is None or status == 0:
             return _("The training job has finished; %(services)s will be started next.") % {"services": names}
         return _("The training job ended with status %(status)s; %(services)s will be started next.") % {
-            "status": format_decimal(status, locale=locale),
+            "status": isolate(format_decimal(status, locale=locale)),
             "services": names,
         }
     if snapshot.after == "starting":
@@ -83,23 +98,30 @@ def build_texts(
     locale: str,
     service: str,
     operator_message: str | None = None,
+    isolate: Callable[[str], str] = _plain,
+    zone: tzinfo | None = None,
+    display: Callable[[str], str] = _plain,
 ) -> Texts:
-    """All sentences for `snapshot` in `locale`; the operator's message, if any, replaces the catalog's."""
+    """All sentences for `snapshot` in `locale`; the operator's message, if any, replaces the catalog's.
+
+    `isolate` wraps each value put into a sentence (a service name, a number, a time): the page passes
+    one that marks them for `<bdi>`, so that a Latin name or a number keeps its direction in Arabic.
+    """
     _ = translations.gettext
     ngettext = translations.ngettext
-    service = service or _("This service")
+    service = isolate(service) if service else _("This service")
     message = operator_message or _state_message(translations, snapshot.state, service)
     if snapshot.after is not None:
-        message = f"{message} {_after_sentence(translations, snapshot, locale, service)}"
+        message = f"{message} {_after_sentence(translations, snapshot, locale, service, isolate, display)}"
     relative = clock = None
     if snapshot.eta_seconds is not None and snapshot.eta_at is not None:
         relative = relative_time(snapshot.eta_seconds, locale)
-        clock = clock_time(snapshot.eta_at, locale)
+        clock = clock_time(snapshot.eta_at, locale, zone)
         if snapshot.state == "overdue":
             sentence = _("New estimate: back %(relative)s (around %(clock)s).")
         else:
             sentence = _("Expected back %(relative)s (around %(clock)s).")
-        eta_sentence = sentence % {"relative": relative, "clock": clock}
+        eta_sentence = sentence % {"relative": isolate(relative), "clock": isolate(clock)}
         if snapshot.basis == "history":
             eta_sentence = _("%(eta)s (Estimated from recent runs.)") % {"eta": eta_sentence}
     elif snapshot.progress is not None and snapshot.progress.scope == "epoch":
@@ -111,22 +133,22 @@ def build_texts(
     detail = _("%(message)s %(eta)s") % {"message": message, "eta": eta_sentence}
     progress_text = steps_left = None
     if snapshot.progress is not None:
-        step = format_decimal(snapshot.progress.step, locale=locale)
+        step = isolate(format_decimal(snapshot.progress.step, locale=locale))
         if snapshot.progress.total:
             progress_text = _("Step %(step)s of %(total)s (%(percent)s)") % {
                 "step": step,
-                "total": format_decimal(snapshot.progress.total, locale=locale),
-                "percent": format_percent(snapshot.progress.fraction or 0.0, locale=locale),
+                "total": isolate(format_decimal(snapshot.progress.total, locale=locale)),
+                "percent": isolate(format_percent(snapshot.progress.fraction or 0.0, locale=locale)),
             }
             left = max(0, snapshot.progress.total - snapshot.progress.step)
             steps_left = ngettext(
                 "%(num)s step to go", "%(num)s steps to go", left
-            ) % {"num": format_decimal(left, locale=locale)}
+            ) % {"num": isolate(format_decimal(left, locale=locale))}
         else:
             progress_text = _("Step %(step)s") % {"step": step}
         if snapshot.progress.scope == "epoch" and snapshot.progress.epoch is not None:
             progress_text = _("Epoch %(epoch)s: %(progress)s") % {
-                "epoch": format_decimal(snapshot.progress.epoch, locale=locale),
+                "epoch": isolate(format_decimal(snapshot.progress.epoch, locale=locale)),
                 "progress": progress_text,
             }
         phase = {"evaluating": _("Evaluating the model"), "saving": _("Saving a checkpoint")}.get(

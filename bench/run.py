@@ -46,11 +46,13 @@ SHIM_ENV = {
     "MAINT_ETA": "45m",
     "MAINT_LANGUAGES": "en,ja,zh_Hans",
     "MAINT_LOG_LEVEL": "warning",
+    "MAINT_ADMIN_LISTEN": "off",
 }
 SERVICE = "studio"
 
 TARGETS = {
     "floor_ratio": 0.8,
+    "limits_ratio": 0.95,  # the limits (app/protocol.py) cost at most 5% of requests per second
     "bare_ratio": 2.5,
     "startup_s": 0.6,
     "rss_mb": 70.0,
@@ -315,6 +317,8 @@ class Server:
         py = sys.executable
         if self.name == "shim":
             return [py, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}={SERVICE}"]
+        if self.name == "nolimits":
+            return [py, str(BENCH / "shim_nolimits.py"), "--port", str(port)]
         if self.name == "floor":
             return [py, str(BENCH / "raw_floor.py"), "--port", str(port), "--replies", str(scratch / "replies.json")]
         if self.name == "bare":
@@ -327,10 +331,14 @@ class Server:
 
 SERVERS = (
     Server("shim", "maintenance-shim (all features)"),
+    Server("nolimits", "the shim's app on uvicorn's own protocol (limits off)"),
     Server("floor", "raw ASGI floor (replays shim bytes)"),
     Server("bare", "bare FastAPI catch-all"),
     Server("nginx", "nginx `return 503`"),
 )
+
+
+OTHERS = ("nolimits", "floor", "bare", "nginx")  # what the shim is compared with
 
 
 def nginx_binary() -> str:
@@ -405,6 +413,15 @@ def event_loop_evidence(pid: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the run
+
+
+def serving_pid(pid: int) -> int:
+    """The process that serves: the shim's server is the one child its supervisor forks."""
+    with contextlib.suppress(OSError, ValueError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) == 1:
+            return int(children[0])
+    return pid
 
 
 def cpu_seconds(pid: int) -> float:
@@ -526,9 +543,9 @@ def measure_load(running: list[Running], scratch: Path, args: argparse.Namespace
         )
     for item in running:
         if item.server.name != "nginx":
-            results["memory"][item.server.name] = vm_status(item.proc.pid)
+            results["memory"][item.server.name] = vm_status(serving_pid(item.proc.pid))
         if item.server.name == "shim":
-            results["event_loop"] = event_loop_evidence(item.proc.pid)
+            results["event_loop"] = event_loop_evidence(serving_pid(item.proc.pid))
             # One connection, one request at a time: with Nagle on, the body segment written after the
             # header segment waits for the client's delayed ACK and p50 jumps to ~40 ms.
             single = run_wrk(item.port, scripts[BROWSER.name], 1, 2, 1)
@@ -621,8 +638,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--startup-runs", type=int, default=7, help="start-up samples for the shim (default 7)")
     parser.add_argument(
         "--servers",
-        default="shim,floor,bare,nginx",
-        help="contenders, from shim,floor,bare,nginx (the shim is required)",
+        default="shim,nolimits,floor,bare,nginx",
+        help="contenders, from shim,nolimits,floor,bare,nginx (the shim is required)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument(
@@ -693,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
     finally:
         procs.stop_all()
-        for name in ("shim.log", "floor.log", "bare.log", "nginx.log"):
+        for name in ("shim.log", "nolimits.log", "floor.log", "bare.log", "nginx.log"):
             log = scratch / name
             if log.exists() and log.stat().st_size:
                 results.setdefault("server_logs", {})[name] = log.read_text()[-4000:]
@@ -767,6 +784,7 @@ def verdict(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
 
     ratio_check("floor", TARGETS["floor_ratio"], "raw ASGI floor")
+    ratio_check("nolimits", TARGETS["limits_ratio"], "the same app with limits off")
     ratio_check("bare", TARGETS["bare_ratio"], "bare FastAPI")
     if "shim" in results["startup"]:
         median = results["startup"]["shim"]["median_s"]
@@ -876,22 +894,22 @@ def markdown(results: dict[str, Any], out: Path) -> str:
         "",
         "req/s ratio (higher is better for the shim); in brackets the CPU-per-request ratio other/shim.",
         "",
-        "| request | conns | vs floor | vs bare FastAPI | vs nginx |",
-        "|---|---:|---:|---:|---:|",
+        "| request | conns | vs limits off | vs floor | vs bare FastAPI | vs nginx |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     by_key: dict[tuple[str, int], dict[str, float]] = {}
-    for other in ("floor", "bare", "nginx"):
+    for other in OTHERS:
         for req, conns, r in ratios(results, other):
             by_key.setdefault((req, conns), {})[other] = r
     for (req, conns), vals in by_key.items():
         cpu = {
             o: r
-            for o, (rq, c, r) in ((o, x) for o in ("floor", "bare", "nginx") for x in cpu_ratios(results, o))
+            for o, (rq, c, r) in ((o, x) for o in OTHERS for x in cpu_ratios(results, o))
             if (rq, c) == (req, conns)
         }
         cells = [
             (f"{vals[o]:.2f}x" + (f" ({cpu[o]:.2f}x)" if o in cpu else "")) if o in vals else "-"
-            for o in ("floor", "bare", "nginx")
+            for o in OTHERS
         ]
         lines.append(f"| {req} | {conns} | " + " | ".join(cells) + " |")
     lines += [
@@ -954,7 +972,12 @@ def markdown(results: dict[str, Any], out: Path) -> str:
         "with it against a static ETA, are measured by `bench/live_source.py`: "
         "[benchmarks-live-source.md](benchmarks-live-source.md). Latency while a training job keeps every",
         "core busy: [benchmarks-under-load.md](benchmarks-under-load.md) (`bench/under_load.py`). The live",
-        "ETA on real trainers: [benchmarks-eta.md](benchmarks-eta.md).",
+        "ETA on real trainers: [benchmarks-eta.md](benchmarks-eta.md). The request counting (metrics on against",
+        "off) and the access log: [benchmarks-metrics.md](benchmarks-metrics.md) (`bench/metrics_cost.py`).",
+        "Memory over a 10-minute soak with random header values: [benchmarks-soak.md](benchmarks-soak.md)",
+        "(`bench/soak.py`). The \"limits off\" row is the same app on uvicorn's stock httptools protocol",
+        "(`bench/shim_nolimits.py`): the shim row against it is what the header, timeout and connection",
+        "limits of `app/protocol.py` cost.",
         "",
     ]
     return "\n".join(lines)

@@ -44,6 +44,7 @@ SHIM_ENV = {
     "MAINT_ETA": "45m",
     "MAINT_LANGUAGES": "en,ja,zh_Hans",
     "MAINT_LOG_LEVEL": "warning",
+    "MAINT_ADMIN_LISTEN": "off",
 }
 LANGS = ["en", "ja", "zh", "zh-CN", "zh-TW", "fr", "de", "ko", "pt-BR", "es-419"]
 
@@ -150,10 +151,20 @@ async def client(host: str, port: int, rng: random.Random, stats: Stats, deadlin
         writer.close()
 
 
+def serving_pid(pid: int) -> int:
+    """The process that serves: the shim's server is the one child its supervisor forks."""
+    with contextlib.suppress(OSError, ValueError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) == 1:
+            return int(children[0])
+    return pid
+
+
 def rss_kb(pid: int | None) -> int:
+    """RSS of the serving process (the supervisor's child when there is one)."""
     if pid is None:
         return 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{serving_pid(pid)}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0

@@ -87,7 +87,7 @@ def percentile(values: list[float], share: float) -> float:
 def run_shim(nice: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAINT_")}
-    env.update({"MAINT_ETA": "45m", "MAINT_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)})
+    env.update({"MAINT_ETA": "45m", "MAINT_LOG_LEVEL": "warning", "MAINT_ADMIN_LISTEN": "off", "PYTHONPATH": str(ROOT)})
     # nice -n is relative to this (client) process's own priority.
     command = ["nice", "-n", str(nice - os.nice(0)), sys.executable, "-m", "maintenance_shim", "serve",
                "--listen", f"127.0.0.1:{port}=studio"]

@@ -3,46 +3,7 @@
 # Sourced by start_maintenance.sh, stop_maintenance.sh, status_maintenance.sh and with_maintenance.sh;
 # every setting is documented in deploy/maintenance.env.example and docs/switching.md.
 
-# Settings with their defaults: the one block. Called after the env file has been read, so the file
-# and the environment (which wins, as in the shim) can override every value here.
-maint_defaults() {
-  : "${MAINT_SWITCH:=none}"                   # nginx | caddy | port | none
-  : "${MAINT_SERVICES:=}"                     # service names, e.g. "studio video:api"
-  : "${MAINT_LISTEN:=127.0.0.1:8080}"         # the shim's listeners in nginx/caddy/none mode
-  : "${MAINT_SHIM_CMD:=maintenance-shim}"     # the shim command (split on blanks)
-  : "${MAINT_SHIM_MANAGED:=script}"           # script (we run the shim) | external (systemd runs it)
-  : "${MAINT_SHIM_START_TIMEOUT:=20}"         # seconds for the shim to pass its checks
-  : "${MAINT_SHIM_STOP_TIMEOUT:=10}"          # seconds between SIGTERM and SIGKILL
-  if [[ -z ${MAINT_SHIM_NICE:-} ]]; then       # the shim's priority next to the trainer's data loaders
-    if [[ $EUID -eq 0 ]]; then MAINT_SHIM_NICE=-5; else MAINT_SHIM_NICE=0; fi
-  fi
-  : "${MAINT_BIND_RETRY_SECONDS:=10}"         # port mode: how long to wait for a service's port to free
-  : "${MAINT_VERIFY_PATH:=/}"                 # path of the sample request that must get a 503
-  : "${MAINT_LOCK_TIMEOUT:=10}"               # seconds to wait for another start/stop to finish
-  : "${MAINT_DRAIN_TIMEOUT:=600}"             # seconds a DRAIN hook may take (then: warn, go on)
-  : "${MAINT_STOP_TIMEOUT:=120}"              # seconds a STOP hook may take (then: fail, roll back)
-  : "${MAINT_START_TIMEOUT:=120}"             # seconds a START hook may take
-  : "${MAINT_HEALTH_TIMEOUT:=300}"            # seconds for the services to pass their health checks
-  : "${MAINT_SETTLE_SECONDS:=1}"              # after a proxy reload, before stopping the old side
-  : "${MAINT_SWITCH_TIMEOUT:=10}"             # seconds for a PROXY_URL to show the switch
-  : "${MAINT_NGINX_BIN:=nginx}"
-  : "${MAINT_NGINX_ARGS:=}"                   # e.g. "-p /srv/nginx -c nginx.conf"
-  : "${MAINT_NGINX_TEST_CMD:=$MAINT_NGINX_BIN $MAINT_NGINX_ARGS -t -q}"
-  : "${MAINT_NGINX_RELOAD_CMD:=$MAINT_NGINX_BIN $MAINT_NGINX_ARGS -s reload}"
-  : "${MAINT_CADDY_BIN:=caddy}"
-  : "${MAINT_CADDY_CONFIG:=/etc/caddy/Caddyfile}"
-  : "${MAINT_CADDY_TEST_CMD:=$MAINT_CADDY_BIN validate --config $MAINT_CADDY_CONFIG --adapter caddyfile}"
-  : "${MAINT_CADDY_RELOAD_CMD:=$MAINT_CADDY_BIN reload --config $MAINT_CADDY_CONFIG --adapter caddyfile}"
-  : "${MAINT_CORS_ORIGINS:=}"                 # the shim's setting; start sends a preflight when set
-  if [[ -z ${MAINT_STATE_DIR:-} ]]; then
-    if [[ $EUID -eq 0 ]]; then MAINT_STATE_DIR=/run/maintenance-shim
-    elif [[ -n ${XDG_RUNTIME_DIR:-} ]]; then MAINT_STATE_DIR=$XDG_RUNTIME_DIR/maintenance-shim
-    else MAINT_STATE_DIR=/tmp/maintenance-shim-$EUID
-    fi
-  fi
-  : "${MAINT_SHIM_LOG:=$MAINT_STATE_DIR/shim.log}"
-  export MAINT_STATE_DIR
-}
+LIB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 readonly LOCK_FD=9
 PROG=${0##*/}
@@ -50,9 +11,16 @@ PROG=${PROG%.sh}
 ENV_FILE_ARG=
 ARGS=()
 
-log()  { printf '%s: %s\n' "$PROG" "$*" >&2; }
-warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
-die()  { DIED=1; printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+log()  { say info '' "$*"; }
+warn() { say warning 'warning: ' "$*"; }
+die()  { DIED=${*:-1}; say error 'error: ' "$*"; exit 1; }  # DIED: why, for the rollback's notification
+# say LEVEL PREFIX MESSAGE: a log line on stderr; with MAINT_LOG_FORMAT=json one JSON object instead.
+say() {
+  if [[ ${MAINT_LOG_FORMAT:-} != json ]]; then printf '%s: %s%s\n' "$PROG" "$2" "$3" >&2; return 0; fi
+  local m=${3//\\/\\\\}
+  m=${m//\"/\\\"}; m=${m//$'\n'/\\n}; m=${m//$'\t'/\\t}; m=${m//[[:cntrl:]]/ }
+  printf '{"t":"%(%Y-%m-%dT%H:%M:%S%z)T","level":"%s","logger":"%s","message":"%s"}\n' -1 "$1" "$PROG" "$m" >&2
+}
 
 # An unexpected failing command (set -e) is named on exit, so no failure is silent.
 DIED=
@@ -77,27 +45,35 @@ parse_args() {
   done
 }
 
-# load_env: read the env file (--env-file, else MAINT_ENV_FILE, else ./maintenance.env when present) with
-# `set -a`, then put back every MAINT_* value the environment already had: the environment wins, as in
-# the shim. Then apply the defaults.
+# load_env: every setting, read, validated and resolved by the shim's own schema (`maintenance-shim env
+# --shell`, app/scriptconf.py; the one reference is docs/settings.md): the env file (--env-file, else
+# MAINT_ENV_FILE, else ./maintenance.env when present) under the environment, defaults filled in, each
+# exported, and the services as SERVICES and SERVICE_TAG. Nothing is parsed or checked here: a bad
+# setting stops with the shim's one line naming it.
 load_env() {
-  local file=${ENV_FILE_ARG:-${MAINT_ENV_FILE:-}} name
-  if [[ -z $file && -f ./maintenance.env ]]; then file=./maintenance.env; fi
-  if [[ -n $file ]]; then
-    [[ -f $file && -r $file ]] || die "env file $file does not exist or is not readable"
-    local -A keep=()
-    for name in $(compgen -v MAINT_ || true); do keep[$name]=${!name}; done
-    set -a
-    # shellcheck source=/dev/null
-    . "$file" || die "env file $file: cannot be sourced"
-    set +a
-    for name in "${!keep[@]}"; do printf -v "$name" '%s' "${keep[$name]}"; export "${name?}"; done
-    MAINT_ENV_FILE=$(realpath -- "$file")
-    export MAINT_ENV_FILE
-  fi
-  maint_defaults
+  local file=${ENV_FILE_ARG:-${MAINT_ENV_FILE:-}} out
+  local -a args=(env --shell)
+  [[ -n $file ]] && args+=(--env-file "$file")
+  settings_command
+  out=$("${SETTINGS_CMD[@]}" "${args[@]}" 9>&-) || die "the settings are not valid (see above)"
+  eval "$out"
   STATE_DIR=$MAINT_STATE_DIR
   STATE_FILE=$STATE_DIR/state
+}
+
+# settings_command: the maintenance-shim that resolves the settings, in SETTINGS_CMD: MAINT_SHIM_CMD from
+# the environment, else the venv next to these scripts (scripts/run.sh and scripts/test.sh create it),
+# else maintenance-shim on PATH. (MAINT_SHIM_CMD in the env file says which shim the scripts run; it is
+# read with the file, so it cannot also say how to read the file.)
+declare -a SETTINGS_CMD=()
+settings_command() {
+  local venv=${MAINT_VENV:-$LIB_DIR/../.venv}
+  if [[ -n ${MAINT_SHIM_CMD:-} ]]; then read -r -a SETTINGS_CMD <<<"$MAINT_SHIM_CMD"
+  elif [[ -x $venv/bin/maintenance-shim ]]; then SETTINGS_CMD=("$venv/bin/maintenance-shim")
+  else SETTINGS_CMD=(maintenance-shim)
+  fi
+  command -v "${SETTINGS_CMD[0]}" >/dev/null ||
+    die "cannot find maintenance-shim to read the settings: install it (scripts/run.sh), or set MAINT_SHIM_CMD in the environment"
 }
 
 # ---- small helpers -------------------------------------------------------------------------------
@@ -124,55 +100,30 @@ history_record() {
     warn "could not record the run in $STATE_DIR/history.jsonl (see $MAINT_SHIM_LOG)"
 }
 
+# notify EVENT [DETAIL]: tell the operator through MAINT_NOTIFY_URLS (`maintenance-shim notify`, app/notify.py);
+# bounded, and a failure is a warning, never a failed switch.
+notify() {
+  [[ -n ${MAINT_NOTIFY_URLS:-} ]] || return 0
+  local -a shim
+  read -r -a shim <<<"$MAINT_SHIM_CMD"
+  timeout 30 "${shim[@]}" notify "$1" --detail "${2:-}" --services "${SERVICES[*]}" --state-dir "$STATE_DIR" \
+    9>&- 2>>"$MAINT_SHIM_LOG" || warn "the $1 notification was not sent (see $MAINT_SHIM_LOG)"
+}
+
 words() { local IFS=$' \t\n,'; read -r -a WORDS <<<"$*" || true; }  # split on blanks and commas
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 now() { printf '%(%s)T' -1; }
 mono() { local up; read -r up _ </proc/uptime; printf '%s' "${up/./}"; }  # centiseconds, monotonic
 
-check_settings() {
-  local name
-  case $MAINT_SWITCH in nginx|caddy|port|none) ;; *) die "MAINT_SWITCH: '$MAINT_SWITCH' is not one of nginx, caddy, port, none" ;; esac
-  case $MAINT_SHIM_MANAGED in script|external) ;; *) die "MAINT_SHIM_MANAGED: '$MAINT_SHIM_MANAGED' is not script or external" ;; esac
-  for name in MAINT_SHIM_START_TIMEOUT MAINT_SHIM_STOP_TIMEOUT MAINT_BIND_RETRY_SECONDS MAINT_LOCK_TIMEOUT \
-      MAINT_DRAIN_TIMEOUT MAINT_STOP_TIMEOUT MAINT_START_TIMEOUT MAINT_HEALTH_TIMEOUT MAINT_SWITCH_TIMEOUT; do
-    is_uint "${!name}" || die "$name: '${!name}' is not a whole number of seconds"
-  done
-  [[ $MAINT_SETTLE_SECONDS =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "MAINT_SETTLE_SECONDS: '$MAINT_SETTLE_SECONDS' is not a number"
-  [[ $MAINT_SWITCH == port && $MAINT_SHIM_MANAGED == external ]] &&
-    die "MAINT_SHIM_MANAGED=external does not work with MAINT_SWITCH=port (the shim must bind the services' ports)"
-  services_parse
-}
-
-# services_parse: MAINT_SERVICES ("studio video:api") -> SERVICES (names) and SERVICE_TAG[name] (name[:kind]).
+# check_settings: load the proxy's adapter and run its checks of this machine for every service (the
+# include file exists, the tool it needs is installed); the values themselves were validated by load_env.
 declare -a SERVICES=()
 declare -A SERVICE_TAG=()
-services_parse() {
-  local item name
-  SERVICES=(); SERVICE_TAG=()
-  words "$MAINT_SERVICES"
-  for item in "${WORDS[@]}"; do
-    name=${item%%:*}
-    [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] ||
-      die "MAINT_SERVICES: '$name' must be letters, digits and '_' (it names MAINT_SERVICE_${name}_* settings)"
-    [[ $item == "$name" || $item == "$name:page" || $item == "$name:api" || $item == "$name:openai" ]] ||
-      die "MAINT_SERVICES: '$item': the kind after ':' must be page, api or openai"
-    SERVICES+=("$name"); SERVICE_TAG[$name]=$item
-  done
-  if [[ $MAINT_SWITCH != none ]] && ((${#SERVICES[@]} == 0)); then
-    die "MAINT_SERVICES is empty; MAINT_SWITCH=$MAINT_SWITCH needs the services to switch"
-  fi
-  for name in "${SERVICES[@]}"; do
-    case $MAINT_SWITCH in
-      nginx|caddy)
-        [[ ",${MAINT_LISTEN// /,}," =~ =${name}(:[a-z]+)?, ]] ||
-          warn "MAINT_LISTEN has no listener tagged =$name; its users get the shim's generic answer (add HOST:PORT=${SERVICE_TAG[$name]})"
-        [[ -n $(svc "$name" INCLUDE) ]] || die "MAINT_SERVICE_${name}_INCLUDE is not set (needed by MAINT_SWITCH=$MAINT_SWITCH)"
-        [[ -f $(svc "$name" INCLUDE) ]] || die "MAINT_SERVICE_${name}_INCLUDE: $(svc "$name" INCLUDE) does not exist" ;;
-      port)
-        [[ -n $(svc "$name" LISTEN) ]] || die "MAINT_SERVICE_${name}_LISTEN is not set (needed by MAINT_SWITCH=port)"
-        parse_addr "$(svc "$name" LISTEN)" ;;
-    esac
-  done
+check_settings() {
+  local name
+  proxy_mode || return 0
+  proxy_load
+  for name in "${SERVICES[@]}"; do proxy_check "$name"; done
 }
 
 # svc NAME KEY: the value of MAINT_SERVICE_<NAME>_<KEY>, or empty.
@@ -302,7 +253,9 @@ shim_check_once() {
   code=$(curl -s --max-time 3 -- "$base/_maintenance/health" 2>/dev/null) || code=
   [[ $code =~ \"maintenance\":\ ?true ]] ||
     { printf 'health check %s/_maintenance/health did not answer {"maintenance": true}' "$base"; return; }
-  headers=$(curl -s -o /dev/null -D - --max-time 3 -- "$base$MAINT_VERIFY_PATH" 2>/dev/null | tr -d '\r') || true
+  # X-Maintenance-Shim: check keeps this sample out of the shim's request counts (app/traffic.py).
+  headers=$(curl -s -o /dev/null -D - --max-time 3 -H 'X-Maintenance-Shim: check' -- "$base$MAINT_VERIFY_PATH" \
+    2>/dev/null | tr -d '\r') || true
   [[ $headers =~ ^HTTP/[0-9.]+\ 503 ]] ||
     { printf 'sample request %s%s did not answer 503 (%s)' "$base" "$MAINT_VERIFY_PATH" "${headers%%$'\n'*}"; return; }
   local re=$'\n''retry-after: *([0-9]+)'$'\n'
@@ -312,7 +265,7 @@ shim_check_once() {
     printf 'sample request %s%s answered 503 without a valid Retry-After' "$base" "$MAINT_VERIFY_PATH"; return
   fi
   shopt -u nocasematch
-  words "${MAINT_CORS_ORIGINS//[\[\]\"\']/ }"
+  words "$MAINT_CORS_ORIGINS"
   origin=${WORDS[0]:-}
   if [[ -n $origin ]]; then
     [[ $origin == '*' ]] && origin=https://example.com
@@ -395,20 +348,64 @@ shim_stop_recorded() {
   state_set S_SHIM_PID ''
 }
 
-# shim_stop PID STARTTIME: SIGTERM, wait, then SIGKILL with a warning; only if the PID is ours.
+# serving_read: what the shim's supervisor last wrote to $STATE_DIR/shim-serving.json (app/supervise.py):
+# SERVING_SUPERVISOR, SERVING_PID, SERVING_START, SERVING_RESTARTS, SERVING_LAST_EXIT and SERVING_LAST_AT
+# ("" when absent).
+serving_read() {
+  local json re
+  SERVING_SUPERVISOR='' SERVING_PID='' SERVING_START='' SERVING_RESTARTS=0 SERVING_LAST_EXIT='' SERVING_LAST_AT=
+  json=$(<"$STATE_DIR/shim-serving.json") 2>/dev/null || return 0
+  re='"supervisor": ([0-9]+), "serving": ([0-9]+), "serving_start": "([0-9]*)", "restarts": ([0-9]+)'
+  [[ $json =~ $re ]] || return 0
+  SERVING_SUPERVISOR=${BASH_REMATCH[1]} SERVING_PID=${BASH_REMATCH[2]} SERVING_START=${BASH_REMATCH[3]}
+  SERVING_RESTARTS=${BASH_REMATCH[4]}
+  re='"last_exit": "([^"]*)", "last_restart_at": "([^"]*)"'
+  [[ $json =~ $re ]] && { SERVING_LAST_EXIT=${BASH_REMATCH[1]}; SERVING_LAST_AT=${BASH_REMATCH[2]}; }
+  return 0
+}
+
+# serving_summary SUPERVISOR_PID: what status_maintenance.sh says about the server the supervisor keeps.
+serving_summary() {
+  serving_read
+  [[ $SERVING_SUPERVISOR == "$1" ]] || return 0
+  if ((SERVING_RESTARTS)); then
+    printf 'serving in PID %s; restarted %s time(s), last at %s after the server %s\n' "$SERVING_PID" \
+      "$SERVING_RESTARTS" "$SERVING_LAST_AT" "$SERVING_LAST_EXIT"
+  else
+    printf 'serving in PID %s; never restarted\n' "$SERVING_PID"
+  fi
+}
+
+# shim_target PID STARTTIME: the process to signal to stop our shim: the recorded supervisor while it
+# lives, else the server it forked if that still serves on (its supervisor was killed); "" for neither.
+shim_target() {
+  if pid_is_shim "$1" "$2"; then printf '%s' "$1"; return; fi
+  serving_read
+  if [[ -n $SERVING_PID && $SERVING_SUPERVISOR == "$1" ]] && pid_is_shim "$SERVING_PID" "$SERVING_START"; then
+    printf '%s' "$SERVING_PID"
+  fi
+}
+
+# shim_stop PID STARTTIME: SIGTERM, wait, then SIGKILL with a warning; only if the PID is ours. A server
+# left behind by a killed supervisor is stopped the same way.
 shim_stop() {
   local pid=$1 start=$2 deadline
   [[ -n $pid ]] || return 0
-  if ! pid_is_shim "$pid" "$start"; then
-    pid_alive "$pid" && warn "PID $pid is no longer our shim (start time or command line differ); not signalling it"
+  pid=$(shim_target "$1" "$2")
+  if [[ -z $pid ]]; then
+    pid_alive "$1" && warn "PID $1 is no longer our shim (start time or command line differ); not signalling it"
     return 0
   fi
+  [[ $pid == "$1" ]] || log "the shim's supervisor (PID $1) is gone; stopping the server it left running (PID $pid)"
   kill -TERM "$pid" 2>/dev/null || return 0
   deadline=$(( $(mono) + MAINT_SHIM_STOP_TIMEOUT * 100 ))
   while pid_alive "$pid"; do
     if (( $(mono) >= deadline )); then
       warn "the shim (PID $pid) did not exit ${MAINT_SHIM_STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
+      serving_read
       kill -KILL "$pid" 2>/dev/null || true
+      [[ $SERVING_SUPERVISOR == "$pid" && -n $SERVING_PID ]] && pid_is_shim "$SERVING_PID" "$SERVING_START" &&
+        kill -KILL "$SERVING_PID" 2>/dev/null
       sleep 0.2
       break
     fi
@@ -494,11 +491,49 @@ describe_unhealthy() {
 }
 
 # ---- proxies -------------------------------------------------------------------------------------
+#
+# One adapter per proxy, scripts/proxy/<MAINT_SWITCH>.sh, sourced by proxy_load (acme.sh's deploy hooks
+# are the model): a new proxy is one new file. Each adapter defines
+#   proxy_describe       the proxy's name for messages
+#   proxy_check NAME     die unless this machine has what service NAME needs (files, tools); its
+#                        settings (with their defaults) are fields of app/scriptconf.py, validated there
+#   proxy_point NAME SIDE  make the pending config send NAME to SIDE (shim|live); the first move to the
+#                        shim saves what the live side was in $STATE_DIR/proxy/NAME.live. Safe to repeat,
+#                        and kept in files, so it survives the subshells of a rollback
+#   proxy_test           check the pending config before it goes live (PROXY_OUT says why not)
+#   proxy_reload         make the proxy apply it, and return when it has (PROXY_OUT says why not)
+#   proxy_where NAME     where NAME's switch lives, for messages ("include /etc/nginx/...")
+# and may use the include helpers below (nginx, caddy and traefik swap one included file per service).
 
 readonly MARKER='# maintenance-shim: this include points at the shim'
+PROXY_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)/proxy
+
+# proxy_mode: MAINT_SWITCH names a proxy (not port or none).
+proxy_mode() { [[ $MAINT_SWITCH != port && $MAINT_SWITCH != none ]]; }
+
+# proxy_load: source the adapter that MAINT_SWITCH names, or die naming the ones there are.
+proxy_load() {
+  local file=$PROXY_DIR/$MAINT_SWITCH.sh known
+  if ! [[ $MAINT_SWITCH =~ ^[a-z0-9_]+$ && -f $file ]]; then
+    known=$(cd -- "$PROXY_DIR" 2>/dev/null && printf '%s, ' *.sh) || known=
+    known=${known//.sh/}
+    die "MAINT_SWITCH: '$MAINT_SWITCH' is not one of ${known}port, none"
+  fi
+  # shellcheck source=/dev/null
+  . "$file" || die "cannot load the proxy adapter $file"
+}
+
+proxy_name() { proxy_describe; }
+proxy_run() { PROXY_OUT=$(bash -c "$1" 2>&1 9>&-); }  # CMD: run a proxy's command, its output in PROXY_OUT
+proxy_fail() { PROXY_OUT=$1; return 1; }              # WHY: an adapter's test or reload failed
+proxy_cmd() {  # test|reload -> the adapter's proxy_test / proxy_reload; output on failure in PROXY_OUT
+  PROXY_OUT=
+  case $1 in test) proxy_test ;; reload) proxy_reload ;; esac
+}
 
 # write_atomic TARGET SOURCE: replace TARGET by SOURCE's content via a temp file and rename, keeping
-# TARGET's mode and owner.
+# TARGET's mode and owner. The temp file's name starts with a dot and ends in .maint.PID, so no proxy
+# that watches the directory (Traefik) loads it.
 write_atomic() {
   local target=$1 source=$2 tmp
   tmp="$(dirname -- "$target")/.$(basename -- "$target").maint.$$"
@@ -508,91 +543,73 @@ write_atomic() {
   mv -f -- "$tmp" "$target" || { rm -f -- "$tmp"; die "cannot replace $target"; }
 }
 
-# proxy_render NAME FILE: the include that sends service NAME to the shim.
-proxy_render() {
-  local addr; addr=$(shim_addr_for "$1")
-  {
-    printf '%s\n' "$MARKER"
-    printf '# Written by start_maintenance.sh at %s; the live version is kept in %s\n' \
-      "$(date '+%F %T')" "$STATE_DIR/proxy/$1.live"
-    case $MAINT_SWITCH in
-      nginx) printf 'server %s;\n' "$addr" ;;
-      caddy) printf 'to %s\n' "$addr" ;;
-    esac
-  } >"$2"
+# include_check NAME: the service's INCLUDE (required by load_env for these proxies) exists.
+include_check() {
+  [[ -f $(svc "$1" INCLUDE) ]] || die "MAINT_SERVICE_${1}_INCLUDE: $(svc "$1" INCLUDE) does not exist"
 }
 
-proxy_cmd() {  # test|reload -> run the configured proxy command; output on failure in PROXY_OUT
-  local var rc=0
-  var="MAINT_${MAINT_SWITCH^^}_${1^^}_CMD"
-  PROXY_OUT=$(bash -c "${!var}" 2>&1 9>&-) || rc=$?
-  # Caddy prints JSON log lines, then `Error: ...`, sometimes followed by a hint on more lines ("Did you
-  # mean ...?"); the callers quote the last line, so make it the error with its hint.
-  if ((rc)) && [[ $MAINT_SWITCH == caddy ]]; then
-    local err
-    err=$(sed -n '/^Error: /,$p' <<<"$PROXY_OUT" | tr -s '\n' ' ')
-    [[ -n $err ]] && PROXY_OUT+=$'\n'"${err% }"
-    # A reload refused while starting the new config (e.g. a listener it could not bind) can leave that
-    # config's server answering part of the requests next to the old one, through later reloads too,
-    # until Caddy restarts (seen with 2.6.2).
-    [[ $1 == reload && $PROXY_OUT == *'module: start: '* ]] &&
-      warn "caddy refused the new config after starting part of it; it may now answer some requests with the refused config until it is restarted. Keep the shim and the services running: fix the Caddyfile, restart caddy, then run stop_maintenance.sh"
-  fi
-  return "$rc"
+# include_header NAME: the first lines of the shim's include (the marker the scripts and status look for).
+include_header() {
+  printf '%s\n' "$MARKER"
+  printf '# Written by start_maintenance.sh at %s; the live version is kept in %s\n' \
+    "$(date '+%F %T')" "$STATE_DIR/proxy/$1.live"
 }
-proxy_name() { [[ $MAINT_SWITCH == nginx ]] && printf 'nginx' || printf 'caddy'; }
 
-# proxy_to_shim: save each live include (once), write the shim's, test, reload. Dies on failure; the
-# caller's rollback puts the live includes back (and reloads when S_RELOADED says a reload was sent).
-proxy_to_shim() {
-  local name inc saved new="$STATE_DIR/proxy/.new"
-  for name in "${SERVICES[@]}"; do
-    inc=$(svc "$name" INCLUDE); saved=$STATE_DIR/proxy/$name.live
+# include_point NAME shim|live: swap NAME's include atomically. To the shim: save the live include (once),
+# write what the adapter's include_render NAME FILE renders. To live: put the saved copy back, byte for byte.
+include_point() {
+  local name=$1 inc saved=$STATE_DIR/proxy/$1.live new="$STATE_DIR/proxy/.new"
+  if [[ $2 == shim ]]; then
+    inc=$(svc "$name" INCLUDE)
     if ! grep -qF -- "$MARKER" "$inc"; then
       { cp -p -- "$inc" "$saved.tmp" && mv -f -- "$saved.tmp" "$saved"; } || die "cannot save $inc to $saved"
     fi
     [[ -f $saved ]] || die "$inc already points at the shim and no live copy is saved in $STATE_DIR/proxy; restore it by hand"
     state_set "S_INCLUDE_$name" "$inc"
-    proxy_render "$name" "$new"
+    include_render "$name" "$new"
     write_atomic "$inc" "$new"
-  done
-  rm -f -- "$new"
+    rm -f -- "$new"
+  else
+    inc=$(state_get "INCLUDE_$name"); inc=${inc:-$(svc "$name" INCLUDE)}
+    [[ -f $saved && -n $inc ]] || return 0
+    write_atomic "$inc" "$saved"
+  fi
+}
+include_where() { printf 'include %s' "$(svc "$1" INCLUDE)"; }
+
+# proxy_to_shim: point every service at the shim, test, apply. Dies on failure; the caller's rollback
+# puts the live side back (and applies it when S_RELOADED says the proxy may have switched).
+proxy_to_shim() {
+  local name
+  for name in "${SERVICES[@]}"; do proxy_point "$name" shim; done
   state_set S_PROXY shim
-  proxy_cmd test || die "$(proxy_name) config test failed with the shim's includes: $(tail -n 1 <<<"$PROXY_OUT")"
+  proxy_cmd test || die "$(proxy_name) config test failed with the shim's config: $(tail -n 1 <<<"$PROXY_OUT")"
   state_set S_RELOADED 1
   proxy_cmd reload || die "$(proxy_name) reload failed: $(tail -n 1 <<<"$PROXY_OUT")"
   proxy_settle shim
 }
 
-# proxy_restore_files: put every saved live include back (atomically); safe to repeat.
+# proxy_restore_files: point every service at its live side again in the pending config; safe to repeat.
 proxy_restore_files() {
-  local name inc saved
-  for name in "${SERVICES[@]}"; do
-    inc=$(state_get "INCLUDE_$name"); inc=${inc:-$(svc "$name" INCLUDE)}
-    saved=$STATE_DIR/proxy/$name.live
-    [[ -f $saved && -n $inc ]] || continue
-    write_atomic "$inc" "$saved"
-  done
+  local name
+  for name in "${SERVICES[@]}"; do proxy_point "$name" live; done
   state_set S_PROXY live
 }
 
-# proxy_to_live: restore the includes, test, reload. Returns non-zero (PROXY_OUT says why) when the
-# test fails; the shim's includes are then written back so the proxy stays consistent.
+# proxy_to_live: restore the live side, test, apply. Returns non-zero (PROXY_OUT says why) when the test
+# fails; the shim's side is then pended again so the proxy's config stays consistent.
 proxy_to_live() {
+  local name
   proxy_restore_files
   if ! proxy_cmd test; then
-    local test_out=$PROXY_OUT name new="$STATE_DIR/proxy/.new"
-    for name in "${SERVICES[@]}"; do
-      proxy_render "$name" "$new"; write_atomic "$(svc "$name" INCLUDE)" "$new"
-    done
-    rm -f -- "$new"
+    local test_out=$PROXY_OUT
+    for name in "${SERVICES[@]}"; do proxy_point "$name" shim; done
     state_set S_PROXY shim
     PROXY_OUT=$test_out
     return 1
   fi
   proxy_cmd reload || return 1
   proxy_settle live
-  local name
   for name in "${SERVICES[@]}"; do rm -f -- "$STATE_DIR/proxy/$name.live"; done
 }
 
@@ -715,7 +732,9 @@ port_release() {
   local pid start deadline
   pid=$(state_get SHIM_PID); start=$(state_get SHIM_START)
   ports_of "${SERVICES[@]}"
-  if [[ -n $pid ]] && pid_is_shim "$pid" "$start"; then
+  [[ -n $pid ]] && pid=$(shim_target "$pid" "$start")
+  if [[ -n $pid ]]; then
+    start=$(proc_starttime "$pid")
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$(( $(mono) + MAINT_SHIM_STOP_TIMEOUT * 100 ))
     while any_port_bound "${PORTS[@]}" && pid_alive "$pid"; do
@@ -766,11 +785,13 @@ rollback_start() {
   state_clear
 }
 
-# use_recorded_settings: stop and rollback undo exactly what start did, whatever the env file says now.
+# use_recorded_settings: stop and rollback undo exactly what start did, whatever the env file says now: the
+# recorded values go into the environment (which wins over the file) and the settings are resolved again.
 use_recorded_settings() {
-  [[ -n ${S_SWITCH:-} ]] && MAINT_SWITCH=$S_SWITCH
-  [[ -n ${S_SERVICES+x} ]] && MAINT_SERVICES=$S_SERVICES
-  [[ -n ${S_LISTEN:-} ]] && MAINT_LISTEN=$S_LISTEN
-  [[ -n ${S_SHIM_MANAGED:-} ]] && MAINT_SHIM_MANAGED=$S_SHIM_MANAGED
+  [[ -n ${S_SWITCH:-} ]] && export MAINT_SWITCH=$S_SWITCH
+  [[ -n ${S_SERVICES+x} ]] && export MAINT_SERVICES=$S_SERVICES
+  [[ -n ${S_LISTEN:-} ]] && export MAINT_LISTEN=$S_LISTEN
+  [[ -n ${S_SHIM_MANAGED:-} ]] && export MAINT_SHIM_MANAGED=$S_SHIM_MANAGED
+  load_env
   check_settings
 }

@@ -2,7 +2,7 @@
 # start_maintenance.sh: put maintenance-shim in place of the inference services.
 #
 # Starts the shim and checks it (health, a sample 503 with Retry-After, a CORS preflight), then switches
-# the traffic (MAINT_SWITCH: nginx/caddy include swap + reload, or port takeover), then drains and stops
+# the traffic (MAINT_SWITCH: a proxy adapter in scripts/proxy/, or port takeover), then drains and stops
 # the services. Any failure or interruption puts the live services back and exits non-zero.
 # Exit codes: 0 in maintenance; 1 failed (rolled back); 3 already in maintenance; 128+N on signal N.
 set -Eeuo pipefail
@@ -38,9 +38,13 @@ on_exit() {
   [[ $PHASE == starting && $rc -ne 0 ]] || return 0
   kill_children
   log "rolling back"
+  local why=${DIED:-interrupted (exit $rc)}
+  [[ $why == 1 ]] && why="exit $rc"
   if rollback_start; then
     log "start failed; rolled back: the live services are serving, the shim is stopped"
+    notify rolled-back "start failed: $why; rolled back, the live services are serving"
   else
+    notify switch-failed "start failed: $why; the rollback is incomplete: ${PROBLEMS[*]}"
     local IFS=';'
     printf '%s: error: start failed and the ROLLBACK IS INCOMPLETE: %s. State kept in %s; see status_maintenance.sh\n' \
       "$PROG" "${PROBLEMS[*]}" "$STATE_DIR" >&2
@@ -54,10 +58,10 @@ start_proxy() {
   log "starting the shim on ${SPECS[*]}"
   shim_start "${SPECS[@]}"
   log "the shim answers on ${PROBES[*]} (health, 503 with Retry-After${MAINT_CORS_ORIGINS:+, CORS preflight})"
-  if [[ $MAINT_SWITCH == nginx || $MAINT_SWITCH == caddy ]]; then
+  if proxy_mode; then
     proxy_to_shim
     for name in "${SERVICES[@]}"; do
-      log "$name: $(proxy_name) now sends it to the shim at $(shim_addr_for "$name") ($(svc "$name" INCLUDE))"
+      log "$name: $(proxy_name) now sends it to the shim at $(shim_addr_for "$name") ($(proxy_where "$name"))"
     done
   fi
   if ((${#SERVICES[@]})); then
@@ -115,7 +119,7 @@ main() {
   state_set S_SHIM_MANAGED "$MAINT_SHIM_MANAGED"
   state_set S_ENV_FILE "${MAINT_ENV_FILE:-}"
   : >"$STATE_DIR/events.jsonl"
-  rm -f -- "$STATE_DIR/progress-summary.json"
+  rm -f -- "$STATE_DIR/progress-summary.json" "$STATE_DIR/requests-summary.json"
   run_event start
 
   case $MAINT_SWITCH in
@@ -126,6 +130,7 @@ main() {
   state_set S_STATE active
   PHASE=finished
   log "in maintenance (MAINT_SWITCH=$MAINT_SWITCH${SERVICES[*]:+, services stopped: ${SERVICES[*]}}); undo with stop_maintenance.sh"
+  notify start
 }
 
 main "$@"

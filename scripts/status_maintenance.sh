@@ -46,6 +46,12 @@ main() {
     printf 'shim:     managed outside these scripts\n'
   elif [[ -n $pid ]] && pid_is_shim "$pid" "$(state_get SHIM_START)"; then
     printf 'shim:     PID %s, running (%s)\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+    serving_summary "$pid" | sed 's/^/shim:     /'
+  elif [[ -n $pid ]] && [[ -n $(shim_target "$pid" "$(state_get SHIM_START)") ]]; then
+    serving_read
+    printf 'shim:     the supervisor (PID %s) is gone; its server (PID %s) serves on, unsupervised (a crash now is not restarted)\n' \
+      "$pid" "$SERVING_PID"
+    rc=1
   else
     printf 'shim:     not running%s (log: %s)\n' "${pid:+ (recorded PID $pid is gone)}" "$MAINT_SHIM_LOG"
     rc=1
@@ -70,6 +76,9 @@ main() {
         printf '%-9s port %s taken over by the shim\n' "$name:" "$(svc "$name" LISTEN)" ;;
       none)
         printf '%-9s no traffic switch\n' "$name:" ;;
+      *)  # haproxy, traefik and any other adapter: where its switch lives
+        printf '%-9s %s %s; live side %s\n' "$name:" "$(proxy_name)" "$(proxy_where "$name")" \
+          "$([[ -f $STATE_DIR/proxy/$name.live ]] && printf 'saved in %s' "$STATE_DIR/proxy/$name.live" || printf 'not saved')" ;;
     esac
     [[ $(state_get "STOPPED_$name") == 1 ]] && printf '          service stopped by start_maintenance.sh\n'
   done

@@ -58,9 +58,13 @@ on_exit() {
   case $PHASE in
     stopping)
       kill_children
+      local why=${DIED:-interrupted (exit $rc)}
+      [[ $why == 1 ]] && why="exit $rc"
       if rollback_stop; then
         log "stop failed; the shim stays in place (still in maintenance). Fix the cause, then run ${0##*/} again"
+        notify rolled-back "stop failed: $why; the shim stays in place"
       else
+        notify switch-failed "stop failed: $why; the shim could not be put back: ${PROBLEMS[*]}"
         local IFS=';'
         printf '%s: error: stop failed and the shim could not be put back: %s; see status_maintenance.sh\n' \
           "$PROG" "${PROBLEMS[*]}" >&2
@@ -83,8 +87,8 @@ stop_proxy() {
       die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
   fi
   run_event services-ready "" "${SERVICES[@]}"
-  if [[ $MAINT_SWITCH == nginx || $MAINT_SWITCH == caddy ]]; then
-    proxy_to_live || die "$(proxy_name) did not take the live includes back: $(tail -n 1 <<<"$PROXY_OUT")"
+  if proxy_mode; then
+    proxy_to_live || die "$(proxy_name) did not take the live side back: $(tail -n 1 <<<"$PROXY_OUT")"
     log "$(proxy_name) sends ${SERVICES[*]} to the services again"
   fi
   PHASE=committed
@@ -145,6 +149,19 @@ main() {
   if ((${#SERVICES[@]})); then log "maintenance over: ${SERVICES[*]} serving again, the shim stopped"
   else log "maintenance over: the shim stopped"
   fi
+  print_summary
+  notify back
+}
+
+# print_summary: what the run turned away (the shim wrote its final counts to the state dir as it stopped;
+# history_record has added them to the run's record in history.jsonl).
+print_summary() {
+  local -a shim
+  read -r -a shim <<<"$MAINT_SHIM_CMD"
+  local -a form=()
+  [[ -f $STATE_DIR/requests-summary.json ]] || return 0
+  [[ ${MAINT_LOG_FORMAT:-} == json ]] && form=(--json)
+  "${shim[@]}" summary "${form[@]}" --state-dir "$STATE_DIR" 2>>"$MAINT_SHIM_LOG" || warn "could not print the run summary"
 }
 
 main "$@"

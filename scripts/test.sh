@@ -7,7 +7,9 @@ set -Eeuo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MAINT_TEST_VENV:-$root/.venv}
 python=${PYTHON:-python3}
-apt_packages=(nginx-light caddy chromium fonts-noto-cjk wrk shellcheck curl procps)
+apt_packages=(nginx-light caddy haproxy socat chromium fonts-noto-cjk fonts-noto-core wrk shellcheck curl procps prometheus)
+# npm installs axe-core for tests/test_a11y.py: Debian's, unless a Node.js is there that brings its own.
+command -v npm >/dev/null || apt_packages+=(npm)
 
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -35,10 +37,10 @@ fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 # torch first, pinned: the trainers extra would otherwise pull the newest torch (a CUDA build of several GB).
 "$venv/bin/python" -m pip install -q torch==2.13.0
-"$venv/bin/python" -m pip install -q "${root}[test,trainers]"
+"$venv/bin/python" -m pip install -q "${root}[test,trainers,notify]"
 
 cd "$root"
 "$venv/bin/ruff" check .
 "$venv/bin/mypy"
-shellcheck -x scripts/*.sh .ci/run
+shellcheck -x scripts/*.sh scripts/proxy/*.sh .ci/run
 "$venv/bin/python" -m pytest "$@"

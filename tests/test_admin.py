@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Shim, ShimFactory, clean_env
+from tests.conftest import Shim, ShimFactory, clean_env, free_port
 from tests.test_http import request
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -41,7 +44,7 @@ def status_of(shim: Shim) -> dict[str, object]:
     ],
 )
 def test_push_refuses_missing_or_wrong_token(push_shim: Shim, headers: dict[str, str], expected: int) -> None:
-    status, response_headers, _ = request(push_shim, "PUT", "/_maintenance/progress", headers, b'{"step": 1}')
+    status, response_headers, _ = request(push_shim.admin_url, "PUT", "/_maintenance/progress", headers, b'{"step": 1}')
     assert status == expected
     assert response_headers["www-authenticate"] == "Bearer"
     assert status_of(push_shim)["progress"] is None
@@ -53,7 +56,7 @@ def test_push_refuses_missing_or_wrong_token(push_shim: Shim, headers: dict[str,
      b'{"step": 1, "total": 0}', b"[1, 2]", b'{"step": NaN}'],
 )
 def test_push_rejects_bad_bodies_with_422(push_shim: Shim, body: bytes) -> None:
-    status, _, data = request(push_shim, "PUT", "/_maintenance/progress", AUTH, body)
+    status, _, data = request(push_shim.admin_url, "PUT", "/_maintenance/progress", AUTH, body)
     assert status == 422, data
     assert "detail" in json.loads(data)
 
@@ -62,7 +65,8 @@ def test_push_updates_state_and_never_logs_the_token(start_shim: ShimFactory) ->
     push_shim = start_shim(env=PUSH_ENV)
     for step in (100, 200):
         status, _, _ = request(
-            push_shim, "PUT", "/_maintenance/progress", AUTH, json.dumps({"step": step, "total": 3000}).encode()
+            push_shim.admin_url, "PUT", "/_maintenance/progress", AUTH,
+            json.dumps({"step": step, "total": 3000}).encode(),
         )
         assert status == 204
     data = status_of(push_shim)
@@ -70,7 +74,8 @@ def test_push_updates_state_and_never_logs_the_token(start_shim: ShimFactory) ->
     assert isinstance(progress, dict)
     assert (progress["step"], progress["total"]) == (200, 3000)
     assert progress["fraction"] == pytest.approx(200 / 3000, abs=1e-4)
-    request(push_shim, "PUT", "/_maintenance/progress", {"Authorization": "Bearer leaked-guess-0123456789"}, b"{}")
+    guess = {"Authorization": "Bearer leaked-guess-0123456789"}
+    request(push_shim.admin_url, "PUT", "/_maintenance/progress", guess, b"{}")
     push_shim.stop()
     log = push_shim.output()
     assert TOKEN not in log and "leaked-guess" not in log
@@ -78,7 +83,7 @@ def test_push_updates_state_and_never_logs_the_token(start_shim: ShimFactory) ->
 
 def test_push_is_404_without_a_token(start_shim: ShimFactory) -> None:
     shim = start_shim()
-    status, _, _ = request(shim, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1, "total": 2}')
+    status, _, _ = request(shim.admin_url, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1, "total": 2}')
     assert status == 404
 
 
@@ -87,7 +92,7 @@ def test_cli_progress_and_status(start_shim: ShimFactory, tmp_path: Path) -> Non
     env = clean_env({"MAINT_ADMIN_TOKEN": TOKEN})
     pushed = subprocess.run(
         [sys.executable, "-m", "maintenance_shim", "progress", "--step", "750", "--total", "3000",
-         "--url", push_shim.url],
+         "--url", push_shim.admin_url],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert pushed.returncode == 0, pushed.stderr
@@ -99,7 +104,7 @@ def test_cli_progress_and_status(start_shim: ShimFactory, tmp_path: Path) -> Non
     assert "step 750 of 3000 (25.0%)" in shown.stdout
     assert "state:" in shown.stdout and "retry-after:" in shown.stdout
     wrong = subprocess.run(
-        [sys.executable, "-m", "maintenance_shim", "progress", "--step", "1", "--url", push_shim.url],
+        [sys.executable, "-m", "maintenance_shim", "progress", "--step", "1", "--url", push_shim.admin_url],
         env=clean_env({"MAINT_ADMIN_TOKEN": "another-token-0123456789"}), cwd=tmp_path,
         capture_output=True, text=True, timeout=20, check=False,
     )
@@ -134,3 +139,96 @@ def test_serve_is_the_default_command(tmp_path: Path) -> None:
         env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
     )
     assert result.returncode == 2 and "MAINT_LISTEN" in result.stderr  # parsed as `serve --listen ...`
+
+
+# ---- the admin listener: writes, docs (and metrics) only there -------------------------------------
+
+
+def test_public_listeners_answer_404_for_the_admin_paths(push_shim: Shim) -> None:
+    for method, path in (("PUT", "/_maintenance/progress"), ("GET", "/_maintenance/docs"),
+                         ("GET", "/_maintenance/openapi.json"), ("GET", "/_maintenance/metrics")):
+        status, headers, _ = request(push_shim, method, path, AUTH, b'{"step": 1}' if method == "PUT" else None)
+        assert status == 404 and headers["cache-control"] == "no-store", (method, path)
+    assert status_of(push_shim)["progress"] is None  # nothing got through
+    for path in ("/_maintenance/health", "/_maintenance/status"):
+        assert request(push_shim, "GET", path)[0] == 200
+
+
+def test_the_admin_listener_serves_no_service(push_shim: Shim) -> None:
+    status, headers, _ = request(push_shim.admin_url, "GET", "/")
+    assert status == 404 and headers["cache-control"] == "no-store"
+    assert request(push_shim.admin_url, "GET", "/_maintenance/health")[0] == 200
+    assert request(push_shim.admin_url, "GET", "/_maintenance/docs")[0] == 200
+
+
+def test_guessing_the_token_is_rate_limited(start_shim: ShimFactory) -> None:
+    shim = start_shim(env=PUSH_ENV)
+    wrong = {"Authorization": "Bearer wrong-token-0123456789abcdef", "Content-Type": "application/json"}
+    statuses = [request(shim.admin_url, "PUT", "/_maintenance/progress", wrong, b'{"step": 1}')[0] for _ in range(30)]
+    assert statuses[:10] == [401] * 10
+    assert set(statuses[10:]) == {429}
+    status, headers, _ = request(shim.admin_url, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1}')
+    assert status == 429 and int(headers["retry-after"]) >= 1  # the limit is per client, right token or not
+    time.sleep(1.1)
+    assert request(shim.admin_url, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1}')[0] == 204
+
+
+def test_admin_listener_on_a_unix_socket(start_shim: ShimFactory, tmp_path: Path) -> None:
+    path = tmp_path / "admin.sock"
+    shim = start_shim(env={**PUSH_ENV, "MAINT_ADMIN_LISTEN": f"unix:{path}"})
+    assert stat.S_ISSOCK(path.stat().st_mode) and stat.S_IMODE(path.stat().st_mode) == 0o660
+    pushed = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", str(path), "-X", "PUT",
+         "-H", f"Authorization: Bearer {TOKEN}", "-d", '{"step": 7, "total": 70}', "http://admin/_maintenance/progress"],
+        capture_output=True, text=True, timeout=10, check=True,
+    )
+    assert pushed.stdout == "204"
+    progress = status_of(shim)["progress"]
+    assert isinstance(progress, dict) and progress["step"] == 7
+    assert request(shim, "PUT", "/_maintenance/progress", AUTH, b'{"step": 8}')[0] == 404
+    shim.stop()
+    assert not path.exists()
+
+
+def test_admin_listener_off(start_shim: ShimFactory) -> None:
+    shim = start_shim(env={**PUSH_ENV, "MAINT_ADMIN_LISTEN": "off"})
+    assert request(shim, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1}')[0] == 404
+    assert "no admin listener (MAINT_ADMIN_LISTEN=off)" in shim.output()
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("127.0.0.1:0", "port must be 1-65535"), ("unix:relative.sock", "must be absolute"),
+     ("127.0.0.1:9=studio", "serves no service"), ("nonsense", "is not HOST:PORT")],
+)
+def test_bad_admin_listen_stops_start_up(tmp_path: Path, value: str, words: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "maintenance_shim", "check"], env=clean_env({"MAINT_ADMIN_LISTEN": value}),
+        cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "MAINT_ADMIN_LISTEN" in result.stderr and words in result.stderr
+
+
+def test_admin_port_must_differ_from_the_public_ones(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "maintenance_shim", "serve", "--listen", "127.0.0.1:8200=studio"],
+        env=clean_env({"MAINT_ADMIN_LISTEN": "127.0.0.1:8200"}), cwd=tmp_path, capture_output=True, text=True,
+        timeout=20, check=False,
+    )
+    assert result.returncode == 2 and "MAINT_ADMIN_LISTEN: port 8200 is also a public listener" in result.stderr
+
+
+def test_a_taken_admin_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{free_port()}=studio"],
+            env=clean_env({"MAINT_ADMIN_LISTEN": f"127.0.0.1:{port}"}), cwd=tmp_path, capture_output=True,
+            text=True, timeout=20, check=False,
+        )
+    assert result.returncode == 1
+    assert f"MAINT_ADMIN_LISTEN: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

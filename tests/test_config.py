@@ -16,9 +16,25 @@ def test_defaults_with_no_configuration(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     settings = load_settings(environ={})
     assert settings.listeners == [Listener("127.0.0.1", 8080, "", "page")]
-    assert settings.languages == ["en", "ja", "zh_Hans"]
+    assert settings.languages == [
+        "en", "ja", "zh_Hans", "zh_Hant", "ko", "es", "fr", "de", "pt_BR", "ru", "id", "vi", "th", "ar"
+    ]
+    assert settings.admin_address is not None and str(settings.admin_address) == "127.0.0.1:8099"
+    assert settings.supervise is True
     assert (settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown) == (5, 3600, 60)
     assert settings.json_paths == ["/api/"] and settings.cors_origins == [] and settings.admin_token is None
+
+
+def test_an_explicit_environment_is_all_there_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing from os.environ leaks into load_settings(environ=...): every field keeps its default."""
+    monkeypatch.chdir(tmp_path)
+    defaults = load_settings(environ={}).model_dump()
+    exported = {"MAINT_RETRY_AFTER_UNKNOWN": "7", "MAINT_LISTEN": "127.0.0.1:9=x", "MAINT_LANGUAGES": "ja",
+                "MAINT_DEFAULT_LANGUAGE": "ja", "MAINT_ADMIN_LISTEN": "off", "MAINT_STALL_SECONDS": "9"}
+    for name, value in exported.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings(environ={}).model_dump() == defaults
+    assert load_settings().retry_after_unknown == 7  # without `environ`, the process environment counts
 
 
 @pytest.mark.parametrize(
@@ -97,5 +113,5 @@ def test_missing_env_file_and_bad_lines(tmp_path: Path) -> None:
 
 
 def test_message_for_unknown_language_is_rejected() -> None:
-    with pytest.raises(SettingsError, match="MAINT_MESSAGE_DE"):
-        load_settings(environ={"MAINT_MESSAGE_DE": "Wartung"}, env_file=None)
+    with pytest.raises(SettingsError, match="MAINT_MESSAGE_NB"):
+        load_settings(environ={"MAINT_MESSAGE_NB": "Wartung"}, env_file=None)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Browser
 
 from tests.conftest import ShimFactory, free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 FETCH = """async (url) => {
   try {

@@ -1,10 +1,10 @@
-"""The HTTP contract, against a real shim process on free loopback ports."""
+"""The HTTP contract: tables of requests in-process (httpx.ASGITransport), and against a real shim process
+on free loopback ports whatever needs a socket (uploads, WebSocket, listeners, start-up)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import re
 import socket
@@ -17,30 +17,13 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import Shim, ShimFactory, clean_env
+from tests.support import InProcess, Shim, ShimFactory, clean_env, request
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"]
 ORIGIN = "https://studio.example.com"
-
-
-def request(
-    shim: Shim | str,
-    method: str = "GET",
-    path: str = "/",
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
-) -> tuple[int, dict[str, str], bytes]:
-    """One request on a fresh connection; headers come back lower-cased (last value wins)."""
-    url = shim.url if isinstance(shim, Shim) else shim
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        data = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-    finally:
-        conn.close()
+# Three languages, so that the tables also show the fallback for a language that is not offered.
+SHIM_ENV = {"MAINT_CORS_ORIGINS": ORIGIN, "MAINT_HEALTH_PATHS": "/healthz,/ping", "MAINT_ETA": "20m",
+            "MAINT_LANGUAGES": "en,ja,zh_Hans"}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +31,14 @@ def shim(module_shim_launcher: ShimFactory) -> Shim:
     """A page service with CORS, health paths and a static ETA, shared by the module's read-only tests."""
     return module_shim_launcher(
         services=["studio"],
-        env={"MAINT_CORS_ORIGINS": ORIGIN, "MAINT_HEALTH_PATHS": "/healthz,/ping", "MAINT_ETA": "20m"},
+        env=SHIM_ENV,
     )
+
+
+@pytest.fixture(scope="module")
+def app() -> InProcess:
+    """The same settings as `shim`, in-process: for the tables of requests."""
+    return InProcess(SHIM_ENV)
 
 
 def assert_maintenance_headers(headers: dict[str, str]) -> None:
@@ -63,13 +52,13 @@ def assert_maintenance_headers(headers: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_gets_503(shim: Shim, method: str) -> None:
-    status, headers, body = request(shim, method, "/generate/v2?x=1", body=b'{"prompt": "cat"}')
+def test_every_method_gets_503(app: InProcess, method: str) -> None:
+    status, headers, body = request(app, method, "/generate/v2?x=1", body=b'{"prompt": "cat"}')
     assert status == 503
     assert_maintenance_headers(headers)
     if method == "HEAD":
         assert body == b""
-        _, get_headers, get_body = request(shim, "GET", "/generate/v2?x=1")
+        _, get_headers, get_body = request(app, "GET", "/generate/v2?x=1")
         assert int(headers["content-length"]) == len(get_body) == int(get_headers["content-length"])
     else:
         assert len(body) == int(headers["content-length"]) > 0
@@ -117,36 +106,36 @@ def test_unknown_eta_uses_retry_after_unknown(start_shim: ShimFactory) -> None:
         ("x" * 5000, "en"),
     ],
 )
-def test_language_from_accept_language(shim: Shim, accept_language: str, expected: str) -> None:
+def test_language_from_accept_language(app: InProcess, accept_language: str, expected: str) -> None:
     status, headers, body = request(
-        shim, "GET", "/", {"Accept-Language": accept_language, "Accept": "application/json"}
+        app, "GET", "/", {"Accept-Language": accept_language, "Accept": "application/json"}
     )
     assert status == 503
     assert headers["content-language"] == expected
     assert json.loads(body)["maintenance"]["locale"] == expected
 
 
-def test_language_words_are_in_the_language(shim: Shim) -> None:
-    _, _, ja = request(shim, "GET", "/", {"Accept-Language": "ja", "Accept": "application/json"})
-    _, _, zh = request(shim, "GET", "/", {"Accept-Language": "zh-CN", "Accept": "application/json"})
+def test_language_words_are_in_the_language(app: InProcess) -> None:
+    _, _, ja = request(app, "GET", "/", {"Accept-Language": "ja", "Accept": "application/json"})
+    _, _, zh = request(app, "GET", "/", {"Accept-Language": "zh-CN", "Accept": "application/json"})
     assert "分後" in json.loads(ja)["maintenance"]["eta"]["text"]
     assert "分钟后" in json.loads(zh)["maintenance"]["eta"]["text"]
     assert "学習" in json.loads(ja)["detail"]
     assert "训练" in json.loads(zh)["detail"]
 
 
-def test_lang_query_beats_cookie_beats_header(shim: Shim) -> None:
+def test_lang_query_beats_cookie_beats_header(app: InProcess) -> None:
     both = {"Accept-Language": "ja", "Cookie": "theme=dark; lang=zh_Hans", "Accept": "text/html"}
-    status, headers, _ = request(shim, "GET", "/?lang=en", both)
+    status, headers, _ = request(app, "GET", "/?lang=en", both)
     assert (status, headers["content-language"]) == (503, "en")
     assert headers["set-cookie"].startswith("lang=en;")
     assert "Path=/" in headers["set-cookie"]
-    _, headers, _ = request(shim, "GET", "/", both)
+    _, headers, _ = request(app, "GET", "/", both)
     assert headers["content-language"] == "zh-Hans"
     assert "set-cookie" not in headers
-    _, headers, _ = request(shim, "GET", "/", {**both, "Cookie": "lang=xx-bogus"})
+    _, headers, _ = request(app, "GET", "/", {**both, "Cookie": "lang=xx-bogus"})
     assert headers["content-language"] == "ja"
-    _, headers, _ = request(shim, "GET", "/?lang=ja-JP", {"Accept": "application/json"})
+    _, headers, _ = request(app, "GET", "/?lang=ja-JP", {"Accept": "application/json"})
     assert headers["content-language"] == "ja"
     assert "set-cookie" not in headers  # the cookie is set on HTML pages only
 
@@ -174,9 +163,9 @@ def test_lang_query_beats_cookie_beats_header(shim: Shim) -> None:
         ("/?format=bogus", "text/plain", "text/plain"),
     ],
 )
-def test_format_negotiation(shim: Shim, path: str, accept: str | None, expected: str) -> None:
+def test_format_negotiation(app: InProcess, path: str, accept: str | None, expected: str) -> None:
     headers = {"Accept": accept} if accept is not None else {}
-    status, response_headers, body = request(shim, "GET", path, headers)
+    status, response_headers, body = request(app, "GET", path, headers)
     assert status == 503
     assert response_headers["content-type"].split(";")[0] == expected
     if expected == "application/json":
@@ -189,7 +178,7 @@ def test_format_negotiation(shim: Shim, path: str, accept: str | None, expected:
         assert body.startswith(b"<!doctype html>")
         assert "'unsafe-inline'" not in response_headers["content-security-policy"]
     else:
-        assert b"studio" in body and b"<" not in body
+        assert b"Studio" in body and b"<" not in body
 
 
 def test_cors_preflight_and_503_to_allowed_origin(shim: Shim) -> None:
@@ -230,11 +219,12 @@ def test_health_and_status_endpoints(shim: Shim) -> None:
     assert status == 200 and headers["cache-control"] == "no-store"
     data = json.loads(body)
     assert data["service"] == "studio" and data["locale"] == "ja" and data["state"] == "training"
-    assert set(data) == {"service", "state", "message", "eta", "retry_after", "progress", "after_training", "locale"}
+    assert set(data) == {"service", "state", "message", "eta", "retry_after", "progress", "after_training", "locale",
+                         "requests"}  # the running request counts (MAINT_METRICS, app/traffic.py)
     status, headers, _ = request(shim, "GET", "/_maintenance/nothing-here")
     assert status == 404 and headers["cache-control"] == "no-store"
     assert request(shim, "POST", "/healthz")[0] == 503
-    status, _, body = request(shim, "GET", "/_maintenance/openapi.json")
+    status, _, body = request(shim.admin_url, "GET", "/_maintenance/openapi.json")
     assert status == 200 and "/_maintenance/progress" in json.loads(body)["paths"]
 
 
@@ -311,10 +301,10 @@ def test_two_listeners_two_services_one_process(start_shim: ShimFactory) -> None
     _, studio_headers, studio_body = request(shim.url_for(0), "GET", "/", {"Accept": "*/*"})
     _, video_headers, video_body = request(shim.url_for(1), "GET", "/", {"Accept": "*/*"})
     assert studio_headers["content-type"].startswith("text/html")
-    assert b"studio" in studio_body
+    assert b"Studio" in studio_body
     assert video_headers["content-type"] == "application/json"
     assert json.loads(video_body)["maintenance"]["service"] == "video"
-    assert "video" in json.loads(video_body)["detail"]
+    assert json.loads(video_body)["detail"].startswith("Video is paused")  # the tag as a name
     _, _, status = request(shim.url_for(1), "GET", "/_maintenance/status")
     assert json.loads(status)["service"] == "video"
 

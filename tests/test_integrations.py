@@ -320,7 +320,7 @@ def test_push_endpoint_refuses_non_http(url: str) -> None:
 
 def test_push_reporter_reaches_a_real_shim(start_shim: ShimFactory) -> None:
     shim = start_shim(env={"MAINT_ADMIN_TOKEN": TOKEN})
-    reporter = PushReporter(shim.url, TOKEN, total=50, min_interval=0)
+    reporter = PushReporter(shim.admin_url, TOKEN, total=50, min_interval=0)
     for step in (5, 10, 20):
         reporter.update(step)
     reporter.close(timeout=5)
@@ -376,7 +376,9 @@ def test_sink_targets_come_from_arguments_or_the_environment(tmp_path: Path) -> 
 def test_sink_survives_pickling(start_shim: ShimFactory, tmp_path: Path) -> None:
     # Lightning's ddp_spawn (and notebooks) pickle the Trainer with its callbacks into each process.
     shim = start_shim(env={"MAINT_ADMIN_TOKEN": TOKEN})
-    sink = ProgressSink("t", path=tmp_path / "progress.json", url=shim.url, token=TOKEN, min_interval=0, environ={})
+    sink = ProgressSink(
+        "t", path=tmp_path / "progress.json", url=shim.admin_url, token=TOKEN, min_interval=0, environ={}
+    )
     sink.report(1, 10, "training")  # a push thread runs, an exit hook is registered
     copy = pickle.loads(pickle.dumps(sink))
     copy.report(7, 10, "saving")
@@ -462,7 +464,7 @@ def test_transformers_callback_pushes_to_the_shim(start_shim: ShimFactory, tmp_p
         HF_SCRIPT,
         [300, 150, 0, 0, HF_EVAL_SAMPLES],
         tmp_path,
-        env={"MAINT_PUSH_URL": shim.url, "MAINT_ADMIN_TOKEN": TOKEN, "STEP_SLEEP": "0.015"},
+        env={"MAINT_PUSH_URL": shim.admin_url, "MAINT_ADMIN_TOKEN": TOKEN, "STEP_SLEEP": "0.015"},
         shim=shim,
     )
     assert run.result["targets"] == 1 and "cannot push" not in run.output

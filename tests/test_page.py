@@ -4,36 +4,38 @@ reload into the returning service, screenshots, no scripts, and no request leavi
 from __future__ import annotations
 
 import http.server
-import json
-import os
-import re
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from maintenance_shim.i18n import load_translations
-from tests.conftest import ARTIFACTS, Shim, ShimFactory
+from tests.conftest import ShimFactory
+from tests.page_harness import (
+    ALL_LANGS,
+    TAGS,
+    Watch,
+    finishing_shim,
+    new_context,
+    overflow,
+    shot,
+    status,
+    training_shim,
+    wait_for_step,
+    write_progress,
+)
 
-LANGS = {"en": "en-US", "ja": "ja-JP", "zh_Hans": "zh-CN"}
-TAGS = {"en": "en", "ja": "ja", "zh_Hans": "zh-Hans"}
-ZONES = {"en": "America/New_York", "ja": "Asia/Tokyo", "zh_Hans": "Asia/Shanghai"}
+# The live tests run in these (switching on into Arabic); the screenshots cover every offered language.
+LANGS = ["en", "ja", "zh_Hans"]
+# The face each of these scripts must be drawn with in the tests.
+NOTO = {"ko": "Noto Sans CJK KR", "th": "Noto Sans Thai", "ar": "Noto Sans Arabic", "zh_Hant": "Noto Sans CJK TC"}
 # Retry-After 2 s: the page polls every 2 s (its floor; its cap is 15 s).
 POLL_SECONDS = 2
 FAST_POLL = {"MAINT_RETRY_AFTER_MIN": "1", "MAINT_RETRY_AFTER_MAX": str(POLL_SECONDS)}
-# The browser's own note about the 503 itself (the document and the page's probes): the contract, not a fault.
-EXPECTED_CONSOLE = re.compile(r"^Failed to load resource: the server responded with a status of 503\b")
-REPORT_CSP = """
-document.addEventListener("securitypolicyviolation", function (e) {
-  console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI);
-});
-"""
 
 
 @pytest.fixture(scope="module")
@@ -42,87 +44,8 @@ def browser(chromium: Browser) -> Browser:
     return chromium
 
 
-@dataclass
-class Watch:
-    """What one browser context did: requests, console errors and CSP violations."""
-
-    requests: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def attach(self, context: BrowserContext) -> None:
-        context.add_init_script(REPORT_CSP)
-        context.on("request", lambda request: self.requests.append(request.url))
-        context.on("page", self.attach_page)
-
-    def attach_page(self, page: Page) -> None:
-        page.on("console", self.on_console)
-        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
-
-    def on_console(self, message: Any) -> None:
-        if message.type == "error" and not EXPECTED_CONSOLE.match(message.text):
-            self.errors.append(message.text)
-
-    def assert_clean(self, origin: str) -> None:
-        assert self.errors == []
-        assert self.requests, "no request was seen"
-        outside = [url for url in self.requests if not url.startswith(origin + "/")]
-        assert outside == [], "requests left the origin"
-
-
-def new_context(browser: Browser, lang: str, watch: Watch, **options: Any) -> BrowserContext:
-    """A context that speaks `lang` and lives in a time zone of that language."""
-    options.setdefault("locale", LANGS[lang])
-    options.setdefault("timezone_id", ZONES[lang])
-    context = browser.new_context(**options)
-    watch.attach(context)
-    return context
-
-
 def catalog(lang: str) -> Any:
     return load_translations(lang)
-
-
-def status(shim: Shim, lang: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{shim.url}/_maintenance/status?lang={lang}", timeout=5) as response:
-        result: dict[str, Any] = json.load(response)
-    return result
-
-
-def write_progress(path: Path, step: int, total: int, at: float) -> None:
-    """Atomically, as a trainer does: write a sibling, then rename over."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"step": step, "total": total, "updated_at": at}), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def wait_for_step(shim: Shim, step: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (status(shim, "en").get("progress") or {}).get("step") != step:
-        assert time.monotonic() < deadline, f"the shim never reported step {step}"
-        time.sleep(0.1)
-
-
-def training_shim(start_shim: ShimFactory, tmp_path: Path, **env: str) -> tuple[Shim, Path]:
-    """A shim following a progress file that already has six samples (the first interval is warm-up, the
-    ETA needs four more over 5 s), so the ETA is known: 3.3 steps/s, 800 steps and 600 s of resume left."""
-    progress = tmp_path / "progress.json"
-    now = time.time()
-    write_progress(progress, 100, 1000, now - 30)
-    shim = start_shim(
-        services=["studio"],
-        env={"MAINT_PROGRESS_FILE": str(progress), "MAINT_RESUME_SECONDS": "600", **env},
-    )
-    wait_for_step(shim, 100)
-    for index in range(1, 6):
-        write_progress(progress, 100 + 20 * index, 1000, now - 30 + 6 * index)
-        wait_for_step(shim, 100 + 20 * index)
-    return shim, progress
-
-
-def shot(page: Page, name: str) -> None:
-    """A full-page screenshot into the artifacts folder."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 
 
 def countdown_seconds(page: Page) -> int:
@@ -183,7 +106,7 @@ def test_live_page(
     assert page.get_attribute("html", "lang") == TAGS[lang]
     now = status(shim, lang)
     assert page.inner_text("#message") == now["message"]
-    assert page.inner_text("#title") == _("%(service)s will be back soon") % {"service": "studio"}
+    assert page.inner_text("#title") == _("%(service)s will be back soon") % {"service": "Studio"}
     assert page.inner_text(".hint") == _(
         "This page checks by itself and takes you back as soon as the service returns."
     )
@@ -212,11 +135,24 @@ def test_live_page(
     assert page.get_attribute("#fill", "width") == "45%"
     assert "450" in page.inner_text("#progress-text")
 
-    # The switcher changes the language and the cookie, and keeps path and query.
-    other = {"en": "ja", "ja": "zh_Hans", "zh_Hans": "en"}[lang]
+    # The switcher, by keyboard: Enter on its toggle opens the list, Escape closes it, Enter on a
+    # language changes the language and the cookie, and keeps path and query.
+    other = {"en": "ja", "ja": "zh_Hans", "zh_Hans": "ar"}[lang]
+    menu = page.locator("#languages")
+    assert page.is_hidden(f"a[data-locale={other}]")
+    page.focus("#languages summary")
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("open", "")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.dataset.locale") == ALL_LANGS[0]
+    page.keyboard.press("Escape")
+    expect(menu).not_to_have_attribute("open", "")
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
+    page.keyboard.press("Enter")
     page.focus(f"a[data-locale={other}]")
     page.keyboard.press("Enter")
     expect(page.locator("html")).to_have_attribute("lang", TAGS[other])
+    assert page.get_attribute("html", "dir") == ("rtl" if other == "ar" else "ltr")
     assert page.url == f"{shim.url}/gallery?id=7"
     cookies = {cookie["name"]: cookie["value"] for cookie in context.cookies()}
     assert cookies["lang"] == other
@@ -243,38 +179,110 @@ def test_live_page(
 
 
 def test_screenshots(browser: Browser, start_shim: ShimFactory, tmp_path: Path) -> None:
+    """Every language at 1280 and 360 px, light and dark, and with the language list open at 360 and 320
+    px: nothing wider than the viewport, screenshots of each (dark ones at 360 px), every page < 30 KB.
+    Korean, Thai, Arabic and Traditional Chinese are drawn with Debian's Noto faces (fonts-noto-core,
+    fonts-noto-cjk), which the page's font stacks name after the platforms' own system faces."""
     shim, _ = training_shim(start_shim, tmp_path)
     watch = Watch()
-    for lang in LANGS:
+    sizes: dict[str, int] = {}
+    for lang in ALL_LANGS:
         context = new_context(browser, lang, watch, viewport={"width": 1280, "height": 800})
         page = context.new_page()
-        page.goto(f"{shim.url}/gallery?id=7")
+        response = page.goto(f"{shim.url}/gallery?id=7")
+        assert response is not None
+        sizes[lang] = len(response.body())
+        assert sizes[lang] < 30 * 1024, sizes
         page.wait_for_selector("#countdown", state="visible")
         assert page.get_attribute("html", "lang") == TAGS[lang]
+        if lang in NOTO:
+            assert NOTO[lang] in platform_fonts(page, "#message")
+            assert NOTO[lang] in platform_fonts(page, "h1")
         for width in (1280, 360):
             page.set_viewport_size({"width": width, "height": 800})
             for scheme in ("light", "dark"):
                 page.emulate_media(color_scheme=scheme)
-                widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+                widths = overflow(page)
                 assert widths[0] <= widths[1], f"{lang} {width} {scheme} overflows: {widths}"
-                shot(page, f"page-{lang}-{width}-{scheme}")
+                if width == 360 or scheme == "light":  # dark at 1280 px adds nothing the others do not show
+                    shot(page, f"page-{lang}-{width}-{scheme}")
+        page.emulate_media(color_scheme="light")
+        page.click("#languages summary")
+        for width in (360, 320):
+            page.set_viewport_size({"width": width, "height": 800})
+            widths = overflow(page)
+            assert widths[0] <= widths[1], f"{lang} {width} with the language list open overflows: {widths}"
+        if lang in ("en", "ko", "th", "ar"):
+            shot(page, f"page-{lang}-320-languages")
         context.close()
+    watch.assert_clean(shim.url)
+    print("page sizes (bytes):", sizes)
+
+
+def platform_fonts(page: Page, selector: str) -> set[str]:
+    """The font families Chromium drew `selector`'s text with (DevTools' "Rendered Fonts")."""
+    session = page.context.new_cdp_session(page)
+    session.send("DOM.enable")
+    session.send("CSS.enable")
+    root = session.send("DOM.getDocument")["root"]["nodeId"]
+    node = session.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    fonts = session.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    session.detach()
+    return {font["familyName"] for font in fonts}
+
+
+def test_right_to_left(browser: Browser, start_shim: ShimFactory, tmp_path: Path) -> None:
+    """Arabic: dir=rtl, the bar fills from the right, the switcher starts on the right, and the Latin
+    service name and the numbers sit in their own isolates, also after the script redraws them."""
+    shim, progress_file = training_shim(start_shim, tmp_path, **FAST_POLL)
+    watch = Watch()
+    context = new_context(browser, "ar", watch, viewport={"width": 360, "height": 800})
+    page = context.new_page()
+    page.goto(f"{shim.url}/")
+    assert page.get_attribute("html", "dir") == "rtl"
+    bar = page.locator("#bar").bounding_box()
+    fill = page.locator("#fill").bounding_box()
+    assert bar is not None and fill is not None
+    assert abs((fill["x"] + fill["width"]) - (bar["x"] + bar["width"])) < 1, (bar, fill)
+    assert fill["width"] < bar["width"] * 0.5
+    assert page.locator("#message bdi").all_inner_texts() == ["Studio"]
+    assert page.locator("#title bdi").all_inner_texts() == ["Studio"]
+    assert page.get_attribute("#countdown", "dir") == "ltr"
+    assert len(page.locator("#progress-text bdi").all()) == 3  # step, total, percent
+
+    page.click("#languages summary")
+    items = [page.locator(f"#languages li:nth-child({n})").bounding_box() for n in (1, 2)]
+    summary = page.locator("#languages summary").bounding_box()
+    main = page.locator("main").bounding_box()
+    assert items[0] is not None and items[1] is not None and summary is not None and main is not None
+    assert items[0]["x"] > items[1]["x"], "the first language is not on the right"
+    assert summary["x"] + summary["width"] > main["x"] + main["width"] * 0.75, "the switcher is not on the right"
+    assert page.get_attribute("a[data-locale=en]", "dir") == "ltr"
+
+    # The script redraws the progress sentence: its numbers are isolated again.
+    write_progress(progress_file, 450, 1000, time.time())
+    wait_for_step(shim, 450)
+    expect(page.locator("#bar")).to_have_attribute("aria-valuenow", "450", timeout=(POLL_SECONDS + 3) * 1000)
+    assert page.locator("#progress-text bdi").first.inner_text() == "450"
+    assert page.locator("#message bdi").all_inner_texts() == ["Studio"]
+    # Western digits, as the server writes them.
+    assert page.inner_text("#countdown").replace(":", "").isdigit()
+    shot(page, "page-ar-360-rtl-open")
+    # A new message from the status poll (training is over): the script isolates the name in it too.
+    write_progress(progress_file, 1000, 1000, time.time())
+    wait_for_step(shim, 1000)
+    expect(page.locator("body")).to_have_attribute("data-state", "finishing", timeout=(POLL_SECONDS + 3) * 1000)
+    assert page.inner_text("#message") == status(shim, "ar")["message"]
+    assert page.locator("#message bdi").all_inner_texts() == ["Studio"]
+    context.close()
     watch.assert_clean(shim.url)
 
 
 @pytest.mark.parametrize("state", ["unknown", "finishing"])
 def test_other_states(browser: Browser, start_shim: ShimFactory, tmp_path: Path, state: str) -> None:
-    env: dict[str, str] = {}
-    progress = tmp_path / "progress.json"
-    if state == "finishing":
-        env = {"MAINT_PROGRESS_FILE": str(progress)}
-    shim = start_shim(services=["studio"], env=env)
-    if state == "finishing":
-        # Written after the shim started: a file already at its total on start is an old run (history).
-        write_progress(progress, 1000, 1000, time.time())
-        wait_for_step(shim, 1000)
+    shim = finishing_shim(start_shim, tmp_path) if state == "finishing" else start_shim(services=["studio"])
     watch = Watch()
-    for lang in LANGS:
+    for lang in [*LANGS, "ar"]:
         context = new_context(browser, lang, watch, viewport={"width": 360, "height": 700})
         page = context.new_page()
         page.goto(f"{shim.url}/")

@@ -5,25 +5,72 @@
   var data = JSON.parse($("maintenance-data").textContent);
   var ui = JSON.parse($("maintenance-ui").textContent);
   var lang = doc.documentElement.lang;
-  var number = new Intl.NumberFormat(lang);
-  var percent = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 0 });
-  var two = new Intl.NumberFormat(lang, { minimumIntegerDigits: 2, useGrouping: false });
+  // Western digits, as Babel writes them on the server (CLDR's default for Arabic would be ٠١٢).
+  var digits = lang + "-u-nu-latn";
+  var number = new Intl.NumberFormat(digits);
+  var percent = new Intl.NumberFormat(digits, { style: "percent", maximumFractionDigits: 0 });
+  var two = new Intl.NumberFormat(digits, { minimumIntegerDigits: 2, useGrouping: false });
   var plural = new Intl.PluralRules(lang);
-  var clock = new Intl.DateTimeFormat(lang, { hour: "numeric", minute: "2-digit" });
+  var clock = new Intl.DateTimeFormat(digits, { hour: "numeric", minute: "2-digit" });
   // Poll at the Retry-After, but never slower than 15 s so a returning service is noticed quickly.
   var MIN_MS = 2000, MAX_MS = 15000;
   var deadline = null, failures = 0, timer = 0, busy = false;
 
-  function fill(template, values) {
-    return template.replace(/%\((\w+)\)s/g, function (all, key) { return key in values ? values[key] : all; });
-  }
   function setText(el, text) { if (el.textContent !== text) { el.textContent = text; } }
+
+  // A sentence as parts: literal text, {v: value} (a name or number, shown in its own <bdi> so that it
+  // keeps its direction inside Arabic text, as the server renders it), or a nested sentence (an array).
+  function parts(template, values) {
+    var out = [], last = 0;
+    template.replace(/%\((\w+)\)s/g, function (all, key, at) {
+      var value = key in values ? values[key] : all;
+      out.push(template.slice(last, at), typeof value === "string" ? { v: value } : value);
+      last = at + all.length;
+      return all;
+    });
+    out.push(template.slice(last));
+    return out;
+  }
+  function plain(p) {
+    if (typeof p === "string") { return p; }
+    return Array.isArray(p) ? p.map(plain).join("") : p.v;
+  }
+  function add(el, p) {
+    if (typeof p === "string") {
+      if (p) { el.appendChild(doc.createTextNode(p)); }
+    } else if (Array.isArray(p)) {
+      p.forEach(function (q) { add(el, q); });
+    } else {
+      var bdi = doc.createElement("bdi");
+      bdi.textContent = p.v;
+      el.appendChild(bdi);
+    }
+  }
+  // Rebuilt only when the words change: the server's markup (and a screen reader's place) stays.
+  function show(el, p) { if (el.textContent !== plain(p)) { el.textContent = ""; add(el, p); } }
+  // The message comes whole from the server: the service names in it (as whole words) are isolated here.
+  function named(text, names) {
+    names = names.filter(Boolean).sort(function (a, b) { return b.length - a.length; });
+    if (!names.length) { return [text]; }
+    var words = names.map(function (name) { return name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); });
+    var out = [], last = 0;
+    text.replace(new RegExp("(^|\\W)(" + words.join("|") + ")(?!\\w)", "g"), function (all, before, name, at) {
+      out.push(text.slice(last, at + before.length), { v: name });
+      last = at + all.length;
+      return all;
+    });
+    out.push(text.slice(last));
+    return out;
+  }
 
   function render(m) {
     data = m;
     doc.body.setAttribute("data-state", m.state);
     setText($("state-label"), ui.labels[m.state] || ui.labels.unknown);
-    setText($("message"), m.message);
+    var after = m.after_training;
+    // The services by the names people see (MAINT_SERVICE_<tag>_DISPLAY_NAME), as the message has them.
+    var tags = [m.service].concat(after ? after.services : []);
+    show($("message"), named(m.message, tags.map(function (tag) { return ui.names[tag] || tag; })));
     var eta = m.eta || {};
     if (eta.known && eta.seconds !== null) {
       // Relative to this page's clock, not eta.at: the viewer's clock may be off. Small moves are
@@ -31,7 +78,7 @@
       var next = performance.now() + eta.seconds * 1000;
       if (deadline === null || Math.abs(next - deadline) > 2000) { deadline = next; }
       var at = clock.format(new Date(Date.now() + eta.seconds * 1000));
-      setText($("eta"), fill(m.state === "overdue" ? ui.eta_new : ui.eta_expected, { relative: eta.text, clock: at }));
+      show($("eta"), parts(m.state === "overdue" ? ui.eta_new : ui.eta_expected, { relative: eta.text, clock: at }));
     } else {
       deadline = null;
       var scope = m.progress && m.progress.scope;
@@ -40,23 +87,25 @@
     var p = m.progress, bar = $("bar");
     $("progress").hidden = !p;
     if (p) {
-      var text = fill(ui.step, { step: number.format(p.step) }), left = "";
+      var text = parts(ui.step, { step: number.format(p.step) }), left = "";
       if (p.total) {
-        text = fill(ui.step_of, { step: number.format(p.step), total: number.format(p.total), percent: percent.format(p.fraction || 0) });
+        text = parts(ui.step_of, { step: number.format(p.step), total: number.format(p.total), percent: percent.format(p.fraction || 0) });
         var n = Math.max(0, p.total - p.step);
-        left = n ? fill(ui.steps_left[plural.select(n)] || ui.steps_left.other, { num: number.format(n) }) : "";
+        left = n ? parts(ui.steps_left[plural.select(n)] || ui.steps_left.other, { num: number.format(n) }) : "";
+      }
+      if (p.scope === "epoch" && p.epoch !== null) { text = parts(ui.epoch, { epoch: number.format(p.epoch), progress: text }); }
+      if (ui.phases[p.phase]) { text = parts(ui.with_phase, { progress: text, phase: [ui.phases[p.phase]] }); }
+      if (p.total) {
         bar.setAttribute("aria-valuemax", String(p.total));
         bar.setAttribute("aria-valuenow", String(p.step));
-        bar.setAttribute("aria-valuetext", text);
+        bar.setAttribute("aria-valuetext", plain(text));
       } else {
         bar.removeAttribute("aria-valuenow");
         bar.removeAttribute("aria-valuetext");
       }
-      if (p.scope === "epoch" && p.epoch !== null) { text = fill(ui.epoch, { epoch: number.format(p.epoch), progress: text }); }
-      if (ui.phases[p.phase]) { text = fill(ui.with_phase, { progress: text, phase: ui.phases[p.phase] }); }
       $("fill").setAttribute("width", (p.total ? Math.round((p.fraction || 0) * 1000) / 10 : 0) + "%");
-      setText($("progress-text"), text);
-      setText($("steps-left"), left);
+      show($("progress-text"), text);
+      show($("steps-left"), left);
     }
     tick();
   }
@@ -113,6 +162,12 @@
       event.preventDefault();
       location.replace(url.href);
     });
+  });
+
+  // Escape closes the open language list and leaves the focus on its toggle.
+  var menu = $("languages");
+  menu.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && menu.open) { menu.open = false; menu.querySelector("summary").focus(); }
   });
 
   doc.addEventListener("visibilitychange", function () { if (!doc.hidden) { schedule(0); } });

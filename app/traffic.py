@@ -1,0 +1,295 @@
+"""Plain counts of the requests the shim answers, for the metrics, the status endpoint and the run summary.
+
+The catch-all calls ``Traffic.hit`` once per answered request: one dict increment and one set lookup.
+Everything else (the peak rate, the summary, the Prometheus series in ``metrics.py``) is computed from
+these integers once a second or when asked, never on the request path, and never with prometheus_client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from starlette.types import Scope
+
+logger = logging.getLogger("maintenance_shim.traffic")
+access_logger = logging.getLogger("maintenance_shim.access")
+
+# (service, format, locale, status): what a request was answered with. Health paths count as format "health".
+CountKey = tuple[str, str, str, int]
+Observe = Callable[[CountKey, Scope], None]
+
+# Distinct clients are kept exactly up to this many (about 1.5 MB of strings at most); past it a
+# HyperLogLog with 2**HLL_BITS one-byte registers estimates them (standard error 1.04/sqrt(4096) = 1.6%).
+CLIENT_SET_CAP = 16384
+HLL_BITS = 12
+# The scripts' own sample request (shim_check_once) carries this header and is not counted.
+CHECK_HEADER = b"x-maintenance-shim"
+_LOCAL_PEERS = frozenset(("127.0.0.1", "::1"))
+
+
+class DistinctClients:
+    """Distinct client keys in bounded memory: an exact set up to ``cap``, then a HyperLogLog.
+
+    The caller tests ``key in clients.seen`` first (a set lookup on the request path) and calls ``add``
+    only for a key not in the set; past the cap the set stops growing and new keys go to the registers.
+    """
+
+    def __init__(self, cap: int = CLIENT_SET_CAP) -> None:
+        self.seen: set[str] = set()
+        self.cap = cap
+        self.registers: bytearray | None = None
+
+    def add(self, key: str) -> None:
+        registers = self.registers
+        if registers is None:
+            self.seen.add(key)
+            if len(self.seen) >= self.cap:
+                self.registers = bytearray(1 << HLL_BITS)
+                for known in self.seen:
+                    self._register(known)
+            return
+        self._register(key)
+
+    def _register(self, key: str) -> None:
+        assert self.registers is not None
+        # str hashes are SipHash, salted per process: uniform bits, stable for the process's lifetime.
+        value = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        index = value & ((1 << HLL_BITS) - 1)
+        rest = value >> HLL_BITS
+        rank = (64 - HLL_BITS) - rest.bit_length() + 1
+        if rank > self.registers[index]:
+            self.registers[index] = rank
+
+    @property
+    def exact(self) -> bool:
+        return self.registers is None
+
+    def count(self) -> int:
+        """The exact count below the cap, else the HyperLogLog estimate (never below the exact part)."""
+        if self.registers is None:
+            return len(self.seen)
+        m = len(self.registers)
+        estimate = (0.7213 / (1 + 1.079 / m)) * m * m / sum(2.0 ** -r for r in self.registers)
+        zeros = self.registers.count(0)
+        if estimate <= 2.5 * m and zeros:
+            estimate = m * math.log(m / zeros)  # linear counting for the small range
+        return max(len(self.seen), round(estimate))
+
+
+_KEY_BYTES = 64  # of a forwarded address kept as the client's key: bounds the set's memory
+_FORWARDING = frozenset((b"x-forwarded-for", b"x-real-ip", CHECK_HEADER))
+_name = itemgetter(0)
+
+
+def client_key(scope: Scope, plain_local: dict[int, Any] | None = None) -> str | None:
+    """Who sent the request: the peer address, or, from a proxy on this host (a loopback peer), the first
+    X-Forwarded-For hop (else X-Real-IP). None for the scripts' own check request, which is not counted.
+
+    `plain_local` remembers the local connections that are clients, not proxies (see below)."""
+    client = scope.get("client")
+    if not client:
+        return "-"
+    host: str = client[0]
+    if host not in _LOCAL_PEERS:
+        return host
+    # uvicorn puts one `client` tuple in every request of a connection: a local connection whose first
+    # request had no forwarding header is a local client, not a proxy, and is not scanned again. Keyed by
+    # id and holding the tuple, so the id cannot be reused while cached.
+    if plain_local is not None and plain_local.get(id(client)) is client:
+        return host
+    headers = scope["headers"]
+    if _FORWARDING.isdisjoint(map(_name, headers)):  # C-level scan: a third of a Python loop's cost
+        if plain_local is not None:
+            if len(plain_local) >= 4096:
+                plain_local.clear()
+            plain_local[id(client)] = client
+        return host
+    real = None
+    for name, value in headers:
+        if name == b"x-forwarded-for":
+            return value[:_KEY_BYTES].split(b",", 1)[0].strip().decode("latin-1") or host
+        if name == b"x-real-ip":
+            real = value
+        elif name == CHECK_HEADER:
+            return None
+    return real[:_KEY_BYTES].strip().decode("latin-1") or host if real is not None else host
+
+
+class Traffic:
+    """The counters: requests by (service, format, locale, status), distinct clients, peak requests/s."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.counts: dict[CountKey, int] = {}
+        self.clients = DistinctClients()
+        self.since = clock()
+        self.peak_rps = 0.0
+        self._last_total = 0
+        self._last_tick: float | None = time.monotonic()  # the first window starts now, not at the first tick
+        self._plain_local: dict[int, Any] = {}
+
+    def hit(self, key: CountKey, scope: Scope) -> None:
+        """Count one answered request (the request path: keep it this small)."""
+        peer = scope.get("client")
+        if peer and (peer[0] not in _LOCAL_PEERS or self._plain_local.get(id(peer)) is peer):
+            client: str = peer[0]  # client_key's two common cases, without the call
+        else:
+            key_or_none = client_key(scope, self._plain_local)
+            if key_or_none is None:
+                return
+            client = key_or_none
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        if client not in self.clients.seen:
+            self.clients.add(client)
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def tick(self, now: float) -> None:
+        """Called about once a second (monotonic `now`): the peak rate over one-second windows."""
+        total = self.total()
+        if self._last_tick is not None and now > self._last_tick:
+            rate = (total - self._last_total) / (now - self._last_tick)
+            self.peak_rps = max(self.peak_rps, rate)
+        self._last_tick, self._last_total = now, total
+
+    def new_run(self, started_at: float) -> None:
+        """Maintenance (re)started at `started_at`: a later start is a new run and the counts begin again;
+        an earlier one (the scripts wrote it before starting this shim) only moves `since` back."""
+        if started_at <= self.since:
+            self.since = started_at
+            return
+        self.counts = {}
+        self.clients = DistinctClients()
+        self.since = started_at
+        self.peak_rps = 0.0
+        self._last_total = 0
+
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        """The running counts as the status endpoint and the run summary carry them."""
+        now = self._clock() if now is None else now
+        by_service: dict[str, dict[str, int]] = {}
+        turned_away = health = 0
+        for (service, fmt, _locale, status), count in sorted(self.counts.items()):
+            if status == 503:
+                formats = by_service.setdefault(service, {})
+                formats[fmt] = formats.get(fmt, 0) + count
+                turned_away += count
+            elif fmt == "health":
+                health += count
+        return {
+            "since": _iso(self.since),
+            "until": _iso(now),
+            "duration_seconds": max(0, round(now - self.since)),
+            "turned_away": turned_away,
+            "by_service": by_service,
+            "health_checks": health,
+            "distinct_clients": self.clients.count(),
+            "distinct_clients_exact": self.clients.exact,
+            "peak_requests_per_second": round(self.peak_rps, 1),
+        }
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class AccessLog:
+    """Logs one in ``every`` answered requests (deterministic sampling), then hands each to ``inner``."""
+
+    def __init__(self, every: int, inner: Observe | None) -> None:
+        self.every = max(1, every)
+        self.inner = inner
+        self._countdown = 1
+
+    def hit(self, key: CountKey, scope: Scope) -> None:
+        if self.inner is not None:
+            self.inner(key, scope)
+        self._countdown -= 1
+        if self._countdown:
+            return
+        self._countdown = self.every
+        service, fmt, locale, status = key
+        client = scope.get("client")
+        fields = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "service": service,
+            "format": fmt,
+            "locale": locale,
+            "client": client[0] if client else None,
+            "sample_every": self.every,
+        }
+        access_logger.info(
+            "%s %s %d %s %s %s %s", fields["method"], fields["path"], status, service or "-", fmt, locale or "-",
+            fields["client"] or "-", extra={"request": fields},
+        )
+
+
+def observer(traffic: Traffic | None, access_log: bool, sample: float) -> Observe | None:
+    """What the catch-all calls per answered request: the counters, the access log, both, or nothing."""
+    count = traffic.hit if traffic is not None else None
+    if not access_log:
+        return count
+    access_logger.setLevel(logging.INFO)  # asked for: logged whatever MAINT_LOG_LEVEL says
+    return AccessLog(round(1 / sample), count).hit
+
+
+class TrafficTicker:
+    """Once a second: the peak rate, a new run's reset, and ``requests-summary.json`` in the state dir
+    (also at shutdown, so the scripts read the final counts once the shim has stopped)."""
+
+    def __init__(
+        self,
+        traffic: Traffic,
+        run_started: Callable[[], float | None],
+        state_dir: Path | None,
+        interval: float = 1.0,
+    ) -> None:
+        self.traffic = traffic
+        self.run_started = run_started
+        self.path = None
+        if state_dir is not None:  # runs.py only with a state dir: it stays off the start-up path otherwise
+            from .runs import REQUESTS_FILE
+
+            self.path = state_dir / REQUESTS_FILE
+        self.interval = interval
+        self._written: tuple[int, int, float, float] | None = None
+        self._failed = False
+
+    def poll_once(self, final: bool = False) -> None:
+        try:
+            started = self.run_started()
+            if started is not None and started != self.traffic.since:
+                self.traffic.new_run(started)
+            self.traffic.tick(time.monotonic())
+            if self.path is None:
+                return
+            state = (self.traffic.total(), self.traffic.clients.count(), self.traffic.peak_rps, self.traffic.since)
+            if final or state != self._written:
+                from .runs import write_json_atomically
+
+                write_json_atomically(self.path, self.traffic.summary())
+                self._written = state
+        except Exception as error:  # bookkeeping never hurts serving
+            if not self._failed:
+                self._failed = True
+                logger.warning("request counts and summary: %r", error)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.poll_once()
+
+    def close(self) -> None:
+        self.poll_once(final=True)

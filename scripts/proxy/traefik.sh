@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# proxy/traefik.sh: MAINT_SWITCH=traefik, through Traefik's file provider. Each service's Traefik service
+# (the one its router names) is defined in a file of its own in the directory the provider watches
+# (MAINT_SERVICE_<name>_INCLUDE, deploy/traefik/dynamic/studio.yml). The scripts replace that file
+# atomically with one that sends the service to the shim, and Traefik, which watches it, swaps its
+# handlers without a restart (requests in flight finish); then its API must show the new side.
+# Sourced by lib.sh (proxy_load); the interface is described there.
+
+proxy_describe() { printf 'traefik'; }
+traefik_service() { svc "$1" TRAEFIK_SERVICE; }  # resolved and checked by load_env (default: the name)
+
+proxy_check() { include_check "$1"; }
+proxy_where() { printf 'service %s@file in %s' "$(traefik_service "$1")" "$(svc "$1" INCLUDE)"; }
+proxy_point() { include_point "$1" "$2"; }
+
+# include_render NAME FILE: the dynamic config that defines NAME's Traefik service as the shim.
+include_render() {
+  {
+    include_header "$1"
+    printf 'http:\n  services:\n    %s:\n      loadBalancer:\n        servers:\n          - url: "http://%s"\n' \
+      "$(traefik_service "$1")" "$(shim_addr_for "$1")"
+  } >"$2"
+}
+
+# traefik_get PATH: GET the API; the body in API_OUT.
+traefik_get() { API_OUT=$(curl -sf --max-time 3 -- "${MAINT_TRAEFIK_API%/}$1" 2>/dev/null); }
+
+proxy_test() {
+  traefik_get /api/overview ||
+    proxy_fail "traefik's API at $MAINT_TRAEFIK_API does not answer (is traefik running, with its API enabled?)"
+}
+
+# proxy_reload: Traefik reloads by itself when a watched file changes (at most every
+# providersThrottleDuration, 2 s by default); wait until its API shows every service on its side.
+proxy_reload() {
+  local name inc service want deadline
+  deadline=$(( $(mono) + MAINT_SWITCH_TIMEOUT * 100 ))
+  for name in "${SERVICES[@]}"; do
+    inc=$(svc "$name" INCLUDE); service=$(traefik_service "$name")
+    want=live; grep -qF -- "$MARKER" "$inc" 2>/dev/null && want=shim
+    while :; do
+      if traefik_get "/api/http/services/$service@file" && [[ $API_OUT == *'"status":"enabled"'* ]]; then
+        if [[ $API_OUT == *"\"url\":\"http://$(shim_addr_for "$name")\""* ]]; then
+          [[ $want == shim ]] && break
+        else
+          [[ $want == live ]] && break
+        fi
+      fi
+      if (( $(mono) >= deadline )); then
+        proxy_fail "traefik did not take $inc within ${MAINT_SWITCH_TIMEOUT}s: its API does not show $service@file on the $want side (a config error? see traefik's log)"
+        return 1
+      fi
+      sleep 0.1
+    done
+  done
+}

@@ -1,0 +1,131 @@
+"""A real HAProxy on loopback for the script and fallback tests, built from deploy/haproxy/haproxy.cfg.
+
+It runs in the foreground as our child (`haproxy -db`) and is stopped by PID. The shipped file is copied
+with its addresses rewritten: the stats socket -> a Unix socket in the test's dir, `bind :80` -> a free
+loopback port, each backend's `live` server -> its stand-in service's port and `shim` server -> the
+shim's listener, the health paths -> the stand-ins' `/health`; the log goes to stderr (our log file).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy" / "haproxy"
+HOSTS = {"studio": "studio.example.com", "video": "video-api.example.com"}
+
+
+def haproxy_bin() -> str | None:
+    """Debian's haproxy (/usr/sbin/haproxy), or None when it is not installed."""
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+
+
+@dataclass
+class HAProxy:
+    """A running `haproxy -db`: our child, with its own dir."""
+
+    dir: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "haproxy.cfg"
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "admin.sock"
+
+    def log(self) -> str:
+        path = self.dir / "haproxy.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def api(self, command: str) -> str:
+        """One runtime API command over the stats socket; its answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.socket))
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def server_state(self, backend: str, server: str) -> tuple[int, int]:
+        """(operational state, admin state) of `backend`/`server` (show servers state)."""
+        for line in self.api(f"show servers state {backend}").splitlines():
+            fields = line.split()
+            if len(fields) > 6 and fields[1] == backend and fields[3] == server:
+                return int(fields[5]), int(fields[6])
+        raise KeyError(f"{backend}/{server}")
+
+    def wait_up(self, backend: str, server: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while self.server_state(backend, server)[0] != 2:
+            assert time.monotonic() < deadline, f"{backend}/{server} not UP:\n{self.log()}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGUSR1 (soft stop) to our haproxy by PID, then SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def render_config(haproxy_dir: Path, port: int, live: dict[str, int], shim: dict[str, int]) -> str:
+    """deploy/haproxy/haproxy.cfg with the test's addresses (see the module docstring)."""
+    text = (DEPLOY / "haproxy.cfg").read_text()
+    text = text.replace("stats socket /run/haproxy/admin.sock", f"stats socket {haproxy_dir}/admin.sock")
+    text = text.replace("log /dev/log local0", "log stdout format raw local0")
+    text, count = re.subn(r"^    bind :80$", f"    bind 127.0.0.1:{port}", text, flags=re.M)
+    assert count == 1, "deploy/haproxy/haproxy.cfg no longer has one `bind :80`"
+    text = text.replace("GET /healthz", "GET /health")
+    for service, live_port in live.items():
+        section = re.search(rf"^backend {service}\n(?:    .*\n|\n)*", text, re.M)
+        assert section, f"deploy/haproxy/haproxy.cfg has no backend {service}"
+        body = section.group(0)
+        new, n_live = re.subn(r"server live 127\.0\.0\.1:\d+", f"server live 127.0.0.1:{live_port}", body)
+        new, n_shim = re.subn(r"server shim 127\.0\.0\.1:\d+", f"server shim 127.0.0.1:{shim[service]}", new)
+        assert n_live == n_shim == 1, f"backend {service} no longer has one `live` and one `shim` server"
+        text = text.replace(body, new)
+    return text
+
+
+def start_haproxy(base: Path, live: dict[str, int], shim: dict[str, int]) -> HAProxy:
+    """Start haproxy under `base`/haproxy with the shipped config; `live` and `shim` map service -> port."""
+    binary = haproxy_bin()
+    if binary is None:
+        raise AssertionError("haproxy is not installed (apt-get install haproxy); CI installs it")
+    haproxy_dir = base / "haproxy"
+    haproxy_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (haproxy_dir / "haproxy.cfg").write_text(render_config(haproxy_dir, port, live, shim))
+    with (haproxy_dir / "haproxy.log").open("ab") as log:
+        proc = subprocess.Popen([binary, "-db", "-f", str(haproxy_dir / "haproxy.cfg")],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    haproxy = HAProxy(haproxy_dir, port, proc)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            if haproxy.socket.exists():
+                return haproxy
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            haproxy.stop()
+            raise AssertionError(f"haproxy did not start:\n{haproxy.log()}")
+        time.sleep(0.02)

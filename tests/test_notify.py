@@ -1,0 +1,259 @@
+"""Notifications through real Apprise to a real local JSON webhook: the shim's own events, the scripts'
+events, the operator's language, and a dead webhook that changes nothing for clients."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maintenance_shim.notify import EVENTS, TEXTS, Facts, compose, split_urls, transition
+from maintenance_shim.reporter import write_progress_file
+from tests.conftest import ShimFactory, clean_env, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIM_CMD = str(Path(sys.executable).with_name("maintenance-shim"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _WebhookServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server.lock:
+            self.server.received.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _WebhookServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+
+
+class Webhook:
+    """A JSON webhook on loopback that keeps every notification Apprise posts to it."""
+
+    def __init__(self, server: _WebhookServer) -> None:
+        self.server = server
+        self.port = server.server_address[1]
+
+    def url(self, path: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def received(self, path: str) -> list[dict[str, Any]]:
+        with self.server.lock:
+            return [body for where, body in self.server.received if where == f"/{path}"]
+
+    def wait_for(self, path: str, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.received(path)) < count:
+            assert time.monotonic() < deadline, f"{path}: {self.received(path)}"
+            time.sleep(0.05)
+        return self.received(path)
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[Webhook]:
+    """One webhook server for the module; each test posts to its own path."""
+    server = _WebhookServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Webhook(server)
+    server.shutdown()
+    server.server_close()
+
+
+def test_every_event_has_a_text_in_every_language() -> None:
+    for language in TEXTS:
+        for event in EVENTS:
+            notice = compose(event, language, ["studio", "video"], Facts(step=1200, total=3000, stall_seconds=300,
+                                                                         status=0, detail="why",
+                                                                         duration_seconds=90, turned_away=7))
+            assert notice.title.startswith("studio") and notice.body, (language, event)
+    assert compose("stalled", "ja", ["studio"], Facts(step=1200)).title == "studio: 学習が停止しています"
+    assert "1,200 / 3,000" in compose("stalled", "ja", [], Facts(step=1200, total=3000)).body
+    assert compose("back", "fr", ["studio"], Facts()).title == "studio: services are back"  # English fallback
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "event"),
+    [
+        (None, "training", None), ("training", "stalled", "stalled"), ("stalled", "stalled", None),
+        ("stalled", "training", None), ("training", "overdue", "overdue"), ("training", "finishing", "finished"),
+        ("finishing", "finishing", None), (None, "stalled", "stalled"), ("estimating", "unknown", None),
+    ],
+)
+def test_transition_once_per_change(previous: Any, current: Any, event: str | None) -> None:
+    assert transition(previous, current) == event
+
+
+def test_split_urls_keeps_commas_inside_a_url() -> None:
+    text = "json://h/a, mailto://u:p@example.com?to=a@x.org,b@y.org  ntfy://topic"
+    assert split_urls(text) == ["json://h/a", "mailto://u:p@example.com?to=a@x.org,b@y.org", "ntfy://topic"]
+
+
+def _titles(bodies: list[dict[str, Any]]) -> list[str]:
+    return [body["title"] for body in bodies]
+
+
+def test_the_shim_notifies_start_stall_and_finish_once_each(
+    start_shim: ShimFactory, webhook: Webhook, tmp_path: Path
+) -> None:
+    progress = tmp_path / "progress.json"
+    shim = start_shim(services=["studio"], env={
+        "MAINT_PROGRESS_FILE": str(progress), "MAINT_STALL_SECONDS": "1.5",
+        "MAINT_NOTIFY_URLS": webhook.url("shim"),
+    })
+    assert _titles(webhook.wait_for("shim", 1)) == ["studio: maintenance started"]  # no scripts: the shim says it
+    for step in range(10, 60, 10):
+        write_progress_file(progress, step, 100)
+        time.sleep(0.3)
+    received = webhook.wait_for("shim", 2)
+    assert received[1]["title"] == "studio: training stalled" and received[1]["type"] == "warning"
+    assert "last step: 50 of 100" in received[1]["message"]
+    write_progress_file(progress, 100, 100)
+    received = webhook.wait_for("shim", 3)
+    assert received[2]["title"] == "studio: training finished" and "100 of 100" in received[2]["message"]
+    time.sleep(2.5)  # still finishing, and the stall time passed again: nothing more
+    assert len(webhook.received("shim")) == 3, _titles(webhook.received("shim"))
+    assert shim.proc.poll() is None
+
+
+def test_overdue_in_the_operators_language(start_shim: ShimFactory, webhook: Webhook) -> None:
+    start_shim(services=["studio"], env={
+        "MAINT_ETA": "2", "MAINT_NOTIFY_URLS": webhook.url("ja"), "MAINT_NOTIFY_LANGUAGE": "ja",
+    })
+    received = webhook.wait_for("ja", 2)
+    assert _titles(received) == ["studio: メンテナンスを開始しました", "studio: 学習が予定を過ぎています"]
+
+
+def test_a_dead_webhook_changes_nothing_for_clients(start_shim: ShimFactory, tmp_path: Path) -> None:
+    refused = free_port()  # nothing listens there
+    blackhole = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(16)
+    try:
+        shim = start_shim(services=["studio"], env={
+            "MAINT_ETA": "1",
+            "MAINT_NOTIFY_URLS": f"json://127.0.0.1:{refused}/dead "
+                                 f"json://127.0.0.1:{blackhole.getsockname()[1]}/hang?rto=1&cto=1",
+        })
+        import http.client
+
+        slowest = 0.0
+        deadline = time.monotonic() + 4  # start and overdue are both sent (and fail) meanwhile
+        count = 0
+        while time.monotonic() < deadline:
+            began = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=5)
+            conn.request("GET", "/", headers={"Accept": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            assert response.status == 503 and response.getheader("Retry-After")
+            slowest = max(slowest, time.monotonic() - began)
+            count += 1
+        assert slowest < 0.5, slowest
+        log = shim.output()
+        # Each failing target is logged once, although both notifications failed.
+        assert log.count("(MAINT_NOTIFY_URLS entry 1) failed") == 1, log
+        assert log.count("(MAINT_NOTIFY_URLS entry 2) failed") == 1, log
+        assert f"127.0.0.1:{refused}" not in log  # URLs may hold secrets: only the scheme is logged
+        assert "Traceback" not in log
+    finally:
+        blackhole.close()
+
+
+def _env_file(tmp_path: Path, **settings: str) -> dict[str, str]:
+    path = tmp_path / "maintenance.env"
+    path.write_text("".join(f"{key}={shlex.quote(value)}\n" for key, value in settings.items()))
+    return clean_env({"MAINT_ENV_FILE": str(path)})
+
+
+def _script(name: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "scripts" / name)], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_scripts_notify_start_back_and_a_rolled_back_switch(webhook: Webhook, tmp_path: Path) -> None:
+    port = free_port()
+    base = {
+        "MAINT_SWITCH": "none", "MAINT_STATE_DIR": str(tmp_path / "state"), "MAINT_SHIM_CMD": SHIM_CMD,
+        "MAINT_LISTEN": f"127.0.0.1:{port}=studio", "MAINT_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+        "MAINT_NOTIFY_URLS": webhook.url("scripts"), "MAINT_LOG_LEVEL": "warning",
+    }
+    env = _env_file(tmp_path, **base)
+    started = _script("start_maintenance.sh", env, tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert _titles(webhook.wait_for("scripts", 1)) == ["studio: maintenance started"]  # from the script only
+    import urllib.error
+    import urllib.request
+
+    for _ in range(3):
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+        assert answer.value.code == 503
+        answer.value.close()
+    stopped = _script("stop_maintenance.sh", env, tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    back = webhook.wait_for("scripts", 2)[1]
+    assert back["title"] == "studio: services are back" and back["type"] == "success"
+    assert "3 requests were turned away" in back["message"], back
+    # A start that fails (the shim's port is taken) is rolled back, and says so.
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port has connections in TIME_WAIT
+    taken.bind(("127.0.0.1", port))
+    taken.listen(1)
+    try:
+        failed = _script("start_maintenance.sh", env, tmp_path)
+    finally:
+        taken.close()
+    assert failed.returncode == 1, failed.stderr
+    rolled = webhook.wait_for("scripts", 3)[2]
+    assert rolled["title"] == "studio: switch rolled back" and rolled["type"] == "warning"
+    assert rolled["message"].startswith("start failed: ") and "rolled back" in rolled["message"], rolled
+    assert len(webhook.received("scripts")) == 3
+
+
+def test_notify_command_sends_a_failed_switch(webhook: Webhook, tmp_path: Path) -> None:
+    env = clean_env({"MAINT_NOTIFY_URLS": webhook.url("cli"), "MAINT_NOTIFY_LANGUAGE": "zh_Hans"})
+    done = subprocess.run([SHIM_CMD, "notify", "switch-failed", "--detail", "nginx -t failed", "--services",
+                           "studio video"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    (body,) = webhook.wait_for("cli", 1)
+    assert body["title"] == "studio、video：切换失败" and body["message"] == "nginx -t failed"
+    assert body["type"] == "failure"
+    dead = clean_env({"MAINT_NOTIFY_URLS": f"json://127.0.0.1:{free_port()}/x"})
+    done = subprocess.run([SHIM_CMD, "notify", "start"], env=dead, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 1 and done.stderr.count("failed") == 1, done.stderr
+
+
+def test_bad_notify_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
+    for name, value in (("MAINT_NOTIFY_URLS", "not a url"), ("MAINT_NOTIFY_LANGUAGE", "xx-nope")):
+        done = subprocess.run([SHIM_CMD, "check"], env=clean_env({name: value}), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2
+        (line,) = done.stderr.splitlines()
+        assert line.startswith(f"maintenance-shim: {name}: "), line
+        if name == "MAINT_NOTIFY_URLS":
+            assert value not in line  # URLs hold tokens: never echoed

@@ -1,0 +1,147 @@
+"""The supervisor (app/supervise.py): real forks, real shims, real signals."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from maintenance_shim.supervise import ServingState, Supervisor, describe_status, signal_ready
+from tests.conftest import ShimFactory
+from tests.test_http import request
+
+
+def _served_then(action: str) -> int:
+    """A stand-in server: says it serves, then dies the way `action` says."""
+    signal_ready()
+    if action == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+def test_a_server_that_never_served_is_not_restarted(tmp_path: Path) -> None:
+    supervisor = Supervisor(lambda: 3, tmp_path)
+    assert supervisor.run() == 3
+    assert supervisor.restarts == 0
+    assert not (tmp_path / "shim-serving.json").exists()
+
+
+def test_a_server_that_stops_cleanly_ends_the_supervisor() -> None:
+    supervisor = Supervisor(lambda: _served_then("stop"))
+    assert supervisor.run() == 0 and supervisor.restarts == 0
+
+
+def test_a_crash_loop_gives_up(tmp_path: Path) -> None:
+    supervisor = Supervisor(lambda: _served_then("crash"), tmp_path, crash_limit=4, crash_window=30)
+    assert supervisor.run() == 1
+    assert supervisor.restarts == 3  # the fourth crash within 30 s is not restarted
+
+
+def test_describe_status() -> None:
+    assert describe_status(signal.SIGKILL) == "killed by SIGKILL"  # a wait status for a signal death
+    assert describe_status(3 << 8) == "exited with 3"
+
+
+def _state(directory: Path) -> ServingState:
+    return ServingState(**json.loads((directory / "shim-serving.json").read_text()))
+
+
+# What a request the killed process had accepted ends as: reset, or cut off mid-answer.
+_LOST_IN_FLIGHT = {"ConnectionResetError", "RemoteDisconnected", "IncompleteRead", "BrokenPipeError"}
+
+
+def test_kill_9_of_the_server_is_replaced_at_once(start_shim: ShimFactory, tmp_path: Path) -> None:
+    """A client on fresh connections while the server is killed 3 times: a new server within 2 s each time,
+    and no failed request after it. Only a request already in the killed process's hands can be lost (its
+    connection is reset); connections waiting in the listen backlog are served by the new process."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    shim = start_shim(env={"MAINT_STATE_DIR": str(state_dir)})
+    outcomes: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def fresh() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                kind = str(request(shim, "GET", "/x")[0])
+            except (OSError, http.client.HTTPException) as error:
+                kind = type(error).__name__
+            outcomes.append((started, kind))
+
+    thread = threading.Thread(target=fresh, daemon=True)
+    thread.start()
+    windows = []
+    try:
+        for _ in range(3):
+            time.sleep(0.3)
+            before = _state(state_dir)
+            killed = time.monotonic()
+            os.kill(before.serving, signal.SIGKILL)
+            while _state(state_dir).serving == before.serving:
+                assert time.monotonic() - killed < 2, "no new server within 2 s"
+                time.sleep(0.005)
+            windows.append((killed, time.monotonic()))
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(10)
+    after = _state(state_dir)
+    assert after.restarts == 3 and after.last_exit == "killed by SIGKILL"
+    assert after.supervisor == shim.proc.pid
+    assert max(end - start for start, end in windows) < 2, windows
+    lost = [(started, kind) for started, kind in outcomes if kind != "503"]
+    assert len(lost) <= len(windows), lost
+    for started, kind in lost:  # begun before the kill, on the connection the killed process held
+        assert kind in _LOST_IN_FLIGHT and any(s - 1 < started <= e for s, e in windows), (lost, windows)
+    assert sum(kind == "503" for _, kind in outcomes) > 100
+    assert shim.output().count("killed by SIGKILL; starting a new one on the same sockets") == 3
+
+
+def test_the_server_outlives_a_killed_supervisor(start_shim: ShimFactory, tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    shim = start_shim(env={"MAINT_STATE_DIR": str(state_dir)})
+    serving = _state(state_dir).serving
+    shim.proc.kill()
+    shim.proc.wait(5)
+    for _ in range(20):
+        assert request(shim, "GET", "/x")[0] == 503
+    deadline = time.monotonic() + 10
+    while "the supervisor (PID" not in shim.output():
+        assert time.monotonic() < deadline, shim.output()
+        time.sleep(0.1)
+    assert f"serving on unsupervised (stop this server, PID {serving}, with SIGTERM)" in shim.output()
+    os.kill(serving, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{serving}").exists() and "Z" not in Path(f"/proc/{serving}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_sigterm_frees_the_ports_before_the_drain_ends(start_shim: ShimFactory) -> None:
+    """Port mode hands the ports back to the services while the shim still drains its connections."""
+    shim = start_shim()
+    idle = socket.create_connection(("127.0.0.1", shim.port))  # a client that never sends: held to the drain
+    try:
+        shim.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        while True:
+            probe = socket.socket()
+            try:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(("127.0.0.1", shim.port))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the port is still bound 2 s after SIGTERM"
+                time.sleep(0.01)
+            finally:
+                probe.close()
+        assert shim.proc.wait(10) == 0
+    finally:
+        idle.close()
