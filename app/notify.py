@@ -6,6 +6,9 @@ per change into that state, see ``transition``); the scripts send ``start`` (the
 ``maintenance-shim notify EVENT``, because the shim may not be running then. A shim that runs without
 the scripts (no MAINT_STATE_DIR) sends ``start`` itself.
 
+The texts come from the gettext catalogs (app/locales, compiled by app/i18n.py), numbers, durations and
+lists of services from Babel, all in the notifications' language; a language without a catalog gets English.
+
 Sending happens in one worker thread, never on the event loop; a target that fails is logged once (until
 it succeeds again) and never affects serving. Apprise is imported by that thread on first use.
 """
@@ -13,6 +16,7 @@ it succeeds again) and never affects serving. Apprise is imported by that thread
 from __future__ import annotations
 
 import asyncio
+import gettext
 import logging
 import queue
 import re
@@ -22,7 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from babel.dates import format_timedelta
+from babel.lists import format_list
 from babel.numbers import format_decimal
+
+from .i18n import available_catalogs, load_translations
 
 if TYPE_CHECKING:
     from .eta import State
@@ -40,59 +47,6 @@ _KIND: dict[str, str] = {
     "back": "success",
     "switch-failed": "failure",
     "rolled-back": "warning",
-}
-# Notification texts. Keys starting with "_" are pieces; other locales fall back to English.
-TEXTS: dict[str, dict[str, str | tuple[str, str]]] = {
-    "en": {
-        "start": ("{services}: maintenance started",
-                  "{services} now get the maintenance answer while the GPU trains."),
-        "stalled": ("{services}: training stalled", "No training progress for {stall}; last step: {step}."),
-        "overdue": ("{services}: training overdue", "The expected end has passed; last step: {step}."),
-        "finished": ("{services}: training finished",
-                     "Training finished at step {step}{status}; the services are being brought back."),
-        "back": ("{services}: services are back", "{services} answer again.{summary}"),
-        "switch-failed": ("{services}: switch failed", "{detail}"),
-        "rolled-back": ("{services}: switch rolled back", "{detail}"),
-        "_of": "{step} of {total}",
-        "_exit": " (exit status {code})",
-        "_summary": " Maintenance lasted {duration}; {count} requests were turned away.",
-        "_none": "none",
-        "_all": "The services",
-        "_sep": ", ",
-    },
-    "ja": {
-        "start": ("{services}: メンテナンスを開始しました",
-                  "GPU での学習中、{services} にはメンテナンス応答を返します。"),
-        "stalled": ("{services}: 学習が停止しています",
-                    "{stall}のあいだ学習が進んでいません。最後のステップ: {step}。"),
-        "overdue": ("{services}: 学習が予定を過ぎています", "予定の終了時刻を過ぎました。最後のステップ: {step}。"),
-        "finished": ("{services}: 学習が終了しました",
-                     "ステップ {step} で学習が終了しました{status}。サービスを再開しています。"),
-        "back": ("{services}: サービスが再開しました", "{services} が再び応答しています。{summary}"),
-        "switch-failed": ("{services}: 切り替えに失敗しました", "{detail}"),
-        "rolled-back": ("{services}: 切り替えを元に戻しました", "{detail}"),
-        "_of": "{step} / {total}",
-        "_exit": "（終了コード {code}）",
-        "_summary": "メンテナンス時間 {duration}、お断りしたリクエスト {count} 件。",
-        "_none": "なし",
-        "_all": "サービス",
-        "_sep": "、",
-    },
-    "zh_Hans": {
-        "start": ("{services}：维护已开始", "GPU 训练期间，{services} 将返回维护响应。"),
-        "stalled": ("{services}：训练停滞", "已有{stall}没有训练进度；最后一步：{step}。"),
-        "overdue": ("{services}：训练超时", "已超过预计结束时间；最后一步：{step}。"),
-        "finished": ("{services}：训练已完成", "训练在第 {step} 步结束{status}；正在恢复服务。"),
-        "back": ("{services}：服务已恢复", "{services} 已重新响应。{summary}"),
-        "switch-failed": ("{services}：切换失败", "{detail}"),
-        "rolled-back": ("{services}：切换已回滚", "{detail}"),
-        "_of": "{step}/{total}",
-        "_exit": "（退出码 {code}）",
-        "_summary": "维护时长 {duration}，拒绝了 {count} 个请求。",
-        "_none": "无",
-        "_all": "服务",
-        "_sep": "、",
-    },
 }
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -120,45 +74,92 @@ class Facts:
     turned_away: int | None = None
 
 
-def compose(event: Event, language: str, services: Sequence[str], facts: Facts) -> Notice:
-    """The title and body of `event` in `language` (English when there is no text for it)."""
-    if language not in TEXTS:
-        language = "en"
-    texts = TEXTS[language]
+_NO_CATALOG = gettext.NullTranslations()
+_catalogs: dict[str, gettext.NullTranslations] = {}
+_catalogs_lock = threading.Lock()
 
-    def piece(key: str) -> str:
-        value = texts[key]
-        assert isinstance(value, str)
-        return value
+
+def translations_for(language: str) -> gettext.NullTranslations:
+    """The catalog of `language`, compiled once (app/i18n.py); English when no catalog ships for it."""
+    with _catalogs_lock:
+        found = _catalogs.get(language)
+        if found is None:
+            # A regional tag (ja_JP, zh_TW, pt_PT) gets its language's catalog, matched as requests are.
+            from .negotiate import LocaleMatcher
+
+            catalog = LocaleMatcher(sorted(available_catalogs()), "en").match(language.replace("_", "-"))
+            found = load_translations(catalog) if catalog else _NO_CATALOG
+            _catalogs[language] = found
+        return found
+
+
+def compose(event: Event, language: str, services: Sequence[str], facts: Facts) -> Notice:
+    """The title and body of `event` in `language`, from its catalog (English when there is none)."""
+    translations = translations_for(language)
+    if translations is _NO_CATALOG:
+        language = "en"  # English words, so English numbers too
+    _ = translations.gettext
 
     def number(value: int) -> str:
         return format_decimal(value, locale=language)
 
-    names = piece("_sep").join(services) if services else piece("_all")
-    step = piece("_none")
+    def duration(seconds: float) -> str:
+        return format_timedelta(round(seconds), locale=language, threshold=1.1)
+
+    names = format_list(list(services), locale=language) if services else _("The services")
+    step: str | None = None
     if facts.step is not None:
         step = number(facts.step)
         if facts.total is not None:
-            step = piece("_of").format(step=step, total=number(facts.total))
-    summary = ""
-    if facts.duration_seconds is not None and facts.turned_away is not None:
-        summary = piece("_summary").format(
-            duration=format_timedelta(round(facts.duration_seconds), locale=language, threshold=1.1),
-            count=number(facts.turned_away),
-        )
+            step = _("%(step)s of %(total)s") % {"step": step, "total": number(facts.total)}
     values = {
         "services": names,
         "step": step,
-        "stall": format_timedelta(round(facts.stall_seconds or 0), locale=language, threshold=1.1),
-        "status": piece("_exit").format(code=facts.status) if facts.status is not None else "",
-        "detail": facts.detail or "",
-        "summary": summary,
+        "stall": duration(facts.stall_seconds or 0),
+        "status": str(facts.status) if facts.status is not None else None,
     }
-    pair = texts[event]
-    assert isinstance(pair, tuple)
-    title, body = pair
-    return Notice(event, title.format(**values), body.format(**values).strip() or title.format(**values),
-                  _KIND[event])
+    titles: dict[str, str] = {
+        "start": _("%(services)s: maintenance started"),
+        "stalled": _("%(services)s: training stalled"),
+        "overdue": _("%(services)s: training overdue"),
+        "finished": _("%(services)s: training finished"),
+        "back": _("%(services)s: services are back"),
+        "switch-failed": _("%(services)s: switch failed"),
+        "rolled-back": _("%(services)s: switch rolled back"),
+    }
+    title = titles[event] % values
+    if event == "start":
+        body = _("%(services)s now get the maintenance answer while the GPU trains.")
+    elif event == "stalled":
+        body = (_("No training progress for %(stall)s; last step: %(step)s.") if step is not None
+                else _("No training progress for %(stall)s; last step: none."))
+    elif event == "overdue":
+        body = (_("The expected end has passed; last step: %(step)s.") if step is not None
+                else _("The expected end has passed; last step: none."))
+    elif event == "finished":
+        if step is not None:
+            body = (_("Training finished at step %(step)s; the services are being brought back.")
+                    if facts.status is None else
+                    _("Training finished at step %(step)s (exit status %(status)s); the services are being "
+                      "brought back."))
+        else:
+            body = (_("Training finished; the services are being brought back.") if facts.status is None
+                    else _("Training finished (exit status %(status)s); the services are being brought back."))
+    elif event == "back":
+        if facts.duration_seconds is not None and facts.turned_away is not None:
+            body = translations.ngettext(
+                "%(services)s answer again. Maintenance lasted %(duration)s; %(count)s request was turned "
+                "away.",
+                "%(services)s answer again. Maintenance lasted %(duration)s; %(count)s requests were turned "
+                "away.",
+                facts.turned_away,
+            )
+            values |= {"duration": duration(facts.duration_seconds), "count": number(facts.turned_away)}
+        else:
+            body = _("%(services)s answer again.")
+    else:  # switch-failed, rolled-back: what the script says
+        return Notice(event, title, (facts.detail or "").strip() or title, _KIND[event])
+    return Notice(event, title, (body % values).strip() or title, _KIND[event])
 
 
 def split_urls(text: str) -> list[str]:
@@ -180,6 +181,7 @@ class Notifier:
         self.urls = list(urls)
         self.language = language
         self.services = [name for name in services if name]
+        translations_for(language)  # compiled now, at start-up, not on the event loop at the first event
         self._queue: queue.SimpleQueue[Notice | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

@@ -482,9 +482,10 @@ services_wait_healthy() {
   done
 }
 describe_unhealthy() {
-  local name out=()
+  local name url out=()
   for name in "${UNHEALTHY[@]}"; do
-    out+=("$name ($(svc "$name" HEALTH_URL)$(svc "$name" LISTEN))")
+    url=$(svc "$name" HEALTH_URL)
+    out+=("$name (${url:-a TCP connect to $(svc "$name" LISTEN)})")
   done
   local IFS=,
   printf '%s' "${out[*]}"

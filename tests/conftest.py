@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.scripts_harness import SERVICES, Service, Setup, _shim_cmd
 from tests.support import ARTIFACTS, ROOT, Shim, ShimFactory, ShimLauncher, clean_env, free_port, wait_http
 
 __all__ = ["ARTIFACTS", "ROOT", "Shim", "ShimFactory", "ShimLauncher", "clean_env", "free_port", "wait_http"]
@@ -55,3 +58,38 @@ def chromium() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    """Two running stand-in services, an env file with their hooks; everything stopped by PID after."""
+    services = {name: Service(name, free_port(), tmp_path) for name in SERVICES}
+    settings = {
+        "MAINT_SERVICES": "studio video:api",
+        "MAINT_STATE_DIR": str(tmp_path / "state"),
+        "MAINT_SHIM_CMD": _shim_cmd(),
+        "MAINT_CORS_ORIGINS": "https://studio.example.com",
+        "MAINT_LOCK_TIMEOUT": "5",
+        "MAINT_HEALTH_TIMEOUT": "10",
+        "MAINT_SETTLE_SECONDS": "0.3",
+        "MAINT_LOG_LEVEL": "warning",
+        "MAINT_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    for name, service in services.items():
+        settings[f"MAINT_SERVICE_{name}_START"] = service.hook("start")
+        settings[f"MAINT_SERVICE_{name}_STOP"] = service.hook("stop")
+        settings[f"MAINT_SERVICE_{name}_DRAIN"] = service.hook("drain")
+        settings[f"MAINT_SERVICE_{name}_HEALTH_URL"] = f"http://127.0.0.1:{service.port}/health"
+        settings[f"MAINT_SERVICE_{name}_LISTEN"] = f"127.0.0.1:{service.port}"
+    result = Setup(tmp_path, services, settings)
+    for service in services.values():
+        service.start()
+    try:
+        yield result
+    finally:
+        for pid in result.shim_pids():
+            os.kill(pid, signal.SIGKILL)
+        for service in services.values():
+            service.kill()
+        if result.nginx:
+            result.nginx.stop()

@@ -10,11 +10,12 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from playwright.sync_api import Browser, BrowserContext, Page
+if TYPE_CHECKING:  # Playwright is imported when a browser runs: the suite collects without it
+    from playwright.sync_api import Browser, BrowserContext, Locator, LocatorAssertions, Page
 
-from tests.conftest import ARTIFACTS, Shim, ShimFactory
+from tests.support import ARTIFACTS, Shim, ShimFactory
 
 # Each offered locale: the browser locale a user of it has (its Accept-Language, which picks the
 # language: es-MX and ar-EG go through the regional matching) and a time zone where it is spoken.
@@ -156,3 +157,10 @@ def overflow(page: Page) -> tuple[int, int]:
     """The document's (scrollWidth, clientWidth): anything wider than the viewport scrolls sideways."""
     widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     return int(widths[0]), int(widths[1])
+
+
+def expect(locator: Locator) -> LocatorAssertions:
+    """Playwright's `expect`, imported on first use."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)

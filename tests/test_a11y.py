@@ -13,12 +13,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Browser, Page
 
-from tests.conftest import ARTIFACTS, Shim, ShimFactory
 from tests.page_harness import (
     ALL_LANGS,
     BROWSER,
@@ -31,6 +29,10 @@ from tests.page_harness import (
     status,
     training_shim,
 )
+from tests.support import ARTIFACTS, Shim, ShimFactory
+
+if TYPE_CHECKING:  # imported when a browser runs: the suite collects without Playwright
+    from playwright.sync_api import Browser, Page
 
 AXE_VERSION = "4.14.1"
 # Installed from the npm registry on first use, next to the test venv (git-ignored, reused afterwards).

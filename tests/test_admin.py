@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Shim, ShimFactory, clean_env, free_port
-from tests.test_http import request
+from tests.support import Shim, ShimFactory, clean_env, free_port, request
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}

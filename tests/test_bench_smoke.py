@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ShimFactory, free_port
+from tests.support import ShimFactory, free_port
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))

@@ -43,7 +43,7 @@ def test_pot_matches_the_code(tmp_path: Path) -> None:
     committed = _read(LOCALES_DIR / "messages.pot")
     extracted = _read(fresh)
     assert _ids(extracted) == _ids(committed), (
-        "messages.pot is stale: run the pybabel extract command in the README"
+        "messages.pot is stale: run the pybabel extract command in docs/design.md"
     )
 
 

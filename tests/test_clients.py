@@ -10,7 +10,7 @@ import pytest
 import urllib3
 from urllib3.util.retry import Retry
 
-from tests.conftest import Shim, ShimFactory
+from tests.support import Shim, ShimFactory
 
 RETRY_AFTER = 2
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import ShimFactory, free_port
+from tests.support import ShimFactory, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -34,10 +34,10 @@ import pytest
 
 from tests.caddy_harness import _launch as launch_caddy
 from tests.caddy_harness import caddy_bin, start_caddy
-from tests.conftest import ShimFactory, free_port
 from tests.haproxy_harness import haproxy_bin, start_haproxy
 from tests.loadgen import KeepAlive, Load
 from tests.nginx_harness import NGINX_BIN, Nginx, _main_conf, start_nginx
+from tests.support import ShimFactory, free_port
 from tests.traefik_harness import start_traefik, traefik_bin
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Shim, ShimFactory
+from tests.support import Shim, ShimFactory
 
 PROBE = "<x-probe onerror=1>"
 # Characters allowed in an HTTP/1.1 field value (VCHAR, SP, HTAB, obs-text); the wire parser rejects the rest.

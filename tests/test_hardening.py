@@ -23,7 +23,7 @@ from babel import localedata
 from maintenance_shim.catchall import MaintenanceApp
 from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app
-from tests.conftest import ROOT, Shim, ShimFactory, clean_env, free_port, wait_http
+from tests.support import ROOT, Shim, ShimFactory, clean_env, free_port, wait_http
 
 ORIGIN = "https://studio.example.com"
 OTHER = "https://evil.example"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, free_port, wait_http
+from tests.support import ROOT, clean_env, free_port, wait_http
 
 USER_APP = """
 from fastapi import FastAPI

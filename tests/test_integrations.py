@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 
 from maintenance_shim.integrations import ProgressSink, PushReporter, push_endpoint
-from tests.conftest import ROOT, Shim, ShimFactory, clean_env, free_port
-from tests.test_http import request
+from tests.support import ROOT, Shim, ShimFactory, clean_env, free_port, request
 
 TOKEN = "integration-test-token-0123456789"
 TRAINING_TIMEOUT = 150.0  # seconds: a run takes 5 to 25 s (busy machine); this only bounds a hung one

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from maintenance_shim.reporter import Reporter
-from tests.conftest import Shim, ShimFactory
-from tests.test_http import request
+from tests.support import Shim, ShimFactory, request
 
 STEPS, RATE, RESUME = 900, 50.0, 10
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from maintenance_shim.logsetup import JsonFormatter
-from tests.conftest import ShimFactory, clean_env
+from tests.support import ShimFactory, clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIM_CMD = str(Path(sys.executable).with_name("maintenance-shim"))

@@ -28,8 +28,8 @@ from maintenance_shim.main import create_app, create_tracker
 from maintenance_shim.metrics import registry_for
 from maintenance_shim.reporter import write_progress_file
 from maintenance_shim.traffic import DistinctClients, Traffic, client_key
-from tests.conftest import ShimFactory, free_port, wait_http
 from tests.nginx_harness import HOSTS, start_nginx
+from tests.support import ShimFactory, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "standin.py"

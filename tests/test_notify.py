@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from babel.messages.extract import extract_from_file
+from babel.messages.pofile import read_po
+from babel.support import Translations
 
-from maintenance_shim.notify import EVENTS, TEXTS, Facts, compose, split_urls, transition
+from maintenance_shim.config import Settings
+from maintenance_shim.i18n import LOCALES_DIR
+from maintenance_shim.notify import EVENTS, Facts, Notifier, compose, split_urls, transition, translations_for
 from maintenance_shim.reporter import write_progress_file
-from tests.conftest import ShimFactory, clean_env, free_port
+from tests.support import ShimFactory, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+OFFERED: list[str] = Settings.model_fields["languages"].default_factory()  # type: ignore[call-arg,misc]
 SHIM_CMD = str(Path(sys.executable).with_name("maintenance-shim"))
 
 
@@ -82,16 +88,76 @@ def webhook() -> Iterator[Webhook]:
     server.server_close()
 
 
-def test_every_event_has_a_text_in_every_language() -> None:
-    for language in TEXTS:
+# Facts as each sender gives them: everything, nothing, a step without a total, the scripts' counts.
+_FACTS = [
+    Facts(step=1200, total=3000, stall_seconds=300, status=0, detail="why", duration_seconds=90, turned_away=7),
+    Facts(),
+    Facts(step=40, stall_seconds=61),
+    Facts(status=137),
+    Facts(duration_seconds=3600, turned_away=1),
+]
+
+
+def _notify_messages() -> set[str]:
+    """Every msgid app/notify.py asks its catalog for (the singular of a plural)."""
+    found = set()
+    with (ROOT / "app" / "notify.py").open("rb") as handle:
+        for _line, message, _comments, _context in extract_from_file("python", handle.name):
+            found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def test_every_event_has_a_text_in_every_offered_language() -> None:
+    messages = _notify_messages()
+    assert len(messages) >= 20, messages
+    for language in OFFERED:
+        with (LOCALES_DIR / language / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+            catalog = read_po(handle, locale=language)
+        for msgid in messages:
+            entry = catalog.get(msgid)
+            assert entry is not None and not entry.fuzzy, (language, msgid)
+            strings = [entry.string] if isinstance(entry.string, str) else list(entry.string)
+            assert strings and all(strings), (language, msgid)
+        assert isinstance(translations_for(language), Translations), language  # its catalog, not English
         for event in EVENTS:
-            notice = compose(event, language, ["studio", "video"], Facts(step=1200, total=3000, stall_seconds=300,
-                                                                         status=0, detail="why",
-                                                                         duration_seconds=90, turned_away=7))
-            assert notice.title.startswith("studio") and notice.body, (language, event)
-    assert compose("stalled", "ja", ["studio"], Facts(step=1200)).title == "studio: 学習が停止しています"
+            for facts in _FACTS:
+                notice = compose(event, language, ["studio", "video"], facts)
+                english = compose(event, "en", ["studio", "video"], facts)
+                assert notice.title.startswith("studio") and notice.body, (language, event, facts)
+                assert notice.kind == english.kind
+                if language == "en":
+                    continue
+                assert notice.title != english.title, (language, event, facts)  # no English left
+                if event in ("switch-failed", "rolled-back"):
+                    assert notice.body == (facts.detail or notice.title)  # the script's words, as given
+                else:
+                    assert notice.body != english.body, (language, event, facts)
+                    assert "%(" not in notice.body and "%(" not in notice.title
+    assert compose("stalled", "ja", ["studio"], Facts(step=1200)).title == "studio：学習の進捗が止まっています"
     assert "1,200 / 3,000" in compose("stalled", "ja", [], Facts(step=1200, total=3000)).body
-    assert compose("back", "fr", ["studio"], Facts()).title == "studio: services are back"  # English fallback
+    # A language with no catalog gets English throughout, numbers and lists included.
+    assert compose("back", "it", ["studio"], Facts()).title == "studio: services are back"
+    notice = compose("stalled", "it", ["a", "b"], Facts(step=1200, stall_seconds=120))
+    assert (notice.title, notice.body) == ("a and b: training stalled",
+                                           "No training progress for 2 minutes; last step: 1,200.")
+
+
+def test_counts_take_the_languages_plural_forms() -> None:
+    def back(language: str, count: int) -> str:
+        return compose("back", language, ["studio"], Facts(duration_seconds=120, turned_away=count)).body
+
+    assert back("en", 1).endswith("; 1 request was turned away.")
+    assert back("en", 3).endswith("; 3 requests were turned away.")
+    assert [back("ru", n).rsplit("; ", 1)[1] for n in (1, 3, 5, 21, 1000)] == [
+        "отклонён 1 запрос.", "отклонено 3 запроса.", "отклонено 5 запросов.", "отклонён 21 запрос.",
+        "отклонено 1\xa0000 запросов.",
+    ]
+    assert [back("ar", n).rsplit("؛ ", 1)[1] for n in (0, 1, 2, 3, 11, 100)] == [
+        "ولم يُرفض أي طلب.", "ورُفض طلب واحد.", "ورُفض طلبان.", "ورُفضت 3 طلبات.", "ورُفض 11 طلبًا.",
+        "ورُفض 100 طلب.",
+    ]
+    assert back("fr", 0).endswith("0 requête a été refusée.") and back("fr", 2).endswith("2 requêtes ont été refusées.")
+    assert back("de", 1).endswith("; 1 Anfrage wurde abgewiesen.")
 
 
 @pytest.mark.parametrize(
@@ -143,7 +209,57 @@ def test_overdue_in_the_operators_language(start_shim: ShimFactory, webhook: Web
         "MAINT_ETA": "2", "MAINT_NOTIFY_URLS": webhook.url("ja"), "MAINT_NOTIFY_LANGUAGE": "ja",
     })
     received = webhook.wait_for("ja", 2)
-    assert _titles(received) == ["studio: メンテナンスを開始しました", "studio: 学習が予定を過ぎています"]
+    assert _titles(received) == ["studio：メンテナンスを開始しました", "studio：学習が予定より遅れています"]
+    assert received[1]["message"] == "予定の終了時刻を過ぎました。最後のステップ：なし。"
+
+
+_IN_EACH_LANGUAGE: dict[str, list[tuple[str, Facts, str, str]]] = {
+    "ja": [
+        ("stalled", Facts(step=1200, total=3000, stall_seconds=300), "studio：学習の進捗が止まっています",
+         "5 分のあいだ学習が進んでいません。最後のステップ：1,200 / 3,000。"),
+        ("back", Facts(duration_seconds=5400, turned_away=3), "studio：サービスが再開しました",
+         "studio が再び応答しています。メンテナンス時間は 2 時間、お断りしたリクエストは 3 件です。"),
+    ],
+    "ar": [
+        ("stalled", Facts(step=1200, total=3000, stall_seconds=300), "studio: توقّف تقدّم التدريب",
+         "لا يُحرز التدريب أي تقدّم، ومدة التوقف حتى الآن 5 دقائق؛ آخر خطوة: 1,200 من 3,000."),
+        ("back", Facts(duration_seconds=5400, turned_away=2), "studio: عادت الخدمات",
+         "studio: عادت الاستجابة للطلبات. مدة الصيانة ساعتان؛ ورُفض طلبان."),
+        ("finished", Facts(step=3000, total=3000, status=0), "studio: اكتمل التدريب",
+         "انتهى التدريب عند الخطوة 3,000 من 3,000 (رمز الحالة 0)؛ وتجري إعادة تشغيل الخدمات."),
+    ],
+    "ru": [
+        ("stalled", Facts(step=1200, total=3000, stall_seconds=60), "studio: нет прогресса обучения",
+         "Время без прогресса обучения: 60 секунд; последний шаг: 1\xa0200 из 3\xa0000."),
+        ("back", Facts(duration_seconds=5400, turned_away=3), "studio: работа возобновлена",
+         "studio: запросы снова обрабатываются. Длительность обслуживания: 2 часа; отклонено 3 запроса."),
+    ],
+    "de": [
+        ("overdue", Facts(step=1200, total=3000), "studio: Training überfällig",
+         "Das erwartete Ende ist überschritten; letzter Schritt: 1.200 von 3.000."),
+        ("back", Facts(duration_seconds=5400, turned_away=1), "studio: Dienste wieder verfügbar",
+         "studio: Anfragen werden wieder beantwortet. Die Wartung dauerte 2 Stunden; 1 Anfrage wurde abgewiesen."),
+        ("switch-failed", Facts(detail="nginx -t failed"), "studio: Umschaltung fehlgeschlagen", "nginx -t failed"),
+    ],
+}
+
+
+# In this process Apprise's plugins import imghdr, which warns (the suite makes warnings errors).
+@pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("language", sorted(_IN_EACH_LANGUAGE))
+def test_notifications_arrive_in_the_operators_language(webhook: Webhook, language: str) -> None:
+    """In-process, through real Apprise to the real webhook (the Notifier the shim and `notify` use)."""
+    path = f"lang-{language}"
+    notifier = Notifier([webhook.url(path)], language, ["studio"])
+    cases = _IN_EACH_LANGUAGE[language]
+    for event, facts, _title, _body in cases:
+        notifier.event(event, facts)  # type: ignore[arg-type]
+    assert notifier.close(15)
+    received = webhook.wait_for(path, len(cases))
+    assert [(body["title"], body["message"]) for body in received] == [(title, text) for _, _, title, text in cases]
+    kinds = {"stalled": "warning", "overdue": "warning", "back": "success", "finished": "success",
+             "switch-failed": "failure"}
+    assert [body["type"] for body in received] == [kinds[event] for event, *_ in cases]
 
 
 def test_a_dead_webhook_changes_nothing_for_clients(start_shim: ShimFactory, tmp_path: Path) -> None:
@@ -240,7 +356,7 @@ def test_notify_command_sends_a_failed_switch(webhook: Webhook, tmp_path: Path) 
                            "studio video"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     (body,) = webhook.wait_for("cli", 1)
-    assert body["title"] == "studio、video：切换失败" and body["message"] == "nginx -t failed"
+    assert body["title"] == "studio和video：切换失败" and body["message"] == "nginx -t failed"  # Babel's list
     assert body["type"] == "failure"
     dead = clean_env({"MAINT_NOTIFY_URLS": f"json://127.0.0.1:{free_port()}/x"})
     done = subprocess.run([SHIM_CMD, "notify", "start"], env=dead, cwd=tmp_path, capture_output=True, text=True,
@@ -257,3 +373,11 @@ def test_bad_notify_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
         assert line.startswith(f"maintenance-shim: {name}: "), line
         if name == "MAINT_NOTIFY_URLS":
             assert value not in line  # URLs hold tokens: never echoed
+
+
+def test_a_regional_notify_language_gets_its_languages_catalog() -> None:
+    from maintenance_shim.notify import translations_for
+
+    for tag, catalog in (("ja_JP", "ja"), ("zh_TW", "zh_Hant"), ("zh_CN", "zh_Hans"), ("pt_PT", "pt_BR")):
+        assert translations_for(tag).gettext("Stalled") == translations_for(catalog).gettext("Stalled"), tag
+    assert translations_for("ja_JP").gettext("Stalled") != "Stalled"

@@ -8,17 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
 
 from maintenance_shim.i18n import load_translations
-from tests.conftest import ShimFactory
 from tests.page_harness import (
     ALL_LANGS,
     TAGS,
     Watch,
+    expect,
     finishing_shim,
     new_context,
     overflow,
@@ -28,6 +27,10 @@ from tests.page_harness import (
     wait_for_step,
     write_progress,
 )
+from tests.support import ShimFactory
+
+if TYPE_CHECKING:  # imported when a browser runs: the suite collects without Playwright
+    from playwright.sync_api import Browser, Page
 
 # The live tests run in these (switching on into Arabic); the screenshots cover every offered language.
 LANGS = ["en", "ja", "zh_Hans"]

@@ -25,7 +25,7 @@ from maintenance_shim.runs import (
 )
 from maintenance_shim.status import RetryPolicy, Tracker
 from maintenance_shim.texts import build_texts
-from tests.conftest import clean_env
+from tests.support import clean_env
 
 T0 = 1_800_000_000.0
 POLICY = RetryPolicy(minimum=5, maximum=3600, unknown=60)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.caddy_harness import HOSTS, Caddy, caddy_bin, start_caddy
 from tests.nginx_harness import free_port
-from tests.test_scripts import (  # noqa: F401 - `setup` is the fixture this module builds on
+from tests.scripts_harness import (
     SERVICES,
     Answer,
     Hammer,
@@ -26,7 +26,6 @@ from tests.test_scripts import (  # noqa: F401 - `setup` is the fixture this mod
     Target,
     _write_artifact,
     request,
-    setup,
 )
 
 

@@ -18,12 +18,11 @@ import pytest
 from tests.haproxy_harness import DEPLOY, HOSTS, HAProxy, haproxy_bin, start_haproxy
 from tests.loadgen import KeepAlive, Load
 from tests.nginx_harness import free_port
-from tests.test_scripts import (  # noqa: F401 - `setup` is the fixture this module builds on
+from tests.scripts_harness import (
     SERVICES,
     Setup,
     _write_artifact,
     request,
-    setup,
 )
 
 CYCLES = 5

@@ -18,14 +18,13 @@ import pytest
 
 from tests.loadgen import KeepAlive, Load
 from tests.nginx_harness import free_port
-from tests.test_scripts import (  # noqa: F401 - `setup` is the fixture this module builds on
+from tests.scripts_harness import (
     ROOT,
     SCRIPTS,
     SERVICES,
     Setup,
     _write_artifact,
     request,
-    setup,
 )
 from tests.traefik_harness import HOSTS, Traefik, start_traefik, traefik_bin
 

@@ -22,8 +22,7 @@ from maintenance_shim.negotiate import Choice, LocaleMatcher
 from maintenance_shim.render import Renderer, Service
 from maintenance_shim.responder import Responder
 from maintenance_shim.status import RetryPolicy, Tracker
-from tests.conftest import Shim, ShimFactory, clean_env
-from tests.test_http import request
+from tests.support import Shim, ShimFactory, clean_env, request
 
 
 def openai_chat(client: openai.OpenAI) -> object:

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from maintenance_shim.supervise import ServingState, Supervisor, describe_status, signal_ready
-from tests.conftest import ShimFactory
-from tests.test_http import request
+from tests.support import ShimFactory, request
 
 
 def _served_then(action: str) -> int:
