@@ -114,7 +114,7 @@ def test_a_broken_template_stops_start_up(tmp_path: Path, template: str, words: 
 
 def _branded(tmp_path: Path, **extra: str) -> InProcess:
     return InProcess({
-        "MAINT_LANGUAGES": "en,ja,ar", "MAINT_ETA": "2026-12-01T12:00:00Z", "MAINT_TIMEZONE": "Asia/Tokyo",
+        "MAINT_LANGUAGES": "en,ja,ar", "MAINT_ETA": "3h", "MAINT_TIMEZONE": "Asia/Tokyo",
         "MAINT_SERVICE_studio_DISPLAY_NAME": "Acme Image Studio",
         "MAINT_SERVICE_studio_DISPLAY_NAME_JA": "Acme 画像スタジオ",
         **extra,
