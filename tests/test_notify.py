@@ -318,6 +318,13 @@ def test_the_scripts_notify_start_back_and_a_rolled_back_switch(webhook: Webhook
         "MAINT_NOTIFY_URLS": webhook.url("scripts"), "MAINT_LOG_LEVEL": "warning",
     }
     env = _env_file(tmp_path, **base)
+    try:
+        _notify_start_back_and_rollback(webhook, env, tmp_path, port)
+    finally:
+        _script("stop_maintenance.sh", env, tmp_path)  # nothing to do when the test got through; else no leftover
+
+
+def _notify_start_back_and_rollback(webhook: Webhook, env: dict[str, str], tmp_path: Path, port: int) -> None:
     started = _script("start_maintenance.sh", env, tmp_path)
     assert started.returncode == 0, started.stderr
     assert _titles(webhook.wait_for("scripts", 1)) == ["studio: maintenance started"]  # from the script only
