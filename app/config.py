@@ -461,12 +461,15 @@ def load_settings(
     env_file: str | Path | None = None,
     environ: dict[str, str] | None = None,
     overrides: dict[str, Any] | None = None,
+    values: dict[str, str] | None = None,
 ) -> Settings:
-    """Environment, then the env file (`./maintenance.env` when present), then `overrides` win.
+    """Environment, then the env file (`./maintenance.env` when present), then `overrides` win; `values`
+    is what `read_environment` already returned, when the caller has read it (the file is read once).
 
     Raises SettingsError with one line per bad setting, named by its environment variable.
     """
-    merged = {key.upper(): value for key, value in read_environment(env_file, environ).items()}
+    given = read_environment(env_file, environ) if values is None else values
+    merged = {key.upper(): value for key, value in given.items()}
     messages = {
         key[len("MAINT_MESSAGE_") :].lower(): value
         for key, value in merged.items()
@@ -481,7 +484,7 @@ def load_settings(
     fields: dict[str, Any] = {k: v for k, v in raw_fields.items() if v != ""}
     fields.update(overrides or {})
     display_names: dict[str, dict[str, str]] = {}
-    for key, value in read_environment(env_file, environ).items():
+    for key, value in given.items():
         match = _DISPLAY_NAME_RE.fullmatch(key)
         if match and value.strip():
             display_names.setdefault(match["tag"], {})[(match["lang"] or "").lower()] = value.strip()

@@ -264,7 +264,7 @@ def load_script_settings(
     errors: list[str] = []
     shim: Settings | None = None
     try:
-        shim = load_settings(env_file, environ)
+        shim = load_settings(env_file, environ, values=merged)
     except SettingsError as error:
         errors += error.lines
     upper = {key.upper(): value for key, value in merged.items()}
