@@ -7,6 +7,7 @@ Test modules import from here, never from one another; tests/conftest.py holds t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import signal
@@ -31,6 +32,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def serving_pid(pid: int) -> int:
+    """The process that serves requests: the one child the shim's supervisor forks (itself without one)."""
+    with contextlib.suppress(OSError, ValueError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) == 1:
+            return int(children[0])
+    return pid
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of the shim's serving process, in KiB (`pid` is the shim as started)."""
+    for line in Path(f"/proc/{serving_pid(pid)}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -204,7 +222,11 @@ class InProcess:
         self.admin_url = "http://127.0.0.1:9999"
 
     def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None,
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
         url: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         # Header values as bytes (latin-1), like http.client sends them: httpx would refuse non-ASCII text.
