@@ -16,6 +16,7 @@ from .catchall import HEALTH_BODY
 from .eta import Phase
 from .ratelimit import FailureLimiter
 from .responder import RequestFacts, Responder
+from .status import MAX_NODES, NODE_PATTERN, NodeLimitError
 from .traffic import Traffic
 
 logger = logging.getLogger("maintenance_shim")
@@ -23,11 +24,17 @@ MAX_PROGRESS_BODY = 16 * 1024
 
 
 class ProgressIn(BaseModel):
-    """A progress report: step done so far, of total."""
+    """A progress report: step done so far, of total; `node` names the GPU node that trains (progress per node)."""
 
     step: int = Field(ge=0, le=10**12)
     total: int | None = Field(default=None, gt=0, le=10**12)
     phase: Phase | None = None
+    node: str | None = Field(
+        default=None,
+        pattern=f"^{NODE_PATTERN}$",
+        description=f"1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit); "
+        f"at most {MAX_NODES} distinct nodes are tracked",
+    )
 
     @model_validator(mode="after")
     def _step_within_total(self) -> ProgressIn:
@@ -107,7 +114,10 @@ def create_admin(responder: Responder, admin_token: str | None, traffic: Traffic
             # Only type, loc and msg: the input may be NaN (not JSON-encodable) and is not echoed back.
             errors = [{key: err[key] for key in ("type", "loc", "msg")} for err in error.errors()]
             raise RequestValidationError(errors) from None
-        responder.tracker.record(time.time(), report.step, report.total, "push", report.phase)
+        try:
+            responder.tracker.record(time.time(), report.step, report.total, "push", report.phase, node=report.node)
+        except NodeLimitError as error:
+            raise RequestValidationError([{"type": "node_limit", "loc": ("node",), "msg": str(error)}]) from None
         return Response(status_code=204)
 
     if traffic is not None:

@@ -87,6 +87,11 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(_settings(args.env_file, overrides))
 
 
+def _counted(what: str, count: int) -> str:
+    """`progress file`, or `3 progress files` when several are configured (one per node)."""
+    return what if count <= 1 else f"{count} {what}s"
+
+
 def _check(args: argparse.Namespace) -> int:
     from .scriptconf import listen_warnings, load_script_settings
 
@@ -111,8 +116,8 @@ def _check(args: argparse.Namespace) -> int:
     sources = [
         name
         for name, value in (
-            ("progress file", settings.progress_file),
-            ("train log", settings.train_log),
+            (_counted("progress file", len(settings.progress_files)), settings.progress_files),
+            (_counted("train log", len(settings.train_logs)), settings.train_logs),
             ("static ETA", settings.eta),
             ("push", settings.admin_token),
         )

@@ -5,13 +5,26 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from babel import Locale, UnknownLocaleError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .status import MAX_NODES, is_node_name
 
 # page: HTML by default; api: JSON in FastAPI's {"detail": ...} shape; openai: JSON in OpenAI's error shape.
 ServiceKind = Literal["page", "api", "openai"]
@@ -123,6 +136,56 @@ def parse_eta(text: str, now: datetime) -> datetime:
     return when if when.tzinfo else when.astimezone()
 
 
+@dataclass(frozen=True)
+class SourcePath:
+    """One progress file or trainer log to follow, tagged with the GPU node it reports (None: untagged)."""
+
+    node: str | None
+    path: Path
+
+
+def _tagged(entry: str) -> bool:
+    """`NODE=PATH`: an `=` before any `/` (an absolute path's own `=` comes after its first `/`)."""
+    head, sep, _ = entry.partition("=")
+    return bool(sep) and "/" not in head
+
+
+def parse_source_paths(text: str) -> list[SourcePath]:
+    """`PATH` (one untagged source, commas and all, as ever), or comma-separated `NODE=PATH` entries among
+    which one plain `PATH` may stand; raises ValueError with a readable reason."""
+    value = text.strip()
+    if not value:
+        return []
+    entries = [item.strip() for item in value.split(",")]
+    if not any(_tagged(item) for item in entries):
+        return [SourcePath(None, Path(value))]
+    out: list[SourcePath] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries, 1):
+        if not entry:
+            continue
+        if not _tagged(entry):
+            if any(item.node is None for item in out):
+                raise ValueError(f"entry {index} ({entry!r}) is a second path without a node; tag it NODE=PATH")
+            out.append(SourcePath(None, Path(entry)))
+            continue
+        node, _, path = (part.strip() for part in entry.partition("="))
+        if not is_node_name(node):
+            raise ValueError(
+                f"entry {index}: {node!r} is not a node name (1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit)"
+            )
+        if not path:
+            raise ValueError(f"entry {index} ({entry!r}) has no path after {node}=")
+        if node in seen:
+            raise ValueError(f"entry {index}: node {node!r} is given twice")
+        seen.add(node)
+        out.append(SourcePath(node, Path(path)))
+    if len(seen) > MAX_NODES:
+        raise ValueError(f"{len(seen)} nodes; at most {MAX_NODES} are tracked")
+    return out
+
+
 def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -150,6 +213,7 @@ class Settings(BaseModel):
     default_language: str = "en"
     lang_cookie: str = "lang"
     eta: str | None = None
+    # The untagged PATH; NODE=PATH entries are in `progress_files` / `train_logs` (all of them).
     progress_file: Path | None = None
     train_log: Path | None = None
     resume_seconds: float = Field(default=120, ge=0, le=86400)
@@ -198,6 +262,8 @@ class Settings(BaseModel):
     display_names: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
     # MAINT_MESSAGE_<LANG>, gathered by load_settings (a pattern of names, not one field).
     messages: dict[str, str] = Field(default_factory=dict, exclude=True)
+    # MAINT_PROGRESS_FILE / MAINT_TRAIN_LOG as parsed: every entry, the untagged one first.
+    _sources: dict[str, tuple[SourcePath, ...]] = PrivateAttr(default_factory=dict)
 
     _split_lists = field_validator(
         "listen", "languages", "cors_origins", "json_paths", "health_paths", mode="before"
@@ -214,6 +280,41 @@ class Settings(BaseModel):
             if services.setdefault(item.port, item.service) != item.service:
                 raise ValueError(f"port {item.port} is tagged with two services")
         return value
+
+    @field_validator("progress_file", "train_log", mode="before")
+    @classmethod
+    def _check_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            untagged = [item.path for item in parse_source_paths(value) if item.node is None]
+            return untagged[0] if untagged else None
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _gather_sources(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Keep every NODE=PATH entry of the two source settings (their field holds the untagged path only)."""
+        sources: dict[str, tuple[SourcePath, ...]] = {}
+        if isinstance(data, dict):
+            for name in ("progress_file", "train_log"):
+                value = data.get(name)
+                if isinstance(value, str):
+                    with suppress(ValueError):  # _check_sources reports it, named by its variable
+                        sources[name] = tuple(parse_source_paths(value))
+        settings = handler(data)
+        for name in ("progress_file", "train_log"):
+            if name not in sources:
+                path = getattr(settings, name)
+                sources[name] = (SourcePath(None, path),) if path is not None else ()
+        settings._sources = {
+            name: tuple(sorted(items, key=lambda item: (item.node is not None, item.node or "")))
+            for name, items in sources.items()
+        }
+        if len(settings.source_nodes) > MAX_NODES:
+            raise ValueError(
+                f"MAINT_PROGRESS_FILE and MAINT_TRAIN_LOG name {len(settings.source_nodes)} nodes; "
+                f"at most {MAX_NODES} are tracked"
+            )
+        return settings
 
     @field_validator("notify_urls", mode="before")
     @classmethod
@@ -319,6 +420,21 @@ class Settings(BaseModel):
     def listeners(self) -> list[Listener]:
         """The parsed MAINT_LISTEN entries."""
         return [parse_listener(item) for item in self.listen]
+
+    @property
+    def progress_files(self) -> tuple[SourcePath, ...]:
+        """Every MAINT_PROGRESS_FILE entry: the untagged PATH first, then the NODE=PATH ones by node."""
+        return self._sources.get("progress_file", ())
+
+    @property
+    def train_logs(self) -> tuple[SourcePath, ...]:
+        """Every MAINT_TRAIN_LOG entry: the untagged PATH first, then the NODE=PATH ones by node."""
+        return self._sources.get("train_log", ())
+
+    @property
+    def source_nodes(self) -> set[str]:
+        """The nodes the configured progress files and logs are tagged with."""
+        return {item.node for item in (*self.progress_files, *self.train_logs) if item.node is not None}
 
     @property
     def admin_address(self) -> AdminAddress | None:

@@ -46,6 +46,7 @@ def create_tracker(settings: Settings, started: datetime | None = None) -> Track
 def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
     """The whole shim as one ASGI app, for every listener of `settings`."""
     tracker = tracker or create_tracker(settings)
+    tracker.reserve_nodes(settings.source_nodes)  # configured nodes are never crowded out by pushes
     listeners = settings.listeners
     services = {item.port: Service(item.service, item.kind) for item in listeners}
     catalogs = Catalogs(settings.languages)
@@ -90,16 +91,19 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
     async def lifespan() -> AsyncIterator[None]:
         admin.start()
         followers: list[Follower] = []
-        if settings.progress_file or settings.train_log:
+        if settings.progress_files or settings.train_logs:
             from .sources import LogFollower, ProgressFileFollower  # only when a source is set
 
-            if settings.progress_file:
+            # One follower per entry; a NODE=PATH entry's updates carry its node.
+            for item in settings.progress_files:
                 followers.append(
-                    ProgressFileFollower(settings.progress_file, tracker.report, history_seconds=settings.stall_seconds)
+                    ProgressFileFollower(
+                        item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node
+                    )
                 )
-            if settings.train_log:
+            for item in settings.train_logs:
                 followers.append(
-                    LogFollower(settings.train_log, tracker.report, history_seconds=settings.stall_seconds)
+                    LogFollower(item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node)
                 )
         tasks = [asyncio.create_task(follower.run()) for follower in followers]
         watcher = None

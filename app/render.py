@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ from markupsafe import Markup, escape
 
 from .branding import Brand, BrandError, accent_css
 from .config import ServiceKind
-from .i18n import Catalogs, bcp47, native_name
+from .i18n import Catalogs, bcp47, native_name, relative_time
 from .negotiate import Format
-from .status import Snapshot
-from .texts import Texts, build_texts
+from .status import NodeSnapshot, Progress, Snapshot
+from .texts import Texts, build_node_texts, build_texts
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATUS_PATH = "/_maintenance/status"
@@ -162,35 +163,20 @@ class Renderer:
                     raise BrandError(f"MAINT_TEMPLATE_DIR: page.html does not render ({locale}): {error}") from None
 
     def maintenance(self, snapshot: Snapshot, service: Service, locale: str, texts: Texts) -> dict[str, Any]:
-        """The `maintenance` object of DESIGN.md."""
-        progress = snapshot.progress
-        return {
+        """The `maintenance` object of DESIGN.md; `nodes` only once progress named a node."""
+        maintenance: dict[str, Any] = {
             "service": service.name or None,
             "state": snapshot.state,
             "message": texts.message,
             "eta": {
                 "known": snapshot.eta_seconds is not None,
                 "seconds": snapshot.eta_seconds,
-                "at": _iso(snapshot),
+                "at": _iso(snapshot.eta_at),
                 "text": texts.eta_relative,
                 "basis": snapshot.basis,
             },
             "retry_after": snapshot.retry_after,
-            "progress": None
-            if progress is None
-            else {
-                "step": progress.step,
-                "total": progress.total,
-                "fraction": progress.fraction,
-                "rate_per_second": progress.rate,
-                "updated_at": progress.updated_at.isoformat().replace("+00:00", "Z")
-                if progress.updated_at
-                else None,
-                "phase": progress.phase,
-                "scope": progress.scope,
-                "epoch": progress.epoch,
-                "epochs": progress.epochs,
-            },
+            "progress": _progress_json(snapshot.progress),
             "after_training": None
             if snapshot.after is None
             else {
@@ -200,6 +186,9 @@ class Renderer:
             },
             "locale": bcp47(locale),
         }
+        if snapshot.nodes:
+            maintenance["nodes"] = [_node_json(node, locale) for node in snapshot.nodes]
+        return maintenance
 
     def body(self, snapshot: Snapshot, service: Service, locale: str, fmt: Format) -> bytes:
         """The 503 body in `fmt`."""
@@ -246,11 +235,16 @@ class Renderer:
             isolate=_mark, zone=self.brand.timezone, display=lambda tag: self.brand.display_name(tag, locale),
         )
         progress = snapshot.progress
-        percent = (
-            round(min(1.0, max(0.0, progress.fraction)) * 100, 1)
-            if progress is not None and progress.fraction is not None
-            else None
-        )
+        translations = self._catalogs[locale]
+        nodes = [
+            {
+                "node": node,
+                "percent": _percent(node.progress),
+                "texts": build_node_texts(node, translations, locale, zone=self.brand.timezone),
+                "shown": build_node_texts(node, translations, locale, isolate=_mark, zone=self.brand.timezone),
+            }
+            for node in snapshot.nodes
+        ]
         return template.render(
             lang=bcp47(locale),
             dir=text_direction(locale),
@@ -260,7 +254,8 @@ class Renderer:
             texts=texts,
             shown=shown,
             progress=progress,
-            percent=percent,
+            percent=_percent(progress),
+            nodes=nodes,
             maintenance=maintenance,
             languages=self._languages,
             cookie_name=self._cookie_name,
@@ -317,8 +312,43 @@ def _steps_left_forms(catalogs: Catalogs, locale: str) -> dict[str, str]:
     return forms
 
 
-def _iso(snapshot: Snapshot) -> str | None:
-    return snapshot.eta_at.isoformat().replace("+00:00", "Z") if snapshot.eta_at else None
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat().replace("+00:00", "Z") if when else None
+
+
+def _progress_json(progress: Progress | None) -> dict[str, Any] | None:
+    if progress is None:
+        return None
+    return {
+        "step": progress.step,
+        "total": progress.total,
+        "fraction": progress.fraction,
+        "rate_per_second": progress.rate,
+        "updated_at": _iso(progress.updated_at),
+        "phase": progress.phase,
+        "scope": progress.scope,
+        "epoch": progress.epoch,
+        "epochs": progress.epochs,
+    }
+
+
+def _node_json(node: NodeSnapshot, locale: str) -> dict[str, Any]:
+    """One entry of `nodes`: the node's own state, ETA (`eta_text` localized as `eta.text` is) and progress."""
+    return {
+        "node": node.node,
+        "state": node.state,
+        "eta_seconds": node.eta_seconds,
+        "eta_at": _iso(node.eta_at),
+        "eta_text": relative_time(node.eta_seconds, locale) if node.eta_seconds is not None else None,
+        "progress": _progress_json(node.progress),
+    }
+
+
+def _percent(progress: Progress | None) -> float | None:
+    """The bar's fill in percent (one decimal), None without a fraction."""
+    if progress is None or progress.fraction is None:
+        return None
+    return round(min(1.0, max(0.0, progress.fraction)) * 100, 1)
 
 
 def _json(value: Any) -> bytes:

@@ -44,8 +44,11 @@ def write_progress_file(
     phase: str | None = None,
     message: str | None = None,
     updated_at: float | None = None,
+    node: str | None = None,
 ) -> None:
-    """Atomically replace ``path`` with ``{"step", "total", "updated_at", ...}``; ValueError on bad input."""
+    """Atomically replace ``path`` with ``{"step", "total", "updated_at", ...}``; ValueError on bad input.
+
+    ``node`` names the GPU node this progress is from, in a fleet (``"gpu-2"``; docs/progress.md)."""
     _check(step, total)
     stamp = time.time() if updated_at is None else updated_at
     if not math.isfinite(stamp):
@@ -55,6 +58,8 @@ def write_progress_file(
         document["phase"] = phase
     if message is not None:
         document["message"] = message
+    if node is not None:
+        document["node"] = node
     data = (json.dumps(document, ensure_ascii=False) + "\n").encode("utf-8")
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
@@ -83,8 +88,10 @@ class Reporter:
         min_interval: float = 1.0,
         *,
         clock: Callable[[], float] = time.monotonic,
+        node: str | None = None,
     ) -> None:
         self.path = path
+        self.node = node
         self.total = total
         self.min_interval = min_interval
         self.writes = 0
@@ -129,7 +136,7 @@ class Reporter:
     def _flush(self, now: float, pending: tuple[int, int | None, str | None, str | None]) -> bool:
         step, total, phase, message = pending
         try:
-            write_progress_file(self.path, step, total, phase=phase, message=message)
+            write_progress_file(self.path, step, total, phase=phase, message=message, node=self.node)
         except OSError as error:
             # A full disk or a vanished directory must not stop hours of training.
             if not self._failed:

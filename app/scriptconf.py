@@ -30,7 +30,10 @@ SERVICE_KEYS: dict[str, str] = {  # MAINT_SERVICE_<name>_<KEY>: what each key is
     "HAPROXY_SERVER": "HAProxy mode: BACKEND/SERVER of the live service (default <name>/live)",
     "HAPROXY_SHIM": "HAProxy mode: BACKEND/SERVER of the shim (default <backend>/shim)",
     "TRAEFIK_SERVICE": "Traefik mode: the service's name in the dynamic config (default <name>)",
+    "NODES": "HAProxy mode, a fleet: the service's nodes, each a server of HAPROXY_SERVER's backend "
+    "(`gpu-1 gpu-2 gpu-3`); `--node NODE` takes one out, `with_maintenance.sh --rolling` each in turn",
 }
+NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the shim's rule for a progress report's "node"
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BACKEND_SERVER_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
 _DISPLAY_KEY_RE = re.compile(r"DISPLAY_NAME(?:_[A-Z]{2,3}(?:_[A-Z0-9]+)?)?")
@@ -182,6 +185,15 @@ class ScriptSettings(BaseModel):
             problems.append(f"{prefix}INCLUDE: {keys['INCLUDE']} must be Traefik's .yml or .yaml file")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", keys["TRAEFIK_SERVICE"]):
             problems.append(f"{prefix}TRAEFIK_SERVICE: {keys['TRAEFIK_SERVICE']!r} is not a Traefik service name")
+        if keys.get("NODES"):
+            nodes = [node for node in re.split(r"[\s,]+", keys["NODES"].strip()) if node]
+            bad = [node for node in nodes if not NODE_RE.match(node)]
+            if bad:
+                problems.append(f"{prefix}NODES: {bad[0]!r} is not a node name (letters, digits, '.', '_', '-')")
+            elif len(set(nodes)) != len(nodes):
+                problems.append(f"{prefix}NODES: a node is listed twice ({keys['NODES']!r})")
+            if self.switch != "haproxy":
+                problems.append(f"{prefix}NODES needs MAINT_SWITCH=haproxy (a balancer in front of the nodes)")
         for key in ("HAPROXY_SERVER", "HAPROXY_SHIM"):
             if not _BACKEND_SERVER_RE.match(keys[key]):
                 problems.append(f"{prefix}{key}: {keys[key]!r} is not BACKEND/SERVER")

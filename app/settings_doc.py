@@ -52,8 +52,11 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
     ("Progress and ETA", [
         ("eta", "static ETA: a duration from shim start (`45m`, `1h30m`, `900`) or an ISO-8601 time (no zone = "
                 "local time)"),
-        ("progress_file", "JSON progress file written by the trainer ([progress.md](progress.md))"),
-        ("train_log", "trainer log to follow for tqdm-style progress"),
+        ("progress_file", "JSON progress file written by the trainer ([progress.md](progress.md)); or "
+                          "comma-separated `NODE=PATH` entries, one per GPU node (`gpu-1=/mnt/a/progress.json`), "
+                          "beside at most one plain `PATH`"),
+        ("train_log", "trainer log to follow for tqdm-style progress; or `NODE=PATH` entries, as for "
+                      "`MAINT_PROGRESS_FILE` (`gpu-1=/mnt/a/train.log,gpu-2=/mnt/b/train.log`)"),
         ("resume_seconds", "time from the last training step until the services answer again (save + reload), "
                            "until run history has taught it"),
         ("stall_seconds", "no progress for this long means `stalled`"),

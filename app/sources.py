@@ -4,6 +4,10 @@ Both poll ``os.stat`` every ``poll_interval`` seconds and read only when the fil
 file whole (it is small), the log only its appended bytes. Each distinct problem is logged once, until a
 good read clears it; the last good progress stays in force meanwhile.
 
+Either may be tagged with a GPU node (``node=``, from ``NODE=PATH`` in the settings); a progress file may
+also name its node itself (``"node": "gpu-2"``). Updates then carry the node, and the Tracker keeps that
+node's progress apart.
+
 A run that was already over when the shim started is history, not the current run: what the first read
 finds is ignored when it is at its total, or when the file was last written more than
 ``history_seconds`` (the stall time) ago; the follower then waits for new progress.
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .logparse import LogParser
-from .status import ProgressUpdate
+from .status import NodeLimitError, ProgressUpdate, is_node_name
 
 logger = logging.getLogger("maintenance_shim.sources")
 
@@ -77,6 +81,7 @@ class FileProgress:
     updated_at: float | None
     phase: str | None
     message: str | None
+    node: str | None = None
 
 
 def _integer(value: Any, name: str, *, minimum: int) -> int:
@@ -129,13 +134,21 @@ def parse_progress_file(data: bytes) -> FileProgress:
     if total is not None and step > total:
         raise ProgressFileError("step-past-total", f"step {step} > total {total}")
     updated_at = None if document.get("updated_at") is None else _timestamp(document["updated_at"])
-    return FileProgress(step, total, updated_at, _text(document.get("phase")), _text(document.get("message")))
+    node = document.get("node")
+    if node is not None and not is_node_name(node):
+        raise ProgressFileError(
+            "node", f"node is not 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit: {node!r}"
+        )
+    return FileProgress(
+        step, total, updated_at, _text(document.get("phase")), _text(document.get("message")), node
+    )
 
 
 class _Follower:
     """Polls one source every `poll_interval` seconds; a failure is logged once, never raised."""
 
     poll_interval: float
+    on_progress: OnProgress
     _warn: _WarnOnce
     _what = "source"
 
@@ -155,6 +168,12 @@ class _Follower:
     def _poll(self) -> None:
         raise NotImplementedError
 
+    def _emit(self, update: ProgressUpdate) -> None:
+        try:
+            self.on_progress(update)
+        except NodeLimitError as error:
+            self._warn("node-limit", "progress ignored: %s", error)
+
 
 class ProgressFileFollower(_Follower):
     """Follow a JSON progress file ``{"step": N, "total": M}`` written by the trainer."""
@@ -166,11 +185,13 @@ class ProgressFileFollower(_Follower):
         poll_interval: float = 0.5,
         *,
         history_seconds: float | None = None,
+        node: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_progress = on_progress
         self.poll_interval = poll_interval
         self.history_seconds = history_seconds
+        self.node = node
         self._first = True
         self.last: FileProgress | None = None
         self.bytes_read = 0
@@ -224,7 +245,11 @@ class ProgressFileFollower(_Follower):
         if first and self._is_history(progress, min(t, stat.st_mtime), now):
             logger.info("%s: holds a run that had ended before the shim started; waiting for a new one", self.path)
             return
-        self.on_progress(ProgressUpdate(t, progress.step, progress.total, "file", progress.phase))
+        node = self.node or progress.node
+        if self.node is not None and progress.node not in (None, self.node):
+            self._warn("node-mismatch", "names node %r but is tagged %r in the settings; counted as %r",
+                       progress.node, self.node, self.node)
+        self._emit(ProgressUpdate(t, progress.step, progress.total, "file", progress.phase, node=node))
 
     def _is_history(self, progress: FileProgress, written: float, now: float) -> bool:
         if progress.total is not None and progress.step >= progress.total:
@@ -243,12 +268,14 @@ class LogFollower(_Follower):
         *,
         tail_bytes: int = TAIL_BYTES,
         history_seconds: float | None = None,
+        node: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_progress = on_progress
         self.poll_interval = poll_interval
         self.tail_bytes = tail_bytes
         self.history_seconds = history_seconds
+        self.node = node
         self._first = True
         self._initial = False
         self._mtime = 0.0
@@ -344,10 +371,10 @@ class LogFollower(_Follower):
         ):
             logger.info("%s: holds a run that had ended before the shim started; waiting for a new one", self.path)
             return
-        self.on_progress(
+        self._emit(
             ProgressUpdate(
                 now, last.step, last.total, "log",
                 scope=last.scope, epoch=last.epoch, epochs=last.epochs,
-                epoch_step=last.epoch_step, epoch_total=last.epoch_total,
+                epoch_step=last.epoch_step, epoch_total=last.epoch_total, node=self.node,
             )
         )

@@ -5,15 +5,20 @@ Tracker the same thing, a ``ProgressUpdate``; a new source is one class that pro
 of wiring in ``main.py``. The Tracker keeps one Estimator per source and shows the best source: the
 freshest among those updated within the stall time, exact sources (file, push) before parsed logs and
 whole-run progress before current-epoch-only progress.
+
+Updates may name the GPU node that trains (``node``): the estimators are then kept per (node, source), each
+node gets its own snapshot from its own sources (its own stall timer), and the service's snapshot is the
+node coming back earliest. Without any node named, nothing of this shows.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -27,6 +32,19 @@ Basis = Literal["progress", "history", "static", "setting"]
 _AFTER_FLOOR = 10.0
 # Sources that know the exact step and total win over ones that parse a log.
 _PRIORITY = {"push": 2, "file": 2, "log": 1}
+# Distinct nodes tracked at most, whatever an authenticated client pushes: memory stays bounded.
+MAX_NODES = 64
+NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_NODE_RE = re.compile(NODE_PATTERN)
+
+
+def is_node_name(value: object) -> bool:
+    """A node name: 1-64 characters, letters, digits, '.', '_' or '-', not starting with a punctuation mark."""
+    return isinstance(value, str) and _NODE_RE.fullmatch(value) is not None
+
+
+class NodeLimitError(ValueError):
+    """An update named a new node while ``MAX_NODES`` are tracked already; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +65,7 @@ class ProgressUpdate:
     epochs: int | None = None
     epoch_step: int | None = None
     epoch_total: int | None = None
-
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,8 +84,24 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class NodeSnapshot:
+    """One node's own state, ETA and progress, from its own sources (as a Snapshot is, with no run events)."""
+
+    node: str
+    state: State
+    eta_seconds: int | None
+    eta_at: datetime | None
+    progress: Progress | None
+    source: str | None
+    basis: Basis | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """Everything a response says about the ETA; responses render from one Snapshot, so they agree."""
+    """Everything a response says about the ETA; responses render from one Snapshot, so they agree.
+
+    ``nodes`` (sorted by name) once any update named a node; the rest is then the node coming back earliest.
+    """
 
     state: State
     eta_seconds: int | None
@@ -79,6 +113,7 @@ class Snapshot:
     after: AfterPhase | None = None
     trainer_status: int | None = None
     services: tuple[str, ...] = ()
+    nodes: tuple[NodeSnapshot, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,7 +166,10 @@ class Tracker:
         self._deadline = static_deadline.timestamp() if static_deadline else None
         self._clock = clock
         self._lock = threading.Lock()
-        self._sources: dict[str, _Followed] = {}
+        # node (None: untagged) -> source name -> its estimator.
+        self._groups: dict[str | None, dict[str, _Followed]] = {}
+        # Nodes named so far or reserved for configured sources; at most MAX_NODES.
+        self._nodes: set[str] = set()
         self._run: RunState | None = None
         self._cached: Snapshot | None = None
         self._valid_until = 0.0
@@ -158,7 +196,8 @@ class Tracker:
     def progress_summary(self) -> ProgressSummary | None:
         """First and last step seen (with times), total and mean rate, for the run's history record."""
         with self._lock:
-            best = self._best(self._clock())
+            now = self._clock()
+            best = self._best(now, self._groups.get(self._choose(now)[0], {}))
             if best is None:
                 return None
             estimate = best[1].estimator.estimate(self._clock())
@@ -170,21 +209,49 @@ class Tracker:
                 rate = round((estimate.step - first_step) / (last_at - first_at), 4)
             return ProgressSummary(first_step, estimate.step, estimate.total, first_at, last_at, rate)
 
-    def report(self, update: ProgressUpdate) -> None:
-        """A progress observation from one source."""
+    def reserve_nodes(self, names: Iterable[str]) -> None:
+        """Count these nodes (a configured source's) among the tracked ones from the start, so that pushes
+        naming other nodes can never crowd them out; ValueError for a bad name or too many."""
         with self._lock:
-            followed = self._sources.get(update.source)
+            wanted = self._nodes | set(names)
+            bad = sorted(name for name in wanted if not is_node_name(name))
+            if bad:
+                raise ValueError(f"not a node name: {bad[0]!r}")
+            if len(wanted) > MAX_NODES:
+                raise NodeLimitError(f"at most {MAX_NODES} nodes are tracked")
+            self._nodes = wanted
+
+    def report(self, update: ProgressUpdate) -> None:
+        """A progress observation from one source (of one node, when it names one).
+
+        Raises ValueError for a bad node name and NodeLimitError for a node beyond ``MAX_NODES``; nothing
+        changes then.
+        """
+        with self._lock:
+            node = update.node
+            if node is not None and node not in self._nodes:
+                if not is_node_name(node):
+                    raise ValueError(f"not a node name: {node!r}")
+                if len(self._nodes) >= MAX_NODES:
+                    raise NodeLimitError(
+                        f"{MAX_NODES} nodes are tracked already; a report for a new node ({node!r}) is refused"
+                    )
+                self._nodes.add(node)
+            sources = self._groups.setdefault(node, {})
+            followed = sources.get(update.source)
             if followed is None:
-                followed = self._sources[update.source] = _Followed(
+                followed = sources[update.source] = _Followed(
                     Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds)
                 )
             followed.estimator.add(update.t, update.step, update.total, update.phase)
             followed.last = update
             self._valid_until = 0.0
 
-    def record(self, t: float, step: int, total: int | None, source: str, phase: str | None = None) -> None:
-        """Shorthand for ``report(ProgressUpdate(t, step, total, source, phase))``."""
-        self.report(ProgressUpdate(t, step, total, source, phase))
+    def record(
+        self, t: float, step: int, total: int | None, source: str, phase: str | None = None, node: str | None = None
+    ) -> None:
+        """Shorthand for ``report(ProgressUpdate(t, step, total, source, phase, node=node))``."""
+        self.report(ProgressUpdate(t, step, total, source, phase, node=node))
 
     def snapshot(self) -> Snapshot:
         """The current Snapshot; the same object for every request within one second."""
@@ -198,7 +265,7 @@ class Tracker:
             self._valid_until = math.floor(now) + 1.0
         return snapshot
 
-    def _best(self, now: float) -> tuple[str, _Followed] | None:
+    def _best(self, now: float, sources: dict[str, _Followed]) -> tuple[str, _Followed] | None:
         def rank(item: tuple[str, _Followed]) -> tuple[bool, int, bool, float]:
             name, followed = item
             last = followed.last
@@ -206,11 +273,43 @@ class Tracker:
             fresh = now - last.t < self._stall_seconds
             return (fresh, _PRIORITY.get(name, 1), last.scope == "run", last.t)
 
-        candidates = [item for item in self._sources.items() if item[1].last is not None]
+        candidates = [item for item in sources.items() if item[1].last is not None]
         return max(candidates, key=rank) if candidates else None
 
+    def _choose(self, now: float) -> tuple[str | None, Snapshot | None, dict[str, Snapshot]]:
+        """The node the service's snapshot follows (None: the untagged sources), its snapshot, and each tagged
+        node's own snapshot (no run events); no snapshots while no update named a node.
+
+        Among nodes with an ETA in an active state the earliest wins, then those training without one, then
+        overdue, stalled and unknown ones; untagged sources take part like a node of their own.
+        """
+        tagged = sorted(node for node in self._groups if node is not None)
+        if not tagged:
+            return None, None, {}
+        nodes = {node: self._compute_group(now, self._groups[node], None) for node in tagged}
+        candidates: dict[str | None, Snapshot] = {node: item for node, item in nodes.items()}
+        if any(item.last is not None for item in self._groups.get(None, {}).values()):
+            candidates[None] = self._compute_group(now, self._groups[None], None)
+        chosen = min(candidates, key=lambda node: _service_rank(candidates[node], node))
+        return chosen, candidates[chosen], nodes
+
     def _compute(self, now: float) -> Snapshot:
-        best = self._best(now)
+        chosen, top, nodes = self._choose(now)
+        if top is None:
+            return self._compute_group(now, self._groups.get(None, {}), self._run)
+        if self._run is not None:  # the scripts' events (the trainer's exit) apply to the service as a whole
+            top = self._compute_group(now, self._groups[chosen], self._run)
+        return replace(
+            top,
+            nodes=tuple(
+                NodeSnapshot(node, item.state, item.eta_seconds, item.eta_at, item.progress, item.source, item.basis)
+                for node, item in nodes.items()
+            ),
+        )
+
+    def _compute_group(self, now: float, sources: dict[str, _Followed], run: RunState | None) -> Snapshot:
+        """The existing per-source logic on one node's sources (or the untagged ones), with ``run`` events."""
+        best = self._best(now, sources)
         estimate: Estimate | None = None
         progress = None
         name: str | None = None
@@ -218,7 +317,6 @@ class Tracker:
             name, followed = best
             estimate = followed.estimator.estimate(now)
             progress = _progress(estimate, followed.last)
-        run = self._run
         if run is not None and run.trainer_exit_at is not None:
             # After the last step the scripts say what is happening: no 'overdue' while they do.
             basis: Basis = "history" if self._learned.reload is not None else "setting"
@@ -293,6 +391,21 @@ class Tracker:
             trainer_status=run.trainer_status if run else None,
             services=run.services if run else (),
         )
+
+
+_ACTIVE: tuple[State, ...] = ("training", "finishing")
+
+
+def _service_rank(snapshot: Snapshot, node: str | None) -> tuple[int, float, str]:
+    """Sort key of a node for the service's snapshot: the one coming back earliest first."""
+    if snapshot.state in _ACTIVE and snapshot.eta_seconds is not None:
+        kind = 0
+    elif snapshot.state in ("estimating", "training"):
+        kind = 1
+    else:
+        kind = {"finishing": 1, "overdue": 2, "stalled": 3}.get(snapshot.state, 4)
+    eta = math.inf if snapshot.eta_seconds is None else float(snapshot.eta_seconds)
+    return kind, eta, node or ""
 
 
 def _progress(estimate: Estimate, last: ProgressUpdate | None) -> Progress | None:

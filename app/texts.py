@@ -11,7 +11,7 @@ from babel.lists import format_list
 from babel.numbers import format_decimal, format_percent
 
 from .i18n import clock_time, relative_time
-from .status import Snapshot
+from .status import NodeSnapshot, Progress, Snapshot
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,6 @@ def build_texts(
     one that marks them for `<bdi>`, so that a Latin name or a number keeps its direction in Arabic.
     """
     _ = translations.gettext
-    ngettext = translations.ngettext
     service = isolate(service) if service else _("This service")
     message = operator_message or _state_message(translations, snapshot.state, service)
     if snapshot.after is not None:
@@ -133,29 +132,7 @@ def build_texts(
     detail = _("%(message)s %(eta)s") % {"message": message, "eta": eta_sentence}
     progress_text = steps_left = None
     if snapshot.progress is not None:
-        step = isolate(format_decimal(snapshot.progress.step, locale=locale))
-        if snapshot.progress.total:
-            progress_text = _("Step %(step)s of %(total)s (%(percent)s)") % {
-                "step": step,
-                "total": isolate(format_decimal(snapshot.progress.total, locale=locale)),
-                "percent": isolate(format_percent(snapshot.progress.fraction or 0.0, locale=locale)),
-            }
-            left = max(0, snapshot.progress.total - snapshot.progress.step)
-            steps_left = ngettext(
-                "%(num)s step to go", "%(num)s steps to go", left
-            ) % {"num": isolate(format_decimal(left, locale=locale))}
-        else:
-            progress_text = _("Step %(step)s") % {"step": step}
-        if snapshot.progress.scope == "epoch" and snapshot.progress.epoch is not None:
-            progress_text = _("Epoch %(epoch)s: %(progress)s") % {
-                "epoch": isolate(format_decimal(snapshot.progress.epoch, locale=locale)),
-                "progress": progress_text,
-            }
-        phase = {"evaluating": _("Evaluating the model"), "saving": _("Saving a checkpoint")}.get(
-            snapshot.progress.phase or ""
-        )
-        if phase:
-            progress_text = _("%(progress)s · %(phase)s") % {"progress": progress_text, "phase": phase}
+        progress_text, steps_left = _progress_texts(translations, snapshot.progress, locale, isolate)
     return Texts(
         title=_("%(service)s will be back soon") % {"service": service},
         state_label=_state_label(translations, snapshot.state),
@@ -168,3 +145,75 @@ def build_texts(
         steps_left=steps_left,
         problem_title=_("Service unavailable"),
     )
+
+
+def _progress_texts(
+    translations: gettext.NullTranslations, progress: Progress, locale: str, isolate: Callable[[str], str]
+) -> tuple[str, str | None]:
+    """"Step 1,200 of 3,000 (40%)" (with the epoch and the phase when known) and "1,800 steps to go"."""
+    _ = translations.gettext
+    ngettext = translations.ngettext
+    steps_left = None
+    step = isolate(format_decimal(progress.step, locale=locale))
+    if progress.total:
+        progress_text = _("Step %(step)s of %(total)s (%(percent)s)") % {
+            "step": step,
+            "total": isolate(format_decimal(progress.total, locale=locale)),
+            "percent": isolate(format_percent(progress.fraction or 0.0, locale=locale)),
+        }
+        left = max(0, progress.total - progress.step)
+        steps_left = ngettext(
+            "%(num)s step to go", "%(num)s steps to go", left
+        ) % {"num": isolate(format_decimal(left, locale=locale))}
+    else:
+        progress_text = _("Step %(step)s") % {"step": step}
+    if progress.scope == "epoch" and progress.epoch is not None:
+        progress_text = _("Epoch %(epoch)s: %(progress)s") % {
+            "epoch": isolate(format_decimal(progress.epoch, locale=locale)),
+            "progress": progress_text,
+        }
+    phase = {"evaluating": _("Evaluating the model"), "saving": _("Saving a checkpoint")}.get(progress.phase or "")
+    if phase:
+        progress_text = _("%(progress)s · %(phase)s") % {"progress": progress_text, "phase": phase}
+    return progress_text, steps_left
+
+
+@dataclass(frozen=True)
+class NodeTexts:
+    """What the page says about one node: its state label, its ETA (or why there is none) and progress."""
+
+    node: str
+    state_label: str
+    eta_relative: str | None
+    eta_sentence: str
+    progress: str | None
+
+
+def build_node_texts(
+    node: NodeSnapshot,
+    translations: gettext.NullTranslations,
+    locale: str,
+    isolate: Callable[[str], str] = _plain,
+    zone: tzinfo | None = None,
+) -> NodeTexts:
+    """One node's sentences in `locale`, from the service's own phrases (the page's script builds the same)."""
+    _ = translations.gettext
+    relative = None
+    if node.eta_seconds is not None and node.eta_at is not None:
+        relative = relative_time(node.eta_seconds, locale)
+        if node.state == "overdue":
+            sentence = _("New estimate: back %(relative)s (around %(clock)s).")
+        else:
+            sentence = _("Expected back %(relative)s (around %(clock)s).")
+        clock = clock_time(node.eta_at, locale, zone)
+        eta_sentence = sentence % {"relative": isolate(relative), "clock": isolate(clock)}
+    elif node.progress is not None and node.progress.scope == "epoch":
+        eta_sentence = _("Only the current epoch's progress is known, so there is no estimate for the whole run.")
+    elif node.state == "estimating":
+        eta_sentence = _("Training has started; an estimate follows once the pace is measured.")
+    else:
+        eta_sentence = ""
+    progress = None
+    if node.progress is not None:
+        progress = _progress_texts(translations, node.progress, locale, isolate)[0]
+    return NodeTexts(node.node, _state_label(translations, node.state), relative, eta_sentence, progress)

@@ -10,6 +10,8 @@ PROG=${0##*/}
 PROG=${PROG%.sh}
 ENV_FILE_ARG=
 ARGS=()
+NODE=     # --node NODE: one node of a fleet (MAINT_SERVICE_<name>_NODES), see node_scope
+ROLLING=  # --rolling: with_maintenance.sh trains on every node in turn
 
 log()  { say info '' "$*"; }
 warn() { say warning 'warning: ' "$*"; }
@@ -27,16 +29,20 @@ DIED=
 FAILED_AT=
 trap 'FAILED_AT="${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND (exit $?)"' ERR
 report_unexpected() {
-  [[ -z $DIED && -n $FAILED_AT ]] && printf '%s: error: unexpected failure at %s\n' "$PROG" "$FAILED_AT" >&2
+  [[ -z $DIED && -n $FAILED_AT ]] && say error 'error: ' "unexpected failure at $FAILED_AT"
   return 0
 }
 
-# parse_args ARGS...: --env-file PATH and -h/--help; everything else lands in ARGS.
+# parse_args ARGS...: --env-file PATH, --node NODE, --rolling and -h/--help; everything else lands in ARGS.
+# shellcheck disable=SC2034  # ROLLING is read by the scripts that source this file
 parse_args() {
   while (($#)); do
     case $1 in
       --env-file) (($# >= 2)) || die "--env-file needs a path"; ENV_FILE_ARG=$2; shift 2 ;;
       --env-file=*) ENV_FILE_ARG=${1#*=}; shift ;;
+      --node) (($# >= 2)) || die "--node needs a node name"; NODE=$2; shift 2 ;;
+      --node=*) NODE=${1#*=}; shift ;;
+      --rolling) ROLLING=1; shift ;;
       -h|--help) usage; exit 0 ;;
       --) shift; ARGS+=("$@"); return 0 ;;
       -*) die "unknown option $1 (see --help)" ;;
@@ -59,6 +65,56 @@ load_env() {
   eval "$out"
   STATE_DIR=$MAINT_STATE_DIR
   STATE_FILE=$STATE_DIR/state
+  [[ -z $NODE ]] || node_scope
+}
+
+# node_scope: --node NODE takes one node of a fleet out (or back), not whole services: only the services
+# whose MAINT_SERVICE_<name>_NODES list NODE, each at its HAProxy server <backend>/NODE, while the other
+# nodes keep serving (HAProxy uses the shim, a backup server, only when none is left). The node has a
+# state dir of its own, $MAINT_STATE_DIR/nodes/NODE, so several nodes can be out at once; hooks see
+# MAINT_NODE. The shim stands as the backup all the time (MAINT_SHIM_MANAGED=external): nodes come and
+# go around it.
+node_scope() {
+  local name node
+  local -a on=()
+  [[ $NODE =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+    die "--node: '$NODE' is not a node name (letters, digits, '.', '_' and '-'; at most 64)"
+  [[ $MAINT_SWITCH == haproxy ]] ||
+    die "--node needs MAINT_SWITCH=haproxy (a balancer in front of the nodes), not '$MAINT_SWITCH'"
+  [[ $MAINT_SHIM_MANAGED == external ]] ||
+    die "--node needs MAINT_SHIM_MANAGED=external: in a fleet the shim runs all the time as HAProxy's backup server (docs/switching.md)"
+  for name in "${SERVICES[@]}"; do
+    words "$(svc "$name" NODES)"
+    for node in "${WORDS[@]}"; do [[ $node == "$NODE" ]] && on+=("$name"); done
+  done
+  ((${#on[@]})) || die "--node $NODE: no service lists it in MAINT_SERVICE_<name>_NODES (services: ${SERVICES[*]})"
+  SERVICES=("${on[@]}")
+  export MAINT_NODE=$NODE
+  STATE_DIR=$MAINT_STATE_DIR/nodes/$NODE
+  STATE_FILE=$STATE_DIR/state
+}
+
+# fleet_nodes: every node named in the services' NODES, in order of first mention, in FLEET.
+fleet_nodes() {
+  local name node seen=' '
+  FLEET=()
+  for name in "${SERVICES[@]}"; do
+    words "$(svc "$name" NODES)"
+    for node in "${WORDS[@]}"; do
+      [[ $seen == *" $node "* ]] && continue
+      seen+="$node "; FLEET+=("$node")
+    done
+  done
+}
+
+# nodes_out: the nodes of the fleet that are out now (a state file under $MAINT_STATE_DIR/nodes), in OUT.
+nodes_out() {
+  local dir
+  OUT=()
+  for dir in "$MAINT_STATE_DIR"/nodes/*/; do
+    [[ -f ${dir}state ]] && OUT+=("$(basename -- "$dir")")
+  done
+  return 0
 }
 
 # settings_command: the maintenance-shim that resolves the settings, in SETTINGS_CMD: MAINT_SHIM_CMD from
@@ -468,7 +524,12 @@ services_wait_healthy() {
     next=()
     for name in "${pending[@]}"; do
       url=$(svc "$name" HEALTH_URL)
-      if [[ -n $url ]]; then
+      if [[ -n $NODE ]]; then
+        # One node of a fleet: its own URL ({node} in HEALTH_URL), else HAProxy's check of the server
+        # decides (proxy_test waits for it); the service's URL would answer from the other nodes.
+        [[ $url == *'{node}'* ]] || continue
+        [[ $(http_code "${url//\{node\}/$NODE}") == 2* ]] || next+=("$name")
+      elif [[ -n $url ]]; then
         [[ $(http_code "$url") == 2* ]] || next+=("$name")
       elif [[ -n $(svc "$name" LISTEN) ]]; then
         parse_addr "$(svc "$name" LISTEN)"

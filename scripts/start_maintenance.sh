@@ -14,9 +14,11 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
   cat <<EOF
-usage: ${0##*/} [--env-file PATH]
+usage: ${0##*/} [--env-file PATH] [--node NODE]
 
 Switch the services listed in MAINT_SERVICES over to maintenance-shim (mode MAINT_SWITCH).
+With --node NODE (a fleet behind HAProxy, MAINT_SERVICE_<name>_NODES): take only that node out; the
+other nodes keep serving, and the shim answers only once every node of a service is out.
 The env file is --env-file, else \$MAINT_ENV_FILE, else ./maintenance.env; see docs/switching.md.
 EOF
 }
@@ -46,8 +48,7 @@ on_exit() {
   else
     notify switch-failed "start failed: $why; the rollback is incomplete: ${PROBLEMS[*]}"
     local IFS=';'
-    printf '%s: error: start failed and the ROLLBACK IS INCOMPLETE: %s. State kept in %s; see status_maintenance.sh\n' \
-      "$PROG" "${PROBLEMS[*]}" "$STATE_DIR" >&2
+    say error 'error: ' "start failed and the ROLLBACK IS INCOMPLETE: ${PROBLEMS[*]}. State kept in $STATE_DIR; see status_maintenance.sh"
   fi
   exit "$rc"
 }
@@ -55,13 +56,17 @@ on_exit() {
 start_proxy() {
   local name
   shim_listen_specs
-  log "starting the shim on ${SPECS[*]}"
+  [[ $MAINT_SHIM_MANAGED == external ]] || log "starting the shim on ${SPECS[*]}"
   shim_start "${SPECS[@]}"
   log "the shim answers on ${PROBES[*]} (health, 503 with Retry-After${MAINT_CORS_ORIGINS:+, CORS preflight})"
   if proxy_mode; then
     proxy_to_shim
     for name in "${SERVICES[@]}"; do
-      log "$name: $(proxy_name) now sends it to the shim at $(shim_addr_for "$name") ($(proxy_where "$name"))"
+      if [[ -n $NODE ]]; then
+        log "$name: node $NODE is out of $(proxy_name) ($(proxy_where "$name")); the other nodes serve it, the shim at $(shim_addr_for "$name") once none is left"
+      else
+        log "$name: $(proxy_name) now sends it to the shim at $(shim_addr_for "$name") ($(proxy_where "$name"))"
+      fi
     done
   fi
   if ((${#SERVICES[@]})); then
@@ -86,6 +91,7 @@ start_port() {
 main() {
   parse_args "$@"
   ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
+  [[ -z $ROLLING ]] || die "--rolling is with_maintenance.sh's (it takes each node out in turn)"
   load_env
   check_settings
   take_lock
@@ -118,6 +124,7 @@ main() {
   state_set S_LISTEN "$MAINT_LISTEN"
   state_set S_SHIM_MANAGED "$MAINT_SHIM_MANAGED"
   state_set S_ENV_FILE "${MAINT_ENV_FILE:-}"
+  state_set S_NODE "$NODE"
   : >"$STATE_DIR/events.jsonl"
   rm -f -- "$STATE_DIR/progress-summary.json" "$STATE_DIR/requests-summary.json"
   run_event start
@@ -129,7 +136,11 @@ main() {
 
   state_set S_STATE active
   PHASE=finished
-  log "in maintenance (MAINT_SWITCH=$MAINT_SWITCH${SERVICES[*]:+, services stopped: ${SERVICES[*]}}); undo with stop_maintenance.sh"
+  if [[ -n $NODE ]]; then
+    log "node $NODE is out (services stopped on it: ${SERVICES[*]}); bring it back with stop_maintenance.sh --node $NODE"
+  else
+    log "in maintenance (MAINT_SWITCH=$MAINT_SWITCH${SERVICES[*]:+, services stopped: ${SERVICES[*]}}); undo with stop_maintenance.sh"
+  fi
   notify start
 }
 

@@ -11,10 +11,11 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
   cat <<EOF
-usage: ${0##*/} [--env-file PATH]
+usage: ${0##*/} [--env-file PATH] [--node NODE]
 
 Print the maintenance state recorded in MAINT_STATE_DIR: mode, shim PID and health, and for every
-service where its traffic goes. See docs/switching.md.
+service where its traffic goes; the nodes of a fleet that are out (--node NODE: that node's state).
+See docs/switching.md.
 EOF
 }
 
@@ -26,7 +27,24 @@ main() {
   STATE_FILE=$STATE_DIR/state
   state_load
   state=$(state_get STATE)
+  nodes_out
+  if [[ -z $NODE ]] && ((${#OUT[@]})); then
+    # A fleet: the nodes out now, each with what its own state says (status_maintenance.sh --node NODE).
+    for name in "${OUT[@]}"; do
+      STATE_FILE=$MAINT_STATE_DIR/nodes/$name/state
+      state_load
+      printf 'node out: %s, %s since %s (%s)\n' "$name" "$(state_get STATE)" \
+        "$(date -d "@$(state_get SINCE)" '+%F %T')" "stop_maintenance.sh --node $name brings it back"
+    done
+    STATE_FILE=$STATE_DIR/state
+    unset "${!S_@}"
+    state_load
+  fi
   if [[ -z $state ]]; then
+    if ((${#OUT[@]})) && [[ -z $NODE ]]; then
+      printf 'no whole-service maintenance (state dir %s); %s node(s) out\n' "$STATE_DIR" "${#OUT[@]}"
+      exit 0
+    fi
     printf 'not in maintenance (state dir %s)\n' "$STATE_DIR"
     if [[ -f $STATE_DIR/state.last ]]; then
       STATE_FILE=$STATE_DIR/state.last

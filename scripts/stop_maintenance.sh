@@ -14,9 +14,10 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
   cat <<EOF
-usage: ${0##*/} [--env-file PATH]
+usage: ${0##*/} [--env-file PATH] [--node NODE]
 
 Bring the services recorded by start_maintenance.sh back and stop the shim; see docs/switching.md.
+With --node NODE: bring that node of the fleet back (what start_maintenance.sh --node NODE took out).
 EOF
 }
 
@@ -66,8 +67,7 @@ on_exit() {
       else
         notify switch-failed "stop failed: $why; the shim could not be put back: ${PROBLEMS[*]}"
         local IFS=';'
-        printf '%s: error: stop failed and the shim could not be put back: %s; see status_maintenance.sh\n' \
-          "$PROG" "${PROBLEMS[*]}" >&2
+        say error 'error: ' "stop failed and the shim could not be put back: ${PROBLEMS[*]}; see status_maintenance.sh"
       fi ;;
     committed)
       shim_stop_recorded
@@ -81,7 +81,11 @@ stop_proxy() {
   if ((${#SERVICES[@]})); then
     run_event services-starting "" "${SERVICES[@]}"
     hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
-    log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
+    if [[ -n $NODE ]]; then
+      log "node $NODE: waiting for ${SERVICES[*]} to pass HAProxy's check of the node (and a HEALTH_URL with {node}, if set)"
+    else
+      log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
+    fi
     run_event services-waiting "" "${SERVICES[@]}"
     services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
       die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
@@ -113,12 +117,20 @@ stop_port() {
 main() {
   parse_args "$@"
   ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
+  [[ -z $ROLLING ]] || die "--rolling is with_maintenance.sh's (it takes each node out in turn)"
   load_env
   take_lock
   state_load
   case $(state_get STATE) in
     '')
-      log "not in maintenance (nothing recorded in $STATE_DIR); nothing to do"
+      nodes_out
+      if [[ -z $NODE ]] && ((${#OUT[@]})); then
+        log "no whole-service maintenance recorded; nodes out: ${OUT[*]} (bring each back with ${0##*/} --node NODE)"
+      elif [[ -n $NODE ]]; then
+        log "node $NODE is not out (nothing recorded in $STATE_DIR); nothing to do"
+      else
+        log "not in maintenance (nothing recorded in $STATE_DIR); nothing to do"
+      fi
       exit 0 ;;
     starting)
       warn "the last start did not finish; undoing it"
@@ -146,7 +158,8 @@ main() {
   state_clear
   PHASE=finished
   history_record
-  if ((${#SERVICES[@]})); then log "maintenance over: ${SERVICES[*]} serving again, the shim stopped"
+  if [[ -n $NODE ]]; then log "node $NODE is back: ${SERVICES[*]} serving on it again"
+  elif ((${#SERVICES[@]})); then log "maintenance over: ${SERVICES[*]} serving again, the shim stopped"
   else log "maintenance over: the shim stopped"
   fi
   print_summary

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # with_maintenance.sh: run CMD (e.g. a training job) with the services in maintenance around it.
 #
-#   with_maintenance.sh [--env-file PATH] -- CMD [ARG...]
+#   with_maintenance.sh [--env-file PATH] [--node NODE | --rolling] -- CMD [ARG...]
+#
+# --node NODE: only that node of a fleet is out around CMD (start_maintenance.sh --node NODE). --rolling:
+# one node after another, in the order of MAINT_SERVICE_<name>_NODES: take it out, run CMD on it (CMD
+# gets MAINT_NODE), bring it back, next; the services stay up on the other nodes throughout. The first
+# CMD that fails (or a signal) ends the round once its node is back.
 #
 # start_maintenance.sh, then CMD with its stdout and stderr also appended to MAINT_TRAIN_LOG (the log the
 # shim follows for the live ETA), then stop_maintenance.sh when CMD ends: on success, failure, Ctrl-C or
@@ -17,11 +22,13 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
   cat <<EOF
-usage: ${0##*/} [--env-file PATH] -- CMD [ARG...]
+usage: ${0##*/} [--env-file PATH] [--node NODE | --rolling] -- CMD [ARG...]
 
 Start maintenance, run CMD with its output also appended to MAINT_TRAIN_LOG (default
 \$MAINT_STATE_DIR/train.log, emptied first), stop maintenance when CMD ends, exit with CMD's status.
 Ctrl-C, SIGTERM and SIGHUP are passed on to CMD once; the services come back after it exits.
+--node NODE: only that node of the fleet is out; --rolling: every node in turn, CMD run once per node
+with MAINT_NODE set, the services serving from the other nodes meanwhile (docs/switching.md).
 EOF
 }
 
@@ -61,9 +68,35 @@ wait_child() {
 
 main() {
   parse_args "$@"
-  ((${#ARGS[@]})) || die "no command given; usage: ${0##*/} [--env-file PATH] -- CMD [ARG...]"
+  ((${#ARGS[@]})) || die "no command given; usage: ${0##*/} [--env-file PATH] [--node NODE | --rolling] -- CMD [ARG...]"
+  [[ -z $ROLLING || -z $NODE ]] || die "--rolling takes every node in turn; give it or --node, not both"
   load_env
   state_dir_init
+  if [[ -z $ROLLING ]]; then
+    run_once
+    return
+  fi
+  fleet_nodes
+  ((${#FLEET[@]})) || die "--rolling: no service has MAINT_SERVICE_<name>_NODES"
+  (NODE=${FLEET[0]}; node_scope) || exit 1  # the fleet's requirements, checked before any node goes out
+  local node rc=0 done_nodes=0
+  log "rolling over ${#FLEET[@]} nodes: ${FLEET[*]}"
+  for node in "${FLEET[@]}"; do
+    NODE=$node
+    run_once || rc=$?
+    if ((rc != 0)) || [[ -n $SIGNALLED ]]; then
+      log "rolling stopped at node $node (exit $rc${SIGNALLED:+, after SIG$SIGNALLED}); ${done_nodes} of ${#FLEET[@]} nodes done"
+      return "$((rc ? rc : 130))"
+    fi
+    done_nodes=$((done_nodes + 1))
+  done
+  log "rolling done: CMD ran on ${FLEET[*]}, each back in service"
+}
+
+# run_once: start maintenance (of node $NODE when set), run CMD, stop it; CMD's status.
+run_once() {
+  local -a node_args=()
+  [[ -z $NODE ]] || node_args=(--node "$NODE")
   if [[ -z ${MAINT_TRAIN_LOG:-} ]]; then
     MAINT_TRAIN_LOG=$STATE_DIR/train.log
     : >"$MAINT_TRAIN_LOG"
@@ -82,16 +115,16 @@ main() {
   trap 'on_signal TERM' TERM
   trap 'on_signal HUP' HUP
 
-  "$HERE/start_maintenance.sh" 9>&- &
+  "$HERE/start_maintenance.sh" "${node_args[@]}" 9>&- &
   wait_child $!
   if ((CHILD_RC != 0)); then
-    printf '%s: error: maintenance did not start (exit %s); not running: %s\n' "$PROG" "$CHILD_RC" "${ARGS[*]}" >&2
+    say error 'error: ' "maintenance did not start (exit $CHILD_RC); not running: ${ARGS[*]}"
     return "$CHILD_RC"
   fi
   [[ -z $SIGNALLED ]] || { log "interrupted by SIG$SIGNALLED before CMD ran; stopping maintenance"; CMD_RC=$((128 + $(kill -l "$SIGNALLED"))); }
 
   if [[ -z $SIGNALLED ]]; then
-    log "running: ${ARGS[*]} (output also appended to $MAINT_TRAIN_LOG)"
+    log "running${NODE:+ on node $NODE}: ${ARGS[*]} (output also appended to $MAINT_TRAIN_LOG)"
     # CMD gets its own session so a Ctrl-C reaches it once, through on_signal(); the default INT/QUIT
     # handling is restored because bash starts background jobs with them ignored. The tee processes
     # ignore the signals so CMD can still write while it shuts down.
@@ -100,7 +133,7 @@ main() {
     # draws live frames only when it takes the output for a terminal (TTY_COMPATIBLE) that is interactive.
     export PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1} TTY_COMPATIBLE=${TTY_COMPATIBLE:-1} \
       TTY_INTERACTIVE=${TTY_INTERACTIVE:-1}
-    env --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
+    env ${NODE:+MAINT_NODE="$NODE"} --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
       > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG") \
       2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG" >&2) &
     CMD_PID=$!
@@ -110,11 +143,10 @@ main() {
     log "${ARGS[0]} exited with status $CMD_RC${SIGNALLED:+ (after SIG$SIGNALLED)}; stopping maintenance"
   fi
 
-  "$HERE/stop_maintenance.sh" 9>&- &
+  "$HERE/stop_maintenance.sh" "${node_args[@]}" 9>&- &
   wait_child $!
   if ((CHILD_RC != 0)); then
-    printf '%s: error: stop_maintenance.sh failed (exit %s): the shim is still in place; fix the cause and run it again\n' \
-      "$PROG" "$CHILD_RC" >&2
+    say error 'error: ' "stop_maintenance.sh failed (exit $CHILD_RC): the shim is still in place; fix the cause and run it again"
     ((CMD_RC != 0)) || CMD_RC=1
   fi
   return "$CMD_RC"

@@ -1,12 +1,14 @@
 """A small real stand-in for an inference service, plus the hook commands the scripts run on it.
 
-    python tests/standin.py serve --name studio --port 7860 [--unhealthy-file F] [--slow SECONDS]
+    python tests/standin.py serve --name studio --port 7860 [--host 127.0.0.1] [--node gpu-1]
+                                  [--unhealthy-file F] [--slow SECONDS]
     python tests/standin.py start --pidfile F -- --name studio --port 7860 ...   (detached; idempotent)
     python tests/standin.py stop --pidfile F                                      (SIGTERM, wait; idempotent)
     python tests/standin.py drain --url http://127.0.0.1:7860 [--timeout S]       (wait for 0 in flight)
 
-`serve` answers 200 `<name> <METHOD> <path>` on every path after `--slow` seconds, `GET /health` 200
-(503 while the unhealthy file exists) and `GET /_inflight` with the number of requests in progress.
+`serve` answers 200 `<name> <METHOD> <path>` (then ` node <node>` with --node) on every path after
+`--slow` seconds, `GET /health` 200 (503 while the unhealthy file exists) and `GET /_inflight` with the
+number of requests in progress.
 Standard library only, so it starts in a few tens of milliseconds.
 """
 
@@ -30,9 +32,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, port: int, name: str, slow: float, unhealthy: Path | None) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+    def __init__(
+        self, port: int, name: str, slow: float, unhealthy: Path | None, host: str = "127.0.0.1", node: str = ""
+    ) -> None:
+        super().__init__((host, port), _Handler)
         self.name = name
+        self.node = node
         self.slow = slow
         self.unhealthy = unhealthy
         self.inflight = 0
@@ -71,7 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.server.slow:
                 time.sleep(self.server.slow)
-            self._answer(200, f"{self.server.name} {self.command} {self.path}")
+            tail = f" node {self.server.node}" if self.server.node else ""
+            self._answer(200, f"{self.server.name} {self.command} {self.path}{tail}")
         finally:
             with self.server.lock:
                 self.server.inflight -= 1
@@ -80,7 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    server = _Server(args.port, args.name, args.slow, Path(args.unhealthy_file) if args.unhealthy_file else None)
+    unhealthy = Path(args.unhealthy_file) if args.unhealthy_file else None
+    server = _Server(args.port, args.name, args.slow, unhealthy, args.host, args.node)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # Close the listening socket at once (like uvicorn), then exit.
@@ -155,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve")
     serve.add_argument("--name", required=True)
     serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--node", default="")
     serve.add_argument("--slow", type=float, default=0.0)
     serve.add_argument("--unhealthy-file")
     start = commands.add_parser("start")

@@ -31,6 +31,7 @@ ENV_URL = "MAINT_PUSH_URL"
 # MAINT_LIGHTNING_AUTO=0 keeps Lightning's entry point from attaching the callback by itself.
 ENV_AUTO = "MAINT_LIGHTNING_AUTO"
 ENV_TOKEN = "MAINT_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a secret
+ENV_NODE = "MAINT_NODE"  # the fleet node this trainer runs on (with_maintenance.sh --rolling sets it)
 PUSH_PATH = "/_maintenance/progress"
 
 
@@ -76,8 +77,10 @@ class PushReporter:
         *,
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        node: str | None = None,
     ) -> None:
         self.endpoint = push_endpoint(url)
+        self.node = node
         self.total = total
         self.min_interval = min_interval
         self.timeout = timeout
@@ -160,6 +163,8 @@ class PushReporter:
         document: dict[str, object] = {"step": step, "total": total}
         if phase is not None:
             document["phase"] = phase
+        if self.node is not None:
+            document["node"] = self.node
         request = urllib.request.Request(  # noqa: S310 - the operator's URL, checked to be http(s)
             self.endpoint,
             data=json.dumps(document).encode(),
@@ -217,14 +222,17 @@ class ProgressSink:
             url = env.get(ENV_URL) or None
         if token is None:
             token = env.get(ENV_TOKEN) or None
+        node = env.get(ENV_NODE) or None
         if path is not None:
-            self.targets.append(Reporter(path, min_interval=min_interval))
+            self.targets.append(Reporter(path, min_interval=min_interval, node=node))
         if url is not None:
             if token is None:
                 self._problems.append(f"push URL {url} given but no token ({ENV_TOKEN}); not pushing")
             else:
                 try:
-                    self.targets.append(PushReporter(url, token, min_interval=min_interval, timeout=push_timeout))
+                    self.targets.append(
+                        PushReporter(url, token, min_interval=min_interval, timeout=push_timeout, node=node)
+                    )
                 except ValueError as error:
                     self._problems.append(f"{error}; not pushing")
         if not self.targets and not self._problems:

@@ -63,6 +63,89 @@
     return out;
   }
 
+  // "Step 1,200 of 3,000 (40%)", with the epoch and the phase when known.
+  function progressParts(p) {
+    var text = parts(ui.step, { step: number.format(p.step) });
+    if (p.total) {
+      text = parts(ui.step_of, { step: number.format(p.step), total: number.format(p.total), percent: percent.format(p.fraction || 0) });
+    }
+    if (p.scope === "epoch" && p.epoch !== null) { text = parts(ui.epoch, { epoch: number.format(p.epoch), progress: text }); }
+    if (ui.phases[p.phase]) { text = parts(ui.with_phase, { progress: text, phase: [ui.phases[p.phase]] }); }
+    return text;
+  }
+  // The ETA sentence (relative time from the server, wall-clock time in the viewer's zone), else why not.
+  function etaParts(state, seconds, relative, scope, fallback) {
+    if (seconds !== null && seconds !== undefined) {
+      var at = clock.format(new Date(Date.now() + seconds * 1000));
+      return parts(state === "overdue" ? ui.eta_new : ui.eta_expected, { relative: relative, clock: at });
+    }
+    return [scope === "epoch" ? ui.eta_epoch : state === "estimating" ? ui.eta_estimating : fallback];
+  }
+  function setBar(bar, fill, p, text) {
+    if (p && p.total) {
+      bar.setAttribute("aria-valuemax", String(p.total));
+      bar.setAttribute("aria-valuenow", String(p.step));
+      bar.setAttribute("aria-valuetext", plain(text));
+    } else {
+      bar.removeAttribute("aria-valuenow");
+      bar.removeAttribute("aria-valuetext");
+    }
+    fill.setAttribute("width", (p && p.total ? Math.round((p.fraction || 0) * 1000) / 10 : 0) + "%");
+  }
+
+  // One row per training node; the server's rows are kept and updated, new ones built the same way.
+  // Node names are data: set as text and attributes only, each in its own <bdi>.
+  var SVG = "http://www.w3.org/2000/svg";
+  function el(tag, cls) { var e = doc.createElement(tag); if (cls) { e.className = cls; } return e; }
+  function nodeRow(name) {
+    var li = el("li", "node"), head = el("p", "node-head"), label = el("bdi", "node-name");
+    var bar = el("div", "bar"), svg = doc.createElementNS(SVG, "svg"), rect = doc.createElementNS(SVG, "rect");
+    var steps = el("p", "steps");
+    li.setAttribute("data-node", name);
+    label.textContent = name;
+    head.appendChild(label);
+    head.appendChild(doc.createTextNode(" "));
+    head.appendChild(el("span", "node-state"));
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-label", name);
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    rect.setAttribute("height", "100%");
+    rect.setAttribute("width", "0%");
+    svg.appendChild(rect);
+    bar.appendChild(svg);
+    steps.appendChild(el("span", "node-progress"));
+    steps.appendChild(doc.createTextNode(" "));
+    steps.appendChild(el("span", "node-eta"));
+    li.appendChild(head);
+    li.appendChild(bar);
+    li.appendChild(steps);
+    return li;
+  }
+  function renderNodes(nodes) {
+    var section = $("nodes"), list = $("node-list");
+    if (!section || !list) { return; }  // an operator's template without the list
+    nodes = nodes || [];
+    section.hidden = !nodes.length;
+    var rows = {};
+    Array.prototype.forEach.call(list.children, function (li) { rows[li.getAttribute("data-node")] = li; });
+    var wanted = {};
+    nodes.forEach(function (n, index) {
+      wanted[n.node] = true;
+      var li = Object.prototype.hasOwnProperty.call(rows, n.node) ? rows[n.node] : nodeRow(n.node);
+      if (list.children[index] !== li) { list.insertBefore(li, list.children[index] || null); }
+      li.setAttribute("data-state", n.state);
+      setText(li.querySelector(".node-state"), ui.labels[n.state] || ui.labels.unknown);
+      var p = n.progress, text = p ? progressParts(p) : [""];
+      setBar(li.querySelector(".bar"), li.querySelector("rect"), p, text);
+      show(li.querySelector(".node-progress"), text);
+      show(li.querySelector(".node-eta"), etaParts(n.state, n.eta_seconds, n.eta_text, p && p.scope, ""));
+    });
+    Object.keys(rows).forEach(function (name) { if (!wanted[name]) { list.removeChild(rows[name]); } });
+  }
+
   function render(m) {
     data = m;
     doc.body.setAttribute("data-state", m.state);
@@ -72,41 +155,29 @@
     var tags = [m.service].concat(after ? after.services : []);
     show($("message"), named(m.message, tags.map(function (tag) { return ui.names[tag] || tag; })));
     var eta = m.eta || {};
-    if (eta.known && eta.seconds !== null) {
+    var seconds = eta.known ? eta.seconds : null;
+    if (seconds !== null && seconds !== undefined) {
       // Relative to this page's clock, not eta.at: the viewer's clock may be off. Small moves are
       // ignored so the countdown does not jitter by a second at each poll.
-      var next = performance.now() + eta.seconds * 1000;
+      var next = performance.now() + seconds * 1000;
       if (deadline === null || Math.abs(next - deadline) > 2000) { deadline = next; }
-      var at = clock.format(new Date(Date.now() + eta.seconds * 1000));
-      show($("eta"), parts(m.state === "overdue" ? ui.eta_new : ui.eta_expected, { relative: eta.text, clock: at }));
     } else {
       deadline = null;
-      var scope = m.progress && m.progress.scope;
-      setText($("eta"), scope === "epoch" ? ui.eta_epoch : m.state === "estimating" ? ui.eta_estimating : ui.eta_unknown);
     }
-    var p = m.progress, bar = $("bar");
+    show($("eta"), etaParts(m.state, seconds, eta.text, m.progress && m.progress.scope, ui.eta_unknown));
+    var p = m.progress;
     $("progress").hidden = !p;
     if (p) {
-      var text = parts(ui.step, { step: number.format(p.step) }), left = "";
+      var text = progressParts(p), left = "";
       if (p.total) {
-        text = parts(ui.step_of, { step: number.format(p.step), total: number.format(p.total), percent: percent.format(p.fraction || 0) });
         var n = Math.max(0, p.total - p.step);
         left = n ? parts(ui.steps_left[plural.select(n)] || ui.steps_left.other, { num: number.format(n) }) : "";
       }
-      if (p.scope === "epoch" && p.epoch !== null) { text = parts(ui.epoch, { epoch: number.format(p.epoch), progress: text }); }
-      if (ui.phases[p.phase]) { text = parts(ui.with_phase, { progress: text, phase: [ui.phases[p.phase]] }); }
-      if (p.total) {
-        bar.setAttribute("aria-valuemax", String(p.total));
-        bar.setAttribute("aria-valuenow", String(p.step));
-        bar.setAttribute("aria-valuetext", plain(text));
-      } else {
-        bar.removeAttribute("aria-valuenow");
-        bar.removeAttribute("aria-valuetext");
-      }
-      $("fill").setAttribute("width", (p.total ? Math.round((p.fraction || 0) * 1000) / 10 : 0) + "%");
+      setBar($("bar"), $("fill"), p, text);
       show($("progress-text"), text);
       show($("steps-left"), left);
     }
+    renderNodes(m.nodes);
     tick();
   }
 

@@ -9,8 +9,12 @@
 proxy_describe() { printf 'haproxy'; }
 
 # haproxy_servers NAME -> HX_LIVE (backend/server of the service), HX_SHIM (backend/server of the shim),
-# resolved and checked by load_env (defaults <name>/live and <backend>/shim).
-haproxy_servers() { HX_LIVE=$(svc "$1" HAPROXY_SERVER); HX_SHIM=$(svc "$1" HAPROXY_SHIM); }
+# resolved and checked by load_env (defaults <name>/live and <backend>/shim). With --node NODE, the live
+# server is the node's: <backend>/NODE, in the backend of HAPROXY_SERVER.
+haproxy_servers() {
+  HX_LIVE=$(svc "$1" HAPROXY_SERVER); HX_SHIM=$(svc "$1" HAPROXY_SHIM)
+  [[ -z ${NODE:-} ]] || HX_LIVE=${HX_LIVE%%/*}/$NODE
+}
 
 proxy_check() {
   command -v socat >/dev/null || die "MAINT_SWITCH=haproxy needs socat to reach the runtime API (apt-get install socat)"
