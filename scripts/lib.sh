@@ -34,7 +34,6 @@ report_unexpected() {
 }
 
 # parse_args ARGS...: --env-file PATH, --node NODE, --rolling and -h/--help; everything else lands in ARGS.
-# shellcheck disable=SC2034  # ROLLING is read by the scripts that source this file
 parse_args() {
   while (($#)); do
     case $1 in
@@ -67,6 +66,9 @@ load_env() {
   STATE_FILE=$STATE_DIR/state
   [[ -z $NODE ]] || node_scope
 }
+
+# no_rolling: start and stop take one node (--node) or all; the round over every node is with_maintenance.sh's.
+no_rolling() { [[ -z $ROLLING ]] || die "--rolling is with_maintenance.sh's (it takes each node out in turn)"; }
 
 # node_scope: --node NODE takes one node of a fleet out (or back), not whole services: only the services
 # whose MAINT_SERVICE_<name>_NODES list NODE, each at its HAProxy server <backend>/NODE, while the other

@@ -91,7 +91,7 @@ start_port() {
 main() {
   parse_args "$@"
   ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
-  [[ -z $ROLLING ]] || die "--rolling is with_maintenance.sh's (it takes each node out in turn)"
+  no_rolling
   load_env
   check_settings
   take_lock

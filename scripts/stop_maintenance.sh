@@ -117,7 +117,7 @@ stop_port() {
 main() {
   parse_args "$@"
   ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
-  [[ -z $ROLLING ]] || die "--rolling is with_maintenance.sh's (it takes each node out in turn)"
+  no_rolling
   load_env
   take_lock
   state_load
