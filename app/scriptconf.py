@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ServiceKind, Settings, SettingsError, describe_error, parse_listener, read_environment
+from .status import is_node_name
 
 Switch = Literal["none", "port", "nginx", "caddy", "haproxy", "traefik"]
 INCLUDE_SWITCHES = ("nginx", "caddy", "traefik")  # the proxies switched by rewriting an include file
@@ -33,7 +34,6 @@ SERVICE_KEYS: dict[str, str] = {  # MAINT_SERVICE_<name>_<KEY>: what each key is
     "NODES": "HAProxy mode, a fleet: the service's nodes, each a server of HAPROXY_SERVER's backend "
     "(`gpu-1 gpu-2 gpu-3`); `--node NODE` takes one out, `with_maintenance.sh --rolling` each in turn",
 }
-NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the shim's rule for a progress report's "node"
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BACKEND_SERVER_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
 _DISPLAY_KEY_RE = re.compile(r"DISPLAY_NAME(?:_[A-Z]{2,3}(?:_[A-Z0-9]+)?)?")
@@ -187,7 +187,7 @@ class ScriptSettings(BaseModel):
             problems.append(f"{prefix}TRAEFIK_SERVICE: {keys['TRAEFIK_SERVICE']!r} is not a Traefik service name")
         if keys.get("NODES"):
             nodes = [node for node in re.split(r"[\s,]+", keys["NODES"].strip()) if node]
-            bad = [node for node in nodes if not NODE_RE.match(node)]
+            bad = [node for node in nodes if not is_node_name(node)]  # the rule of a progress report's "node"
             if bad:
                 problems.append(f"{prefix}NODES: {bad[0]!r} is not a node name (letters, digits, '.', '_', '-')")
             elif len(set(nodes)) != len(nodes):

@@ -79,8 +79,6 @@ no_rolling() { [[ -z $ROLLING ]] || die "--rolling is with_maintenance.sh's (it 
 node_scope() {
   local name node
   local -a on=()
-  [[ $NODE =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
-    die "--node: '$NODE' is not a node name (letters, digits, '.', '_' and '-'; at most 64)"
   [[ $MAINT_SWITCH == haproxy ]] ||
     die "--node needs MAINT_SWITCH=haproxy (a balancer in front of the nodes), not '$MAINT_SWITCH'"
   [[ $MAINT_SHIM_MANAGED == external ]] ||
@@ -89,6 +87,7 @@ node_scope() {
     words "$(svc "$name" NODES)"
     for node in "${WORDS[@]}"; do [[ $node == "$NODE" ]] && on+=("$name"); done
   done
+  # Only a listed node (its name checked with the settings) gets a state dir: "--node ../x" stops here.
   ((${#on[@]})) || die "--node $NODE: no service lists it in MAINT_SERVICE_<name>_NODES (services: ${SERVICES[*]})"
   SERVICES=("${on[@]}")
   export MAINT_NODE=$NODE

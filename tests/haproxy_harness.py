@@ -85,13 +85,18 @@ class HAProxy:
                 self.proc.wait(5)
 
 
-def render_config(haproxy_dir: Path, port: int, live: dict[str, int], shim: dict[str, int]) -> str:
-    """deploy/haproxy/haproxy.cfg with the test's addresses (see the module docstring)."""
-    text = (DEPLOY / "haproxy.cfg").read_text()
+def local_globals(text: str, haproxy_dir: Path, port: int, name: str) -> str:
+    """A shipped config's stats socket in `haproxy_dir`, its log on stdout, its `bind :80` on loopback `port`."""
     text = text.replace("stats socket /run/haproxy/admin.sock", f"stats socket {haproxy_dir}/admin.sock")
     text = text.replace("log /dev/log local0", "log stdout format raw local0")
     text, count = re.subn(r"^    bind :80$", f"    bind 127.0.0.1:{port}", text, flags=re.M)
-    assert count == 1, "deploy/haproxy/haproxy.cfg no longer has one `bind :80`"
+    assert count == 1, f"deploy/haproxy/{name} no longer has one `bind :80`"
+    return text
+
+
+def render_config(haproxy_dir: Path, port: int, live: dict[str, int], shim: dict[str, int]) -> str:
+    """deploy/haproxy/haproxy.cfg with the test's addresses (see the module docstring)."""
+    text = local_globals((DEPLOY / "haproxy.cfg").read_text(), haproxy_dir, port, "haproxy.cfg")
     text = text.replace("GET /healthz", "GET /health")
     for service, live_port in live.items():
         section = re.search(rf"^backend {service}\n(?:    .*\n|\n)*", text, re.M)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -72,6 +75,29 @@ class Watch:
         assert self.requests, "no request was seen"
         outside = [url for url in self.requests if not url.startswith(origin + "/")]
         assert outside == [], "requests left the origin"
+
+
+# axe-core for the accessibility audits: installed from the npm registry on first use, next to the test
+# venv (git-ignored, reused afterwards).
+AXE_VERSION = "4.14.1"
+AXE_DIR = Path(os.environ.get("MAINT_TEST_AXE_DIR", Path(sys.prefix) / "share" / f"axe-core-{AXE_VERSION}"))
+
+
+def axe_script() -> str:
+    """axe-core's browser build (axe.min.js), `npm install`ed into AXE_DIR when it is not there yet."""
+    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is needed to install axe-core (apt-get install npm; scripts/test.sh does)"
+        subprocess.run(
+            [npm, "install", "--prefix", str(AXE_DIR), "--no-save", "--no-audit", "--no-fund",
+             "--ignore-scripts", "--loglevel=error", f"axe-core@{AXE_VERSION}"],
+            check=True,
+            timeout=300,
+        )
+    package = json.loads((script.parent / "package.json").read_text(encoding="utf-8"))
+    assert package["version"] == AXE_VERSION
+    return script.read_text(encoding="utf-8")
 
 
 def new_context(browser: Browser, lang: str, watch: Watch, **options: Any) -> BrowserContext:

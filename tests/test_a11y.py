@@ -5,10 +5,6 @@ stalled, unknown), with the language list open; zero violations, and nothing wid
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,9 +15,11 @@ import pytest
 
 from tests.page_harness import (
     ALL_LANGS,
+    AXE_VERSION,
     BROWSER,
     TAGS,
     Watch,
+    axe_script,
     finishing_shim,
     overflow,
     shot,
@@ -34,9 +32,6 @@ from tests.support import ARTIFACTS, Shim, ShimFactory
 if TYPE_CHECKING:  # imported when a browser runs: the suite collects without Playwright
     from playwright.sync_api import Browser, Page
 
-AXE_VERSION = "4.14.1"
-# Installed from the npm registry on first use, next to the test venv (git-ignored, reused afterwards).
-AXE_DIR = Path(os.environ.get("MAINT_TEST_AXE_DIR", Path(sys.prefix) / "share" / f"axe-core-{AXE_VERSION}"))
 STATES = ["training", "finishing", "stalled", "unknown"]
 # Violations and "needs review" results as plain data: rule, impact, and where.
 RUN_AXE = """
@@ -78,20 +73,8 @@ LATIN_STAND_IN = r"""
 
 @pytest.fixture(scope="module")
 def axe_source() -> str:
-    """axe-core's browser build (axe.min.js), `npm install`ed into AXE_DIR when it is not there yet."""
-    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed to install axe-core (apt-get install npm; scripts/test.sh does)"
-        subprocess.run(
-            [npm, "install", "--prefix", str(AXE_DIR), "--no-save", "--no-audit", "--no-fund",
-             "--ignore-scripts", "--loglevel=error", f"axe-core@{AXE_VERSION}"],
-            check=True,
-            timeout=300,
-        )
-    package = json.loads((script.parent / "package.json").read_text(encoding="utf-8"))
-    assert package["version"] == AXE_VERSION
-    return script.read_text(encoding="utf-8")
+    """axe-core's browser build (axe.min.js), installed on first use (tests/page_harness.py)."""
+    return axe_script()
 
 
 @pytest.fixture(scope="module")

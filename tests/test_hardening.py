@@ -23,25 +23,12 @@ from babel import localedata
 from maintenance_shim.catchall import MaintenanceApp
 from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app
-from tests.support import ROOT, Shim, ShimFactory, clean_env, free_port, rss_kb, serving_pid, wait_http
+from tests.support import ROOT, Shim, ShimFactory, clean_env, free_port, request, rss_kb, serving_pid, wait_http
 
 ORIGIN = "https://studio.example.com"
 OTHER = "https://evil.example"
 KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
 TOKEN = "hardening-token-0123456789"
-
-
-def request(
-    shim: Shim, method: str, path: str = "/", headers: dict[str, str] | None = None, body: bytes | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=5)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        data = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-    finally:
-        conn.close()
 
 
 def exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:

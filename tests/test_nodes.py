@@ -25,7 +25,7 @@ from maintenance_shim.config import SettingsError, SourcePath, load_settings, pa
 from maintenance_shim.runs import RunState
 from maintenance_shim.sources import FileProgress, ProgressFileError, parse_progress_file
 from maintenance_shim.status import MAX_NODES, NodeLimitError, ProgressUpdate, RetryPolicy, Tracker
-from tests.page_harness import BROWSER, Watch, expect, new_context, overflow, shot
+from tests.page_harness import BROWSER, Watch, axe_script, expect, new_context, overflow, shot
 from tests.support import ROOT, Shim, ShimFactory, clean_env, request
 
 if TYPE_CHECKING:  # imported when a browser runs: the suite collects without Playwright
@@ -513,21 +513,15 @@ def test_the_page_shows_every_node(chromium: Browser, pushing_shim: Shim) -> Non
     context.close()
 
 
-AXE = Path(sys.prefix) / "share" / "axe-core-4.14.1" / "node_modules" / "axe-core" / "axe.min.js"
-
-
 def test_the_nodes_pass_the_accessibility_audit(chromium: Browser, pushing_shim: Shim) -> None:
-    """axe-core on a page with nodes, English and Arabic, light and dark, at 360 px (tests/test_a11y.py
-    installs axe-core; without it this is skipped)."""
-    if not AXE.exists():
-        pytest.skip("axe-core is not installed yet (tests/test_a11y.py installs it)")
+    """axe-core on a page with nodes, English and Arabic, light and dark, at 360 px."""
     shim = pushing_shim
     push_run(shim, "gpu-1", range(0, 8), 100, every=0.05)
     push_run(shim, "gpu-2", range(0, 3), 400, every=0.05)
     watch = Watch()
     context = chromium.new_context(viewport={"width": 360, "height": 800}, reduced_motion="reduce")
     watch.attach(context)
-    context.add_init_script(script=AXE.read_text(encoding="utf-8"))
+    context.add_init_script(script=axe_script())
     page = context.new_page()
     found = []
     for lang in ("en", "ar"):

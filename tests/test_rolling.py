@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from tests.haproxy_harness import DEPLOY, HAProxy, haproxy_bin
+from tests.haproxy_harness import DEPLOY, HAProxy, haproxy_bin, local_globals
 from tests.loadgen import Load
 from tests.scripts_harness import SCRIPTS, STANDIN, _shim_cmd, _write_artifact
-from tests.support import Shim, ShimFactory, clean_env, free_port
+from tests.support import Shim, ShimFactory, clean_env, free_port, request
 
 NODES = {"gpu-1": "127.0.0.11", "gpu-2": "127.0.0.12", "gpu-3": "127.0.0.13"}
 TOKEN = "fleet-token-0123456789abcdef"
@@ -48,11 +48,7 @@ def _port_free_on_all(port: int) -> bool:
 
 def render_fleet(base: Path, port: int, node_port: int, shim_port: int) -> str:
     """deploy/haproxy/fleet.cfg with the test's addresses: the nodes on 127.0.0.1x, the shim on its port."""
-    text = (DEPLOY / "fleet.cfg").read_text()
-    text = text.replace("stats socket /run/haproxy/admin.sock", f"stats socket {base}/admin.sock")
-    text = text.replace("log /dev/log local0", "log stdout format raw local0")
-    text, count = re.subn(r"^    bind :80$", f"    bind 127.0.0.1:{port}", text, flags=re.M)
-    assert count == 1, "deploy/haproxy/fleet.cfg no longer has one `bind :80`"
+    text = local_globals((DEPLOY / "fleet.cfg").read_text(), base, port, "fleet.cfg")
     for index, (node, host) in enumerate(NODES.items(), start=1):
         text, count = re.subn(rf"server {node} 10\.0\.0\.1{index}:7860", f"server {node} {host}:{node_port}", text)
         assert count == 1, f"deploy/haproxy/fleet.cfg has no `server {node} 10.0.0.1{index}:7860`"
@@ -72,10 +68,12 @@ class Fleet:
     def env_file(self) -> Path:
         return self.tmp / "maintenance.env"
 
-    def run(self, script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in clean_env().items() if not k.startswith("MAINT_")}
-        env["MAINT_ENV_FILE"] = str(self.env_file)
-        return subprocess.run([str(SCRIPTS / script), *args], env=env, cwd=self.tmp, capture_output=True,
+    def run(
+        self, script: str, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """A script with the fleet's env file (and `env`, for a trainer CMD), none of our MAINT_ settings."""
+        full = clean_env({"MAINT_ENV_FILE": str(self.env_file), **(env or {})})
+        return subprocess.run([str(SCRIPTS / script), *args], env=full, cwd=self.tmp, capture_output=True,
                               text=True, timeout=timeout)
 
     def pid(self, node: str) -> int | None:
@@ -168,15 +166,10 @@ def fleet(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Fleet]:
                            env={**clean_env(), "MAINT_NODE": node}, check=False)
 
 
-def _through(f: Fleet, path: str = "/api/v1/txt2img", accept: str = "application/json") -> tuple[int, dict[str, str],
-                                                                                                 bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{f.haproxy.port}{path}",
-                                     headers={"Host": HOSTS["studio"], "Accept": accept})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+def _through(f: Fleet, path: str = "/api/v1/txt2img", accept: str = "application/json") -> tuple[
+    int, dict[str, str], bytes
+]:
+    return request(f"http://127.0.0.1:{f.haproxy.port}", "GET", path, {"Host": HOSTS["studio"], "Accept": accept})
 
 
 def test_rolling_training_over_three_nodes_fails_no_request(fleet: Fleet) -> None:
@@ -189,11 +182,7 @@ def test_rolling_training_over_three_nodes_fails_no_request(fleet: Fleet) -> Non
         began = time.monotonic()
         load.wait_for("studio", "service-200", began)
         env_push = {"MAINT_PUSH_URL": f.shim.admin_url, "MAINT_ADMIN_TOKEN": TOKEN}  # for the trainer
-        result = subprocess.run(
-            [str(SCRIPTS / "with_maintenance.sh"), "--rolling", "--", *trainer],
-            env={**clean_env(), "MAINT_ENV_FILE": str(f.env_file), **env_push}, cwd=f.tmp,
-            capture_output=True, text=True, timeout=150,
-        )
+        result = f.run("with_maintenance.sh", "--rolling", "--", *trainer, timeout=150, env=env_push)
         ended = time.monotonic()
         time.sleep(0.5)
     assert result.returncode == 0, result.stderr
@@ -285,7 +274,8 @@ def test_node_arguments_are_checked(fleet: Fleet) -> None:
     unknown = f.run("start_maintenance.sh", "--node", "gpu-9")
     assert unknown.returncode == 1 and "no service lists it in MAINT_SERVICE_<name>_NODES" in unknown.stderr
     bad = f.run("start_maintenance.sh", "--node", "../etc")
-    assert bad.returncode == 1 and "is not a node name" in bad.stderr
+    assert bad.returncode == 1 and "--node ../etc: no service lists it" in bad.stderr, bad.stderr
+    assert not (f.tmp / "state" / "etc").exists() and not (f.tmp / "etc").exists()
     rolling = f.run("start_maintenance.sh", "--rolling")
     assert rolling.returncode == 1 and "with_maintenance.sh's" in rolling.stderr
     nothing = f.run("stop_maintenance.sh", "--node", "gpu-2")
