@@ -7,7 +7,7 @@ import gc
 import json
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,9 +16,26 @@ from .negotiate import Choice
 from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
 
 if TYPE_CHECKING:
-    from .traffic import Observe
+    from .status import Snapshot
+    from .traffic import CountKey, Observe
 
 RESERVED_PREFIX = "/_maintenance"
+MAX_ANSWERS = 1024  # entries in each answer cache; a full cache is emptied (random headers cannot grow it)
+CACHED_VALUES_LENGTH = 1024  # longer Accept + Accept-Language + Origin values are answered, never cached
+# (listener port, a JSON path?, Accept, Accept-Language, Origin, HEAD?): all a common request's 503 depends on
+AnswerKey = tuple[int | None, bool, bytes | None, bytes | None, bytes | None, bool]
+
+
+class Answer(NamedTuple):
+    """What the catch-all sends for one kind of request, and the Snapshot it was made from."""
+
+    snapshot: Snapshot
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes  # empty for HEAD
+    counted: CountKey  # what Traffic counts it as
+
+
 HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()
 HEALTH_REPLY = Reply(
     200,
@@ -105,57 +122,119 @@ class MaintenanceApp:
         self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
         # (service, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
         self._cors_replies: dict[tuple[str, Choice, bytes], tuple[Reply, Reply]] = {}
+        self._admin_listener = admin_port is not None or admin_socket
+        self._tracker = responder.tracker
+        self._json_paths = responder.json_paths
+        self._cookie_needle = responder.cookie_needle
+        self._answers: dict[AnswerKey, Answer] = {}  # the fast path's: everything a common request sends
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            path: str = scope["path"]
-            on_admin = self.on_admin_listener(scope)
-            if path.startswith(RESERVED_PREFIX) and (
-                len(path) == len(RESERVED_PREFIX) or path[len(RESERVED_PREFIX)] == "/"
-            ):
-                if on_admin or path in PUBLIC_RESERVED:
-                    await self.admin(scope, receive, send)
-                else:
-                    await send_reply(NOT_FOUND_REPLY, send, scope["method"] == "HEAD")
-                return
-            if on_admin:  # the admin listener stands in for no service
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._refuse_websocket(scope, receive, send)
+            elif scope["type"] == "lifespan":
+                await self._run_lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        if (
+            path.startswith(RESERVED_PREFIX)
+            or path in self.health_paths
+            or (self._admin_listener and self.on_admin_listener(scope))
+        ):
+            await self._route(scope, receive, send)
+            return
+        # The catch-all's common case, in one lookup: no repeated header field (a repeated Cookie is
+        # joined on the full path), no ?format= or ?lang=, no language cookie, not OPTIONS (a preflight).
+        headers = scope["headers"]
+        picked = dict(headers)
+        method: str = scope["method"]
+        query: bytes = scope["query_string"]
+        cookie = picked.get(b"cookie")
+        if (
+            len(picked) != len(headers)
+            or method == "OPTIONS"
+            or (query and (b"format=" in query or b"lang=" in query))
+            or (cookie is not None and self._cookie_needle in cookie)
+        ):
+            await self._answer_in_full(scope, receive, send, RequestFacts.from_scope_headers(headers))
+            return
+        server = scope.get("server")
+        accept = picked.get(b"accept")
+        language = picked.get(b"accept-language")
+        origin = picked.get(b"origin")
+        key: AnswerKey = (
+            server[1] if server else None,
+            path.startswith(self._json_paths),
+            accept,
+            language,
+            origin,
+            method == "HEAD",
+        )
+        snapshot = self._tracker.snapshot()
+        answer = self._answers.get(key)
+        if answer is None or answer.snapshot is not snapshot:
+            answer = await self._prepare(scope, RequestFacts(accept, language, cookie, origin), snapshot)
+            if sum(len(part) for part in (accept, language, origin) if part) <= CACHED_VALUES_LENGTH:
+                if len(self._answers) >= MAX_ANSWERS:
+                    self._answers.clear()
+                self._answers[key] = answer
+        observe = self.observe
+        if observe is not None:
+            observe(answer.counted, scope)
+        await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Reserved paths, the admin listener and health paths; anything else gets the 503 in full."""
+        path: str = scope["path"]
+        on_admin = self.on_admin_listener(scope)
+        reserved = len(RESERVED_PREFIX)
+        if path.startswith(RESERVED_PREFIX) and (len(path) == reserved or path[reserved] == "/"):
+            if on_admin or path in PUBLIC_RESERVED:
+                await self.admin(scope, receive, send)
+            else:
                 await send_reply(NOT_FOUND_REPLY, send, scope["method"] == "HEAD")
-                return
-            method: str = scope["method"]
-            if path in self.health_paths and method in ("GET", "HEAD"):
-                if self.observe is not None:
-                    self.observe((self.responder.service_for(scope.get("server")).name, "health", "", 200), scope)
-                await send_reply(HEALTH_REPLY, send, method == "HEAD")
-                return
-            facts = RequestFacts.from_scope_headers(scope["headers"])
-            cors = self.cors
-            if cors is not None and facts.origin is not None and cors.is_allowed_origin(facts.origin.decode("latin-1")):
-                if is_preflight(scope):  # rare: Starlette answers it, never cached
-                    await NoStore(cors)(scope, receive, send)
-                    return
-                await self._answer(scope, send, facts, cors)
-                return
-            await self._answer(scope, send, facts)
-        elif kind == "websocket":
-            await self._refuse_websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await self._run_lifespan(receive, send)
+            return
+        if on_admin:  # the admin listener stands in for no service
+            await send_reply(NOT_FOUND_REPLY, send, scope["method"] == "HEAD")
+            return
+        method: str = scope["method"]
+        if path in self.health_paths and method in ("GET", "HEAD"):
+            if self.observe is not None:
+                self.observe((self.responder.service_for(scope.get("server")).name, "health", "", 200), scope)
+            await send_reply(HEALTH_REPLY, send, method == "HEAD")
+            return
+        await self._answer_in_full(scope, receive, send, RequestFacts.from_scope_headers(scope["headers"]))
 
     def on_admin_listener(self, scope: Scope) -> bool:
         """Whether the connection came in on the admin listener (its port, or the Unix socket)."""
-        if self.admin_port is None and not self.admin_socket:
+        if not self._admin_listener:
             return False
         server = scope.get("server")
         if server is None:
             return self.admin_socket
         return bool(server[1] == self.admin_port)
 
-    async def _answer(
-        self, scope: Scope, send: Send, facts: RequestFacts, cors: CORSMiddleware | None = None
-    ) -> None:
-        """The 503; for an allowed origin (`cors` given), with the headers Starlette's CORSMiddleware adds.
+    async def _answer_in_full(self, scope: Scope, receive: Receive, send: Send, facts: RequestFacts) -> None:
+        """The 503 worked out step by step (or a preflight from an allowed origin, which Starlette answers)."""
+        if self.cors is not None and is_preflight(scope) and self._allowed(facts.origin):
+            await NoStore(self.cors)(scope, receive, send)  # rare, and never cached
+            return
+        answer = await self._prepare(scope, facts, self._tracker.snapshot())
+        if self.observe is not None:
+            self.observe(answer.counted, scope)
+        await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
+        await send({"type": "http.response.body", "body": answer.body})
 
+    def _allowed(self, origin: bytes | None) -> bool:
+        """Is `origin` one CORS answers for (MAINT_CORS_ORIGINS)?"""
+        return self.cors is not None and origin is not None and self.cors.is_allowed_origin(origin.decode("latin-1"))
+
+    async def _prepare(self, scope: Scope, facts: RequestFacts, snapshot: Snapshot) -> Answer:
+        """The 503 for this request; for an allowed origin, with the headers Starlette's CORSMiddleware adds.
+
+        `snapshot` is the tracker's, taken before the reply is looked up: an answer is never newer than the
+        snapshot it is marked with, so the fast path's check (`answer.snapshot is` the current one) is safe.
         The middleware's output depends only on the reply and the Origin, so it runs once per reply and
         origin and its result is kept, instead of wrapping `send` on every request.
         """
@@ -163,20 +242,20 @@ class MaintenanceApp:
         service = responder.service_for(scope.get("server"))
         choice = responder.choose(scope["path"], scope["query_string"], facts, service)
         reply = responder.maintenance_reply(service, choice)
-        if cors is not None and facts.origin is not None:
+        cors = self.cors
+        if cors is not None and self._allowed(facts.origin):
+            assert facts.origin is not None
             # With `*` the decorated reply is the same for every Origin: one entry, not one per Origin sent.
             key = (service.name, choice, b"*" if cors.allow_all_origins else facts.origin)
             cached = self._cors_replies.get(key)
             if cached is None or cached[0] is not reply:
                 cached = (reply, await _decorate(cors, scope, reply))
-                if len(self._cors_replies) >= 1024:
+                if len(self._cors_replies) >= MAX_ANSWERS:
                     self._cors_replies.clear()
                 self._cors_replies[key] = cached
             reply = cached[1]
-        observe = self.observe
-        if observe is not None:
-            observe((service.name, choice.format, choice.locale, 503), scope)
-        await send_reply(reply, send, scope["method"] == "HEAD")
+        body = b"" if scope["method"] == "HEAD" else reply.body
+        return Answer(snapshot, reply.status, reply.headers, body, (service.name, choice.format, choice.locale, 503))
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -87,8 +87,8 @@ class Responder:
         self._services = dict(services)
         self.default_service = default_service
         self._cookie_name = cookie_name
-        self._json_paths = tuple(json_paths)
-        self._cookie_needle = f"{cookie_name}=".encode()
+        self.json_paths = tuple(json_paths)
+        self.cookie_needle = f"{cookie_name}=".encode()  # a Cookie header without it has no language cookie
         self._choices: dict[ChoiceKey, Choice] = {}
         self._snapshot: Snapshot | None = None
         self._cache: dict[tuple[str, str, Format, bool], Reply] = {}
@@ -110,11 +110,11 @@ class Responder:
             params = query_params(query)
             format_param, lang_param = params.get("format"), params.get("lang")
         lang_cookie = None
-        if facts.cookie is not None and self._cookie_needle in facts.cookie:
+        if facts.cookie is not None and self.cookie_needle in facts.cookie:
             lang_cookie = cookie_value(facts.cookie.decode("latin-1"), self._cookie_name)
         key: ChoiceKey = (
             service.default_format,
-            path.startswith(self._json_paths),
+            path.startswith(self.json_paths),
             format_param,
             lang_param,
             lang_cookie,

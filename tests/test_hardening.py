@@ -203,6 +203,7 @@ def _shim_cache_sizes(app: MaintenanceApp) -> dict[str, int]:
         "choices": len(responder._choices),
         "replies": len(responder._cache),
         "cors_replies": len(app._cors_replies),
+        "answers": len(app._answers),
     }
 
 
