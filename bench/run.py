@@ -263,8 +263,8 @@ def wrk_script(request: Request, directory: Path) -> Path:
     return script
 
 
-def run_wrk(port: int, script: Path, connections: int, duration: float, threads: int) -> dict[str, Any]:
-    argv = [
+def wrk_argv(port: int, script: Path, connections: int, duration: float, threads: int) -> list[str]:
+    return [
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
@@ -276,17 +276,18 @@ def run_wrk(port: int, script: Path, connections: int, duration: float, threads:
         str(script),
         f"http://127.0.0.1:{port}",
     ]
-    pin = CLIENT_CPU if os.cpu_count() and os.cpu_count() > 1 else None  # type: ignore[operator]
-    done = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        preexec_fn=(lambda: os.sched_setaffinity(0, {pin})) if pin is not None else None,
-    )
-    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+
+
+def _pin_client() -> None:
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+
+
+def wrk_result(argv: list[str], returncode: int, stdout: str, stderr: str, connections: int) -> dict[str, Any]:
+    """wrk's BENCH_JSON line (report.lua) with req/s, p50, p99, non-503 and socket errors worked out."""
+    line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({returncode}): {stderr.strip() or stdout.strip()}")
     result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
     seconds = result["duration_us"] / 1e6
     statuses = {int(k): v for k, v in result["statuses"].items()}
@@ -301,6 +302,59 @@ def run_wrk(port: int, script: Path, connections: int, duration: float, threads:
         command=" ".join(argv),
     )
     return result
+
+
+def run_wrk(port: int, script: Path, connections: int, duration: float, threads: int) -> dict[str, Any]:
+    argv = wrk_argv(port, script, connections, duration, threads)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, preexec_fn=_pin_client)
+    return wrk_result(argv, done.returncode, done.stdout, done.stderr, connections)
+
+
+def side_by_side(
+    pids: Sequence[int], ports: Sequence[int], script: Path, connections: int, duration: float, threads: int
+) -> list[dict[str, Any]]:
+    """One wrk per server, all at once, each server's CPU time read over the same window.
+
+    The servers share one CPU and the wrk processes another, so whatever else the machine does in that
+    window slows all of them alike: the ratio of their CPU time per request (and, with the CPU shared
+    fairly, of their req/s) holds to about a percent where back-to-back runs scatter by tens of percent.
+    """
+    before = [cpu_seconds(pid) for pid in pids]
+    argvs = [wrk_argv(port, script, connections, duration, threads) for port in ports]
+    running = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_pin_client)
+        for argv in argvs
+    ]
+    outputs = [proc.communicate(timeout=duration + 60) for proc in running]
+    after = [cpu_seconds(pid) for pid in pids]
+    rows = []
+    for argv, proc, (out, err), start, end in zip(argvs, running, outputs, before, after, strict=True):
+        row = wrk_result(argv, proc.returncode, out, err, connections)
+        row["server_cpu_s"] = end - start
+        rows.append(row)
+    return rows
+
+
+def pair_ratios(rounds: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """Medians (and quartiles) over rounds of (shim row, other row) run side by side: server CPU per request
+    other/shim and requests shim/other (higher is better for the shim in both)."""
+    cpu = [(o["server_cpu_s"] / o["requests"]) / (m["server_cpu_s"] / m["requests"]) for m, o in rounds]
+    rps = [m["requests"] / o["requests"] for m, o in rounds]
+
+    def spread(values: list[float]) -> list[float]:
+        if len(values) < 4:
+            return [min(values), max(values)]
+        q = statistics.quantiles(values, n=4)
+        return [q[0], q[2]]
+
+    return {
+        "cpu_ratio": statistics.median(cpu),
+        "cpu_ratio_iqr": spread(cpu),
+        "rps_ratio": statistics.median(rps),
+        "rps_ratio_iqr": spread(rps),
+        "cpu_ratios": cpu,
+        "rps_ratios": rps,
+    }
 
 
 # ---------------------------------------------------------------- servers
@@ -552,6 +606,46 @@ def measure_load(running: list[Running], scratch: Path, args: argparse.Namespace
             results["event_loop"]["single_connection_ms"] = {"p50": single["p50_ms"], "p99": single["p99_ms"]}
 
 
+PAIRED = ("floor", "nolimits")  # the targets' references, measured side by side with the shim
+
+
+def measure_pairs(running: list[Running], scratch: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The shim and each target reference under load at the same time (`side_by_side`), in rounds."""
+    by_name = {item.server.name: item for item in running}
+    shim = by_name["shim"]
+    scripts = {r.name: wrk_script(r, scratch) for r in REQUESTS}
+    keep = ("requests", "server_cpu_s", "rps", "p99_ms", "non_503", "socket_errors")
+    for other_name in PAIRED:
+        other = by_name.get(other_name)
+        if other is None or args.pair_rounds < 1:
+            continue
+        for request in REQUESTS:
+            for connections in args.connections:
+                rounds = []
+                for index in range(args.pair_rounds):
+                    order = [shim, other] if index % 2 == 0 else [other, shim]  # who starts first alternates
+                    rows = side_by_side(
+                        [item.proc.pid for item in order],
+                        [item.port for item in order],
+                        scripts[request.name],
+                        connections,
+                        args.pair_seconds,
+                        args.threads,
+                    )
+                    mine, theirs = (rows[0], rows[1]) if order[0] is shim else (rows[1], rows[0])
+                    rounds.append(({k: mine[k] for k in keep}, {k: theirs[k] for k in keep}))
+                entry = {"other": other_name, "request": request.name, "connections": connections}
+                entry.update(pair_ratios(rounds))
+                entry["rounds"] = [{"shim": m, "other": o} for m, o in rounds]
+                results["pairs"].append(entry)
+                print(
+                    f"side by side: shim vs {other_name:8} {request.name:14} c={connections:<4} "
+                    f"CPU/req {entry['cpu_ratio']:.3f}x (IQR {entry['cpu_ratio_iqr'][0]:.3f}-"
+                    f"{entry['cpu_ratio_iqr'][1]:.3f})  req {entry['rps_ratio']:.3f}x",
+                    flush=True,
+                )
+
+
 def measure_startup(
     server: Server, procs: Procs, scratch: Path, runs: int, pin: int | None
 ) -> tuple[list[float], list[float]]:
@@ -637,6 +731,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: wrk has one CPU)")
     parser.add_argument("--startup-runs", type=int, default=7, help="start-up samples for the shim (default 7)")
     parser.add_argument(
+        "--pair-rounds", type=int, default=8, help="side-by-side rounds per case against the floor and limits off"
+    )
+    parser.add_argument("--pair-seconds", type=float, default=4.0, help="seconds per side-by-side round (default 4)")
+    parser.add_argument(
         "--servers",
         default="shim,nolimits,floor,bare,nginx",
         help="contenders, from shim,nolimits,floor,bare,nginx (the shim is required)",
@@ -674,6 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": args.rounds,
             "connections": args.connections,
             "wrk_threads": args.threads,
+            "pair_rounds": args.pair_rounds,
+            "pair_seconds": args.pair_seconds,
             "pinning": f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}" if two_cpus else "none (1 CPU)",
             "command": " ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
             "requests": {
@@ -682,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         },
         "load": [],
+        "pairs": [],
         "memory": {},
         "startup": {},
     }
@@ -691,6 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with interrupts_as_exceptions():
             running = start_servers(procs, scratch, args, wanted, results)
             measure_load(running, scratch, args, results)
+            measure_pairs(running, scratch, args, results)
             for item in running:
                 procs.stop(item.proc)
             for server in SERVERS:
@@ -780,7 +882,13 @@ def verdict(results: dict[str, Any]) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
 
     def ratio_check(other: str, target: float, what: str, key: str) -> None:
-        found = paired(results, other, key)
+        side = [p for p in results.get("pairs", []) if p["other"] == other]
+        if side:  # measured side by side: the steadier figure
+            field = "rps_ratio" if key == "rps" else "cpu_ratio"
+            found = [(p["request"], p["connections"], p[field]) for p in side]
+            what += ", side by side"
+        else:
+            found = paired(results, other, key)
         if found:
             worst = min(r for _, _, r in found)
             measure = "req/s" if key == "rps" else "server CPU per request"
@@ -920,6 +1028,27 @@ def markdown(results: dict[str, Any], out: Path) -> str:
         }
         cells = [(f"{vals[o]:.2f}x" + (f" ({cpu[o]:.2f}x)" if o in cpu else "")) if o in vals else "-" for o in OTHERS]
         lines.append(f"| {req} | {conns} | " + " | ".join(cells) + " |")
+    pairs = results.get("pairs", [])
+    if pairs:
+        lines += [
+            "",
+            "## Side by side: the targets' figures",
+            "",
+            f"The shim and one reference under the same load at the same time ({s.get('pair_rounds')} rounds of "
+            f"{s.get('pair_seconds', 0):g} s per case, one wrk each): both servers share CPU 0 and both wrk CPU 1, so "
+            "other work on the machine slows both alike. Medians over the rounds, interquartile range in brackets; "
+            "higher is better for the shim.",
+            "",
+            "| request | conns | against | server CPU per request, other/shim | requests, shim/other |",
+            "|---|---:|---|---:|---:|",
+        ]
+        for p in pairs:
+            cpu_lo, cpu_hi = p["cpu_ratio_iqr"]
+            rps_lo, rps_hi = p["rps_ratio_iqr"]
+            lines.append(
+                f"| {p['request']} | {p['connections']} | {labels[p['other']]} | {p['cpu_ratio']:.3f}x "
+                f"({cpu_lo:.3f}-{cpu_hi:.3f}) | {p['rps_ratio']:.3f}x ({rps_lo:.3f}-{rps_hi:.3f}) |"
+            )
     lines += [
         "",
         "## Start-up and memory",

@@ -112,3 +112,42 @@ def test_nginx_config_from_the_capture_is_valid(captured: dict[str, dict[str, An
     assert done.returncode == 0, done.stderr
     body = (conf.parent / "www" / "_bench" / "503.html").read_bytes()
     assert body == base64.b64decode(captured[run.BROWSER.name]["body_b64"])
+
+
+def test_side_by_side_measures_both_servers_over_one_window(
+    captured: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Two floors loaded at once: each row counts its own server's requests (all 503) and CPU time."""
+    procs = run.Procs()
+    ports = [free_port(), free_port()]
+    try:
+        started = [
+            procs.start(f"floor{i}", run.Server("floor", "floor").argv(port, tmp_path), env=run.server_env(),
+                        cwd=tmp_path, log=tmp_path / f"floor{i}.log", cpu=None)
+            for i, port in enumerate(ports)
+        ]
+        for proc, port in zip(started, ports, strict=True):
+            run.wait_ready(proc, port)
+        script = run.wrk_script(run.BROWSER, tmp_path)
+        rows = run.side_by_side([p.pid for p in started], ports, script, connections=2, duration=1, threads=1)
+    finally:
+        procs.stop_all()
+    assert len(rows) == 2
+    for row in rows:
+        assert row["requests"] > 0 and row["statuses"] == {"503": row["requests"]}
+        assert row["server_cpu_s"] > 0
+    # Both wrk runs overlapped: each lasted about the one second asked for, not one after the other.
+    assert all(0.9e6 <= row["duration_us"] <= 1.9e6 for row in rows)
+
+
+def test_pair_ratios_are_per_round_medians() -> None:
+    def row(requests: int, cpu: float) -> dict[str, Any]:
+        return {"requests": requests, "server_cpu_s": cpu}
+
+    # Round by round the shim uses 1.25x, 1.1x and 1.0x the other's CPU per request, whatever the load.
+    rounds = [(row(800, 1.0), row(1000, 1.0)), (row(1000, 2.2), row(2000, 4.0)), (row(500, 0.5), row(500, 0.5))]
+    ratios = run.pair_ratios(rounds)
+    assert ratios["cpu_ratios"] == pytest.approx([0.8, 1 / 1.1, 1.0])
+    assert ratios["cpu_ratio"] == pytest.approx(1 / 1.1)
+    assert ratios["rps_ratio"] == pytest.approx(0.8)
+    assert ratios["cpu_ratio_iqr"] == pytest.approx([0.8, 1.0])
