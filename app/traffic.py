@@ -84,6 +84,7 @@ class DistinctClients:
         return max(len(self.seen), round(estimate))
 
 
+_KNOWN_CONNECTIONS = 4096  # connections remembered as counted (a full memo is emptied)
 _KEY_BYTES = 64  # of a forwarded address kept as the client's key: bounds the set's memory
 _FORWARDING = frozenset((b"x-forwarded-for", b"x-real-ip", CHECK_HEADER))
 _name = itemgetter(0)
@@ -135,21 +136,30 @@ class Traffic:
         self._last_total = 0
         self._last_tick: float | None = time.monotonic()  # the first window starts now, not at the first tick
         self._plain_local: dict[int, Any] = {}
+        self._counted: dict[int, Any] = {}  # id(client tuple) -> it: connections whose client is counted
 
     def hit(self, key: CountKey, scope: Scope) -> None:
         """Count one answered request (the request path: keep it this small)."""
         peer = scope.get("client")
-        if peer and (peer[0] not in _LOCAL_PEERS or self._plain_local.get(id(peer)) is peer):
-            client: str = peer[0]  # client_key's two common cases, without the call
-        else:
-            key_or_none = client_key(scope, self._plain_local)
-            if key_or_none is None:
-                return
-            client = key_or_none
+        # uvicorn puts one `client` tuple in every request of a connection: once a connection is known to
+        # carry one client's requests (not a proxy's) and that client is counted, only the request is.
+        if (peer is None or self._counted.get(id(peer)) is not peer) and not self._count_client(scope, peer):
+            return
         counts = self.counts
         counts[key] = counts.get(key, 0) + 1
+
+    def _count_client(self, scope: Scope, peer: Any) -> bool:
+        """Count the client of a request from a connection not yet known; False for the scripts' check."""
+        client = client_key(scope, self._plain_local)
+        if client is None:
+            return False
         if client not in self.clients.seen:
             self.clients.add(client)
+        if peer and (peer[0] not in _LOCAL_PEERS or self._plain_local.get(id(peer)) is peer):
+            if len(self._counted) >= _KNOWN_CONNECTIONS:
+                self._counted.clear()
+            self._counted[id(peer)] = peer  # keyed by id and holding the tuple: the id cannot be reused
+        return True
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -170,6 +180,7 @@ class Traffic:
             return
         self.counts = {}
         self.clients = DistinctClients()
+        self._counted = {}
         self.since = started_at
         self.peak_rps = 0.0
         self._last_total = 0

@@ -375,3 +375,25 @@ def test_a_local_connection_without_forwarding_headers_is_not_scanned_again() ->
     assert client_key(later, plain) == "127.0.0.1"  # same connection (same tuple): a client, not a proxy
     other = {**later, "client": ("127.0.0.1", int("50000"))}  # an equal tuple of another connection
     assert client_key(other, plain) == "203.0.113.5"
+
+
+def test_a_known_connection_counts_each_request_and_its_client_once_per_run() -> None:
+    traffic = Traffic(clock=lambda: 1000.0)
+    key = ("studio", "html", "en", 503)
+    remote = {"client": ("203.0.113.7", 40000), "headers": [(b"accept", b"*/*")]}
+    for _ in range(3):
+        traffic.hit(key, remote)
+    assert traffic.counts == {key: 3} and traffic.clients.count() == 1
+    traffic.new_run(2000.0)  # a new run forgets its clients: the known connection's client counts again
+    traffic.hit(key, remote)
+    assert traffic.counts == {key: 1} and traffic.clients.count() == 1
+    # A proxy on this host: one connection, many clients; never remembered as one client's connection.
+    proxy = ("127.0.0.1", 50001)
+    for n in range(3):
+        traffic.hit(key, {"client": proxy, "headers": [(b"x-forwarded-for", f"198.51.100.{n}".encode())]})
+    assert traffic.counts == {key: 4} and traffic.clients.count() == 4
+    # The scripts' own check request is neither counted nor remembered.
+    check = {"client": ("127.0.0.1", 50002), "headers": [(b"x-maintenance-shim", b"check")]}
+    traffic.hit(key, check)
+    traffic.hit(key, check)
+    assert traffic.counts == {key: 4} and traffic.clients.count() == 4
