@@ -369,7 +369,7 @@ class Server:
 
     def argv(self, port: int, scratch: Path) -> list[str]:
         py = sys.executable
-        if self.name == "shim":
+        if self.name in ("shim", "shimcopy"):
             return [py, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}={SERVICE}"]
         if self.name == "nolimits":
             return [py, str(BENCH / "shim_nolimits.py"), "--port", str(port)]
@@ -389,6 +389,7 @@ SERVERS = (
     Server("floor", "raw ASGI floor (replays shim bytes)"),
     Server("bare", "bare FastAPI catch-all"),
     Server("nginx", "nginx `return 503`"),
+    Server("shimcopy", "a second, identical shim (the side-by-side method's A/A check)"),
 )
 
 
@@ -606,7 +607,9 @@ def measure_load(running: list[Running], scratch: Path, args: argparse.Namespace
             results["event_loop"]["single_connection_ms"] = {"p50": single["p50_ms"], "p99": single["p99_ms"]}
 
 
-PAIRED = ("floor", "nolimits")  # the targets' references, measured side by side with the shim
+# The targets' references, measured side by side with the shim; `shimcopy` (only when asked for with
+# --servers) checks the method itself: two identical servers side by side should come out at 1.00.
+PAIRED = ("floor", "nolimits", "shimcopy")
 
 
 def measure_pairs(running: list[Running], scratch: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -737,7 +740,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--servers",
         default="shim,nolimits,floor,bare,nginx",
-        help="contenders, from shim,nolimits,floor,bare,nginx (the shim is required)",
+        help="contenders, from shim,nolimits,floor,bare,nginx,shimcopy (the shim is required; shimcopy, a second "
+        "shim side by side with the first, checks the method)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument(
@@ -812,7 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
     finally:
         procs.stop_all()
-        for name in ("shim.log", "nolimits.log", "floor.log", "bare.log", "nginx.log"):
+        for name in (f"{server.name}.log" for server in SERVERS):
             log = scratch / name
             if log.exists() and log.stat().st_size:
                 results.setdefault("server_logs", {})[name] = log.read_text()[-4000:]
