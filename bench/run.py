@@ -607,9 +607,10 @@ def measure_load(running: list[Running], scratch: Path, args: argparse.Namespace
             results["event_loop"]["single_connection_ms"] = {"p50": single["p50_ms"], "p99": single["p99_ms"]}
 
 
-# The targets' references, measured side by side with the shim; `shimcopy` (only when asked for with
-# --servers) checks the method itself: two identical servers side by side should come out at 1.00.
-PAIRED = ("floor", "nolimits", "shimcopy")
+# The targets' references (the floor, limits off, bare FastAPI), measured side by side with the shim;
+# `shimcopy` (only when asked for with --servers) checks the method itself: two identical servers side by
+# side should come out at 1.00.
+PAIRED = ("floor", "nolimits", "bare", "shimcopy")
 
 
 def measure_pairs(running: list[Running], scratch: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
