@@ -17,7 +17,7 @@ from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
 
 if TYPE_CHECKING:
     from .status import Snapshot
-    from .traffic import CountKey, Observe
+    from .traffic import CountKey, Observe, Tally, Traffic
 
 RESERVED_PREFIX = "/_maintenance"
 MAX_ANSWERS = 1024  # entries in each answer cache; a full cache is emptied (random headers cannot grow it)
@@ -34,6 +34,7 @@ class Answer(NamedTuple):
     headers: list[tuple[bytes, bytes]]
     body: bytes  # empty for HEAD
     counted: CountKey  # what Traffic counts it as
+    tally: Tally  # Traffic's cell for `counted` (a cell of its own, never read, with MAINT_METRICS off)
 
 
 HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()
@@ -108,16 +109,20 @@ class MaintenanceApp:
         cors_origins: list[str],
         admin_port: int | None = None,
         admin_socket: bool = False,
+        traffic: Traffic | None = None,
         observe: Observe | None = None,
     ) -> None:
         """`admin_port` is the admin listener's TCP port; `admin_socket` says it is a Unix socket (whose
-        connections have no server address). Without either, no listener serves the admin paths."""
+        connections have no server address). Without either, no listener serves the admin paths.
+        `traffic` counts every answered request (None: MAINT_METRICS off); `observe` is also called for each
+        (the access log)."""
         self.responder = responder
         self.admin_port = admin_port
         self.admin_socket = admin_socket
         self.health_paths = frozenset(health_paths)
         self.lifespan = lifespan
-        self.observe = observe  # counts each answer (traffic.py) and/or logs a sample; None: nothing
+        self.traffic = traffic
+        self.observe = observe
         self.cors = cors_middleware(_send_stashed_reply, cors_origins) if cors_origins else None
         self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
         # (service, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
@@ -173,11 +178,25 @@ class MaintenanceApp:
                 if len(self._answers) >= MAX_ANSWERS:
                     self._answers.clear()
                 self._answers[key] = answer
-        observe = self.observe
-        if observe is not None:
-            observe(answer.counted, scope)
+        traffic = self.traffic
+        if traffic is not None:
+            # Traffic.hit inlined for a connection it already knows (see Traffic.known): the tally alone.
+            peer = scope.get("client")
+            if peer is not None and traffic.known.get(id(peer)) is peer:
+                answer.tally[0] += 1
+            else:
+                traffic.hit(answer.counted, scope)
+        if self.observe is not None:
+            self.observe(answer.counted, scope)
         await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
         await send({"type": "http.response.body", "body": answer.body})
+
+    def _count(self, key: CountKey, scope: Scope) -> None:
+        """Count and log an answer off the fast path."""
+        if self.traffic is not None:
+            self.traffic.hit(key, scope)
+        if self.observe is not None:
+            self.observe(key, scope)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Reserved paths, the admin listener and health paths; anything else gets the 503 in full."""
@@ -195,8 +214,7 @@ class MaintenanceApp:
             return
         method: str = scope["method"]
         if path in self.health_paths and method in ("GET", "HEAD"):
-            if self.observe is not None:
-                self.observe((self.responder.service_for(scope.get("server")).name, "health", "", 200), scope)
+            self._count((self.responder.service_for(scope.get("server")).name, "health", "", 200), scope)
             await send_reply(HEALTH_REPLY, send, method == "HEAD")
             return
         await self._answer_in_full(scope, receive, send, RequestFacts.from_scope_headers(scope["headers"]))
@@ -216,8 +234,7 @@ class MaintenanceApp:
             await NoStore(self.cors)(scope, receive, send)  # rare, and never cached
             return
         answer = await self._prepare(scope, facts, self._tracker.snapshot())
-        if self.observe is not None:
-            self.observe(answer.counted, scope)
+        self._count(answer.counted, scope)
         await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
         await send({"type": "http.response.body", "body": answer.body})
 
@@ -250,7 +267,9 @@ class MaintenanceApp:
                 self._cors_replies[key] = cached
             reply = cached[1]
         body = b"" if scope["method"] == "HEAD" else reply.body
-        return Answer(snapshot, reply.status, reply.headers, body, (service.name, choice.format, choice.locale, 503))
+        counted = (service.name, choice.format, choice.locale, 503)
+        tally = self.traffic.tally(counted) if self.traffic is not None else [0]
+        return Answer(snapshot, reply.status, reply.headers, body, counted, tally)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -18,7 +18,7 @@ from .negotiate import LocaleMatcher
 from .render import Renderer, Service
 from .responder import Responder
 from .status import RetryPolicy, Tracker
-from .traffic import Traffic, TrafficTicker, observer
+from .traffic import Traffic, TrafficTicker, access_log
 
 if TYPE_CHECKING:
     from .sources import LogFollower, ProgressFileFollower
@@ -149,5 +149,6 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         health_paths=settings.health_paths,
         lifespan=lifespan,
         cors_origins=settings.cors_origins,
-        observe=observer(traffic, settings.access_log, settings.access_log_sample),
+        traffic=traffic,
+        observe=access_log(settings.access_log, settings.access_log_sample),
     )

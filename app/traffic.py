@@ -1,8 +1,10 @@
 """Plain counts of the requests the shim answers, for the metrics, the status endpoint and the run summary.
 
-The catch-all calls ``Traffic.hit`` once per answered request: one dict increment and one set lookup.
-Everything else (the peak rate, the summary, the Prometheus series in ``metrics.py``) is computed from
-these integers once a second or when asked, never on the request path, and never with prometheus_client.
+The catch-all counts each answered request. A request on a connection already known (its client counted in
+this run) adds one to its answer's tally, a one-integer cell the cached answer holds (``Traffic.tally``);
+any other goes through ``Traffic.hit`` (the client's key, then the same cell). Everything else (the peak
+rate, the summary, the Prometheus series in ``metrics.py``) is computed from these integers once a second
+or when asked, never on the request path, and never with prometheus_client.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ access_logger = logging.getLogger("maintenance_shim.access")
 # (service, format, locale, status): what a request was answered with. Health paths count as format "health".
 CountKey = tuple[str, str, str, int]
 Observe = Callable[[CountKey, Scope], None]
+Tally = list[int]  # one count, [n]: what a cached answer adds its requests to
 
 # Distinct clients are kept exactly up to this many (about 1.5 MB of strings at most); past it a
 # HyperLogLog with 2**HLL_BITS one-byte registers estimates them (standard error 1.04/sqrt(4096) = 1.6%).
@@ -129,24 +132,36 @@ class Traffic:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self.counts: dict[CountKey, int] = {}
+        self._tallies: dict[CountKey, Tally] = {}  # bounded: services x formats x locales x statuses
         self.clients = DistinctClients()
         self.since = clock()
         self.peak_rps = 0.0
         self._last_total = 0
         self._last_tick: float | None = time.monotonic()  # the first window starts now, not at the first tick
         self._plain_local: dict[int, Any] = {}
-        self._counted: dict[int, Any] = {}  # id(client tuple) -> it: connections whose client is counted
+        # id(client tuple) -> it: the connections known to carry one client's requests (not a proxy's) whose
+        # client is counted in this run. uvicorn puts one `client` tuple in every request of a connection, so
+        # a request whose scope's tuple is in here needs only its tally bumped (the catch-all does it inline).
+        self.known: dict[int, Any] = {}
+
+    @property
+    def counts(self) -> dict[CountKey, int]:
+        """The requests counted in this run, by what they were answered with."""
+        return {key: tally[0] for key, tally in list(self._tallies.items()) if tally[0]}
+
+    def tally(self, key: CountKey) -> Tally:
+        """The cell counting `key`'s requests; the same list for the shim's lifetime (a new run zeroes it)."""
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = [0]
+        return tally
 
     def hit(self, key: CountKey, scope: Scope) -> None:
         """Count one answered request (the request path: keep it this small)."""
         peer = scope.get("client")
-        # uvicorn puts one `client` tuple in every request of a connection: once a connection is known to
-        # carry one client's requests (not a proxy's) and that client is counted, only the request is.
-        if (peer is None or self._counted.get(id(peer)) is not peer) and not self._count_client(scope, peer):
+        if (peer is None or self.known.get(id(peer)) is not peer) and not self._count_client(scope, peer):
             return
-        counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
+        self.tally(key)[0] += 1
 
     def _count_client(self, scope: Scope, peer: Any) -> bool:
         """Count the client of a request from a connection not yet known; False for the scripts' check."""
@@ -156,13 +171,13 @@ class Traffic:
         if client not in self.clients.seen:
             self.clients.add(client)
         if peer and (peer[0] not in _LOCAL_PEERS or self._plain_local.get(id(peer)) is peer):
-            if len(self._counted) >= _KNOWN_CONNECTIONS:
-                self._counted.clear()
-            self._counted[id(peer)] = peer  # keyed by id and holding the tuple: the id cannot be reused
+            if len(self.known) >= _KNOWN_CONNECTIONS:
+                self.known.clear()
+            self.known[id(peer)] = peer  # keyed by id and holding the tuple: the id cannot be reused
         return True
 
     def total(self) -> int:
-        return sum(self.counts.values())
+        return sum(tally[0] for tally in list(self._tallies.values()))
 
     def tick(self, now: float) -> None:
         """Called about once a second (monotonic `now`): the peak rate over one-second windows."""
@@ -178,9 +193,10 @@ class Traffic:
         if started_at <= self.since:
             self.since = started_at
             return
-        self.counts = {}
+        for tally in self._tallies.values():  # in place: the catch-all's cached answers hold them
+            tally[0] = 0
         self.clients = DistinctClients()
-        self._counted = {}
+        self.known.clear()  # in place too: the catch-all reads it
         self.since = started_at
         self.peak_rps = 0.0
         self._last_total = 0
@@ -215,16 +231,13 @@ def _iso(t: float) -> str:
 
 
 class AccessLog:
-    """Logs one in ``every`` answered requests (deterministic sampling), then hands each to ``inner``."""
+    """Logs one in ``every`` answered requests (deterministic sampling)."""
 
-    def __init__(self, every: int, inner: Observe | None) -> None:
+    def __init__(self, every: int) -> None:
         self.every = max(1, every)
-        self.inner = inner
         self._countdown = 1
 
     def hit(self, key: CountKey, scope: Scope) -> None:
-        if self.inner is not None:
-            self.inner(key, scope)
         self._countdown -= 1
         if self._countdown:
             return
@@ -247,13 +260,12 @@ class AccessLog:
         )
 
 
-def observer(traffic: Traffic | None, access_log: bool, sample: float) -> Observe | None:
-    """What the catch-all calls per answered request: the counters, the access log, both, or nothing."""
-    count = traffic.hit if traffic is not None else None
-    if not access_log:
-        return count
+def access_log(enabled: bool, sample: float) -> Observe | None:
+    """What the catch-all calls per answered request besides counting it: the sampled access log, or nothing."""
+    if not enabled:
+        return None
     access_logger.setLevel(logging.INFO)  # asked for: logged whatever MAINT_LOG_LEVEL says
-    return AccessLog(round(1 / sample), count).hit
+    return AccessLog(round(1 / sample)).hit
 
 
 class TrafficTicker:

@@ -3,6 +3,7 @@ stop_maintenance.sh prints (a known load through a real nginx)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from maintenance_shim.catchall import MaintenanceApp
 from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app, create_tracker
 from maintenance_shim.metrics import registry_for
@@ -130,9 +132,12 @@ def test_collector_reads_counts_state_and_progress(tmp_path: Path) -> None:
 
 def test_metrics_off_counts_nothing() -> None:
     app = create_app(load_settings(environ={"MAINT_METRICS": "off"}))
-    assert app.observe is None  # type: ignore[attr-defined]
+    assert isinstance(app, MaintenanceApp) and app.traffic is None and app.observe is None
+    for _ in range(3):
+        assert _call(app, _request(("203.0.113.9", 4000))) == 503  # answered all the same
     app = create_app(load_settings(environ={}))
-    assert app.observe is not None  # type: ignore[attr-defined]
+    assert isinstance(app, MaintenanceApp) and app.traffic is not None
+    assert app.observe is None  # the access log is off by default
 
 
 # ---- a real Prometheus scrapes a real shim ------------------------------------------------------
@@ -397,3 +402,49 @@ def test_a_known_connection_counts_each_request_and_its_client_once_per_run() ->
     traffic.hit(key, check)
     traffic.hit(key, check)
     assert traffic.counts == {key: 4} and traffic.clients.count() == 4
+
+
+def _request(client: tuple[str, int], headers: list[tuple[bytes, bytes]] | None = None, path: str = "/",
+             accept: bytes = b"text/html") -> dict[str, Any]:
+    return {"type": "http", "method": "GET", "path": path, "query_string": b"", "server": ("127.0.0.1", 8080),
+            "client": client, "headers": [(b"accept", accept), *(headers or [])]}
+
+
+def _call(app: MaintenanceApp, scope: dict[str, Any]) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the catch-all never reads the body")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status: int = sent[0]["status"]
+    return status
+
+
+def test_the_fast_path_counts_what_traffic_hit_counts() -> None:
+    """Through the app (its cached answers and their tallies): a client's connection, a local proxy's, the
+    scripts' check, two formats, then a new run, which zeroes the tallies the cached answers hold."""
+    app = create_app(load_settings(environ={}))
+    assert isinstance(app, MaintenanceApp) and app.traffic is not None
+    traffic = app.traffic
+    browser, proxy, check = ("203.0.113.7", 40000), ("127.0.0.1", 50001), ("127.0.0.1", 50002)
+    for _ in range(5):
+        assert _call(app, _request(browser)) == 503
+    for _ in range(2):
+        assert _call(app, _request(browser, accept=b"application/json")) == 503
+    for n in range(3):
+        assert _call(app, _request(proxy, [(b"x-forwarded-for", f"198.51.100.{n}".encode())])) == 503
+    for _ in range(2):
+        assert _call(app, _request(check, [(b"x-maintenance-shim", b"check")])) == 503
+    service = app.responder.service_for(("127.0.0.1", 8080)).name  # the unnamed default service
+    html, json_ = (service, "html", "en", 503), (service, "json", "en", 503)
+    assert traffic.counts == {html: 8, json_: 2} and traffic.total() == 10
+    assert traffic.clients.count() == 4  # the browser and the proxy's three; never the check
+    traffic.new_run(traffic.since + 60)
+    assert traffic.counts == {} and traffic.total() == 0 and traffic.clients.count() == 0
+    for _ in range(4):
+        assert _call(app, _request(browser)) == 503  # the same cached answer, counting from zero
+    assert traffic.counts == {html: 4} and traffic.clients.count() == 1
