@@ -102,8 +102,7 @@ class Box:
     stops: list[object] = field(default_factory=list)
 
 
-@pytest.fixture
-def box(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Box]:
+def _box(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Box]:
     """Two stand-in services and the shim (listeners for both, /health answered 200 for the proxies'
     active checks), everything stopped by PID after."""
     services = {name: Standin(name, free_port(), tmp_path / f"{name}.log") for name in HOSTS}
@@ -121,6 +120,32 @@ def box(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Box]:
             stop()  # type: ignore[operator]
         for service in services.values():
             service.stop()
+
+
+@pytest.fixture
+def box(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Box]:
+    """A box of the test's own (the kill -9 tests kill one of its services)."""
+    yield from _box(tmp_path, start_shim)
+
+
+@pytest.fixture(scope="module")
+def shared_box(tmp_path_factory: pytest.TempPathFactory, module_shim_launcher: ShimFactory) -> Iterator[Box]:
+    yield from _box(tmp_path_factory.mktemp("shared-box"), module_shim_launcher)
+
+
+@pytest.fixture
+def read_only_box(shared_box: Box) -> Iterator[Box]:
+    """One box for the tests that only send requests through a proxy (the stand-ins answer every request
+    alike and keep nothing; the shim is a backup they never reach): each test's proxy, in a directory of its
+    own kind under the box's, is stopped when the test ends."""
+    assert all(s.proc is not None and s.proc.poll() is None for s in shared_box.services.values())
+    before = len(shared_box.stops)
+    try:
+        yield shared_box
+    finally:
+        started, shared_box.stops[before:] = shared_box.stops[before:], []
+        for stop in reversed(started):
+            stop()  # type: ignore[operator]
 
 
 # ---- the four proxies in fallback mode ----------------------------------------------------------------
@@ -295,9 +320,10 @@ def test_fallback_kill9_gives_only_200_or_503_and_the_service_comes_back(box: Bo
 
 
 @pytest.mark.parametrize("kind", ["nginx", "haproxy", "caddy", "traefik"])
-def test_the_shipped_config_never_forwards_the_admin_paths(box: Box, kind: str) -> None:
+def test_the_shipped_config_never_forwards_the_admin_paths(read_only_box: Box, kind: str) -> None:
     """The progress push, metrics and API docs answer 404 at the proxy while the live service is up (it
     answers 200 to any path, so a 404 means the proxy kept them); any other path still reaches it."""
+    box = read_only_box
     port = _start_proxy(kind, box)
     for method, path in (("PUT", "/_maintenance/progress"), ("GET", "/_maintenance/metrics"),
                          ("GET", "/_maintenance/docs"), ("GET", "/_maintenance/openapi.json")):

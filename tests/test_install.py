@@ -11,7 +11,8 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,13 @@ def _run(
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def side_by_side(*steps: Callable[[], object]) -> None:
+    """Run independent steps at the same time (threads: each waits on its own process); re-raise the first failure."""
+    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+        for future in [pool.submit(step) for step in steps]:
+            future.result()
 
 
 def _status(url: str) -> int:
@@ -71,7 +79,6 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
     """(venv, shim wheel, user wheel): a fresh venv and the two wheels, built here."""
     base = tmp_path_factory.mktemp("install")
     wheels = base / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)])
     user = base / "user-service"
     (user / "app").mkdir(parents=True)
     (user / "app" / "__init__.py").write_text("")
@@ -89,11 +96,15 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
         [tool.setuptools]
         packages = ["app"]
     """))
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(user)])
+    env_dir = base / "venv"
+    # Three independent steps, side by side: the two wheels and the venv (each checked by _run).
+    side_by_side(
+        lambda: _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)]),
+        lambda: _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(user)]),
+        lambda: _run([sys.executable, "-m", "venv", str(env_dir)]),
+    )
     shim_wheel = next(wheels.glob("maintenance_shim-*.whl"))
     user_wheel = next(wheels.glob("user_service-*.whl"))
-    env_dir = base / "venv"
-    _run([sys.executable, "-m", "venv", str(env_dir)])
     _run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(shim_wheel), str(user_wheel)])
     yield env_dir, shim_wheel, user_wheel
 
@@ -127,8 +138,8 @@ def test_both_run_side_by_side(venv: tuple[Path, Path, Path], tmp_path: Path) ->
     script = "import importlib.metadata as m; print(m.distribution('maintenance-shim').read_text('top_level.txt'))"
     top_level = _run([str(env_dir / "bin" / "python"), "-c", script])
     assert top_level.stdout.split() == ["maintenance_shim"]
-    _shim_answers(env_dir, tmp_path)
-    _user_app_answers(env_dir, tmp_path)
+    # Two servers, each on its own port: at the same time.
+    side_by_side(lambda: _shim_answers(env_dir, tmp_path), lambda: _user_app_answers(env_dir, tmp_path))
 
 
 def test_uninstalling_one_leaves_the_other(venv: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The trainer integrations, live: real transformers and Lightning runs on CPU drive a running shim.
 
 Each training runs in its own process (tiny randomly initialised models, random tensors) while this
-process polls the shim's ``/_maintenance/status`` and the progress file every 0.1 s / 0.05 s. Evaluations
+process polls the shim's ``/_maintenance/status`` and the progress file every 0.1 s / 0.05 s; the runs are
+independent and go a few side by side (the ``runs`` fixture). Evaluations
 and saves are made to last a second or more (a large evaluation set, a sleep next to the real save) so a
 poller that reads the file every 0.5 s and a status recomputed once a second see them.
 """
@@ -18,10 +19,11 @@ import textwrap
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -283,21 +285,6 @@ def test_importing_the_package_imports_no_framework() -> None:
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
-def test_the_wheel_ships_the_integrations_and_their_entry_points(tmp_path: Path) -> None:
-    # scripts/test.sh and users install the wheel (not the editable tree): it must carry both.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
-                   check=True, timeout=300, capture_output=True)
-    with zipfile.ZipFile(next(tmp_path.glob("maintenance_shim-*.whl"))) as wheel:
-        names = set(wheel.namelist())
-        entry_points = next(wheel.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
-    modules = {"__init__", "_core", "_lightning", "lightning", "pytorch_lightning", "transformers"}
-    assert {f"maintenance_shim/integrations/{m}.py" for m in modules} <= names, sorted(names)
-    assert "[lightning.pytorch.callbacks_factory]\n" in entry_points
-    assert "[pytorch_lightning.callbacks_factory]\n" in entry_points
-    assert "maintenance_shim = maintenance_shim.integrations.lightning:callbacks_factory" in entry_points
-    assert "maintenance_shim = maintenance_shim.integrations.pytorch_lightning:callbacks_factory" in entry_points
-
-
 @pytest.mark.parametrize(
     ("url", "endpoint"),
     [
@@ -414,16 +401,73 @@ def test_sink_never_raises_and_warns_once(tmp_path: Path, caplog: pytest.LogCapt
 
 
 # ---------------------------------------------------------------------------------------------------------
-# transformers
+# The runs, side by side
+#
+# Every training below (and the Lightning import check) is independent: its own process, directory and shim,
+# and no test changes what a run showed. So the runs that the selected tests use (@uses) all start when a
+# test first asks for one, RUNS_AT_ONCE at a time in the order of JOBS, and each test takes its run's result.
+# A run paces itself with sleeps (steps, evaluations, saves) on one torch thread, so three side by side on
+# 2 cores take about half the time of one after another. A busier machine only makes steps and phases last
+# longer, never shorter: the tests check which steps and phases were seen, never how fast.
+
+RUNS_AT_ONCE = 3
+Job = Callable[[ShimFactory, pytest.TempPathFactory], Any]
+FunctionT = TypeVar("FunctionT", bound=Callable[..., None])
+
+
+def uses(*names: str) -> Callable[[FunctionT], FunctionT]:
+    """The runs (names in JOBS) a test reads: the `runs` fixture starts those of the selected tests."""
+
+    def mark(test: FunctionT) -> FunctionT:
+        test.runs = names  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+class Runs:
+    """The module's runs: ``runs[name]`` waits for one (re-raising its error), first starting it if no
+    selected test said it uses it."""
+
+    def __init__(self, pool: ThreadPoolExecutor, launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory,
+                 names: set[str]) -> None:
+        self.pool, self.launch, self.tmp_path_factory = pool, launch, tmp_path_factory
+        self.futures: dict[str, Future[Any]] = {}
+        for name in JOBS:  # their order: the longest first
+            if name in names:
+                self.start(name)
+
+    def start(self, name: str) -> None:
+        self.futures[name] = self.pool.submit(JOBS[name], self.launch, self.tmp_path_factory)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.futures:
+            self.start(name)
+        return self.futures[name].result()
 
 
 @pytest.fixture(scope="module")
-def hf_run(module_shim_launcher: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def runs(request: pytest.FixtureRequest, module_shim_launcher: ShimFactory,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    used = {name for item in request.session.items if getattr(item, "module", None) is request.module
+            for name in getattr(getattr(item, "function", None), "runs", ())}
+    pool = ThreadPoolExecutor(max_workers=RUNS_AT_ONCE, thread_name_prefix="training-run")
+    try:
+        yield Runs(pool, module_shim_launcher, tmp_path_factory, used)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # each run is bounded (TRAINING_TIMEOUT), then reaped
+
+
+# ---------------------------------------------------------------------------------------------------------
+# transformers
+
+
+def hf_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """One Trainer run (300 steps, 3 evaluations, 2 saves) followed by a shim through the progress file."""
     tmp_path = tmp_path_factory.mktemp("hf")
     progress_file = tmp_path / "progress.json"
-    shim = module_shim_launcher(env={"MAINT_PROGRESS_FILE": str(progress_file), "MAINT_RESUME_SECONDS": "30"})
-    return train(
+    shim = launch(env={"MAINT_PROGRESS_FILE": str(progress_file), "MAINT_RESUME_SECONDS": "30"})
+    run = train(
         HF_SCRIPT,
         [HF_STEPS, HF_EVAL_EVERY, HF_SAVE_EVERY, HF_SAVE_SLEEP, HF_EVAL_SAMPLES],
         tmp_path,
@@ -431,8 +475,18 @@ def hf_run(module_shim_launcher: ShimFactory, tmp_path_factory: pytest.TempPathF
         shim=shim,
         watch=progress_file,
     )
+    shim.stop()  # what it said is in the run; the tests ask it nothing more
+    return run
 
 
+@pytest.fixture(scope="module")
+def hf_run(runs: Runs) -> Run:
+    """hf_job's run, for the two tests below."""
+    run: Run = runs["hf"]
+    return run
+
+
+@uses("hf")
 def test_transformers_callback_writes_step_total_and_phases(hf_run: Run) -> None:
     assert hf_run.result["global_step"] == HF_STEPS and hf_run.result["targets"] == 1
     documents = hf_run.documents
@@ -449,6 +503,7 @@ def test_transformers_callback_writes_step_total_and_phases(hf_run: Run) -> None
     assert len(documents) <= hf_run.result["seconds"] * 1.5 + 20, len(documents)
 
 
+@uses("hf")
 def test_transformers_trainer_drives_the_status(hf_run: Run) -> None:
     assert_steps_advance(hf_run, HF_STEPS, {100, 150, 200, 300})
     seen = hf_run.phases_seen()
@@ -457,37 +512,76 @@ def test_transformers_trainer_drives_the_status(hf_run: Run) -> None:
     assert seen.get("training"), seen
 
 
-def test_transformers_callback_pushes_to_the_shim(start_shim: ShimFactory, tmp_path: Path) -> None:
-    shim = start_shim(env={"MAINT_ADMIN_TOKEN": TOKEN, "MAINT_RESUME_SECONDS": "30"})
+# Here, not with the import checks at the top: by now the `runs` fixture has started the trainings, and the
+# wheel builds while they run (it asserts nothing about time).
+def test_the_wheel_ships_the_integrations_and_their_entry_points(tmp_path: Path) -> None:
+    # scripts/test.sh and users install the wheel (not the editable tree): it must carry both.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                   check=True, timeout=300, capture_output=True)
+    with zipfile.ZipFile(next(tmp_path.glob("maintenance_shim-*.whl"))) as wheel:
+        names = set(wheel.namelist())
+        entry_points = next(wheel.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
+    modules = {"__init__", "_core", "_lightning", "lightning", "pytorch_lightning", "transformers"}
+    assert {f"maintenance_shim/integrations/{m}.py" for m in modules} <= names, sorted(names)
+    assert "[lightning.pytorch.callbacks_factory]\n" in entry_points
+    assert "[pytorch_lightning.callbacks_factory]\n" in entry_points
+    assert "maintenance_shim = maintenance_shim.integrations.lightning:callbacks_factory" in entry_points
+    assert "maintenance_shim = maintenance_shim.integrations.pytorch_lightning:callbacks_factory" in entry_points
+
+
+def hf_push_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    shim = launch(env={"MAINT_ADMIN_TOKEN": TOKEN, "MAINT_RESUME_SECONDS": "30"})
     run = train(
         HF_SCRIPT,
         [300, 150, 0, 0, HF_EVAL_SAMPLES],
-        tmp_path,
+        tmp_path_factory.mktemp("hf-push"),
         env={"MAINT_PUSH_URL": shim.admin_url, "MAINT_ADMIN_TOKEN": TOKEN, "STEP_SLEEP": "0.015"},
         shim=shim,
     )
+    shim.stop()
+    return run
+
+
+@uses("hf-push")
+def test_transformers_callback_pushes_to_the_shim(runs: Runs) -> None:
+    run: Run = runs["hf-push"]
     assert run.result["targets"] == 1 and "cannot push" not in run.output
     assert_steps_advance(run, 300, {150, 300})
     seen = run.phases_seen()
     assert seen.get("evaluating", set()) and seen["evaluating"] <= {150, 300}, seen
 
 
-def test_transformers_callback_survives_a_dead_shim_and_no_target(tmp_path: Path) -> None:
+def hf_dead_shim_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Run:
     dead = f"http://127.0.0.1:{free_port()}"
     env = {"MAINT_PUSH_URL": dead, "MAINT_ADMIN_TOKEN": TOKEN}
-    run = train(HF_SCRIPT, [40, 0, 0, 0, 8], tmp_path / "dead", env=env)
+    return train(HF_SCRIPT, [40, 0, 0, 0, 8], tmp_path_factory.mktemp("hf-dead"), env=env)
+
+
+def hf_no_target_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return train(HF_SCRIPT, [40, 0, 0, 0, 8], tmp_path_factory.mktemp("hf-none"), env={})
+
+
+@uses("hf-dead-shim", "hf-no-target")
+def test_transformers_callback_survives_a_dead_shim_and_no_target(runs: Runs) -> None:
+    run: Run = runs["hf-dead-shim"]
     assert run.result["global_step"] == 40
     assert run.output.count("cannot push progress") == 1, run.output[-3000:]
-    run = train(HF_SCRIPT, [40, 0, 0, 0, 8], tmp_path / "none", env={})
+    run = runs["hf-no-target"]
     assert run.result["global_step"] == 40 and run.result["targets"] == 0
     assert run.output.count("no progress target") == 1, run.output[-3000:]
 
 
-def test_transformers_crash_during_evaluation_leaves_phase_training(tmp_path: Path) -> None:
-    # Left at "evaluating", the shim would take the dead run for a long evaluation and never call it stalled.
+def hf_crash_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
+    tmp_path = tmp_path_factory.mktemp("hf-crash")
     progress_file = tmp_path / "progress.json"
     env = {"MAINT_PROGRESS_FILE": str(progress_file), "CRASH_IN_EVALUATION": "1"}
-    run = train(HF_SCRIPT, [40, 20, 0, 0, 64], tmp_path, env=env, watch=progress_file, returncode=1)
+    return train(HF_SCRIPT, [40, 20, 0, 0, 64], tmp_path, env=env, watch=progress_file, returncode=1), progress_file
+
+
+@uses("hf-crash")
+def test_transformers_crash_during_evaluation_leaves_phase_training(runs: Runs) -> None:
+    # Left at "evaluating", the shim would take the dead run for a long evaluation and never call it stalled.
+    run, progress_file = runs["hf-crash"]
     assert "out of memory, say" in run.output
     assert run.file_phases().get("evaluating") == {20}, run.documents
     assert_has(read_document(progress_file), step=20, total=40, phase="training")
@@ -500,31 +594,41 @@ PL_TOTAL = PL_EPOCHS * PL_BATCHES
 EPOCH_ENDS = {PL_BATCHES * (epoch + 1) for epoch in range(PL_EPOCHS)}
 
 
-@pytest.fixture(scope="module", params=[("explicit", "rich"), ("auto", "tqdm")], ids=["explicit-rich", "auto-tqdm"])
-def pl_run(request: pytest.FixtureRequest, module_shim_launcher: ShimFactory,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Run, Path]]:
+def pl_job(mode: str, bar: str) -> Job:
     """A 3-epoch Lightning fit with validation; the callback passed by the script or attached by the entry point.
 
     Both get MAINT_PROGRESS_FILE (as with_maintenance.sh exports it). The explicit callback writes its own
     path (the shim follows that one), so the entry point's callback must stay idle and never write the other.
     """
+
+    def job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Run, Path]:
+        tmp_path = tmp_path_factory.mktemp(f"pl-{mode}")
+        env_file, explicit_file = tmp_path / "progress.json", tmp_path / "explicit.json"
+        followed = explicit_file if mode == "explicit" else env_file
+        shim = launch(env={"MAINT_PROGRESS_FILE": str(followed), "MAINT_RESUME_SECONDS": "30"})
+        run = train(
+            PL_SCRIPT,
+            [mode, bar, "lightning", PL_EPOCHS, PL_BATCHES, PL_VAL_BATCHES, PL_VAL_SLEEP, PL_SAVE_SLEEP],
+            tmp_path,
+            env={"MAINT_PROGRESS_FILE": str(env_file), "EXPLICIT_PROGRESS_FILE": str(explicit_file)},
+            shim=shim,
+            watch=followed,
+        )
+        shim.stop()
+        return mode, run, env_file
+
+    return job
+
+
+@pytest.fixture(scope="module", params=[("explicit", "rich"), ("auto", "tqdm")], ids=["explicit-rich", "auto-tqdm"])
+def pl_run(request: pytest.FixtureRequest, runs: Runs) -> tuple[str, Run, Path]:
+    """pl_job's run for this mode and bar (explicit callback with Rich's bar, or the entry point's with TQDM)."""
     mode, bar = request.param
-    tmp_path = tmp_path_factory.mktemp(f"pl-{mode}")
-    env_file, explicit_file = tmp_path / "progress.json", tmp_path / "explicit.json"
-    followed = explicit_file if mode == "explicit" else env_file
-    shim = module_shim_launcher(env={"MAINT_PROGRESS_FILE": str(followed), "MAINT_RESUME_SECONDS": "30"})
-    run = train(
-        PL_SCRIPT,
-        [mode, bar, "lightning", PL_EPOCHS, PL_BATCHES, PL_VAL_BATCHES, PL_VAL_SLEEP, PL_SAVE_SLEEP],
-        tmp_path,
-        env={"MAINT_PROGRESS_FILE": str(env_file), "EXPLICIT_PROGRESS_FILE": str(explicit_file)},
-        shim=shim,
-        watch=followed,
-    )
-    yield mode, run, env_file
-    shim.stop()
+    result: tuple[str, Run, Path] = runs[f"pl-{mode}-{bar}"]
+    return result
 
 
+@uses("pl-explicit-rich", "pl-auto-tqdm")  # pl_run's, by its parameter
 def test_lightning_callback_is_attached_once(pl_run: tuple[str, Run, Path]) -> None:
     mode, run, env_file = pl_run
     ours = [name for name in run.result["callbacks"] if name.endswith(".MaintenanceCallback")]
@@ -539,6 +643,7 @@ def test_lightning_callback_is_attached_once(pl_run: tuple[str, Run, Path]) -> N
     assert ("RichProgressBar" in " ".join(run.result["callbacks"])) == (mode == "explicit")
 
 
+@uses("pl-explicit-rich", "pl-auto-tqdm")
 def test_lightning_callback_writes_global_step_total_and_phases(pl_run: tuple[str, Run, Path]) -> None:
     _, run, _ = pl_run
     assert run.result["global_step"] == PL_TOTAL == run.result["estimated_stepping_batches"]
@@ -553,6 +658,7 @@ def test_lightning_callback_writes_global_step_total_and_phases(pl_run: tuple[st
     assert_has(documents[-1], step=PL_TOTAL, total=PL_TOTAL, phase="training")
 
 
+@uses("pl-explicit-rich", "pl-auto-tqdm")
 def test_lightning_trainer_drives_the_status(pl_run: tuple[str, Run, Path]) -> None:
     _, run, _ = pl_run
     assert_steps_advance(run, PL_TOTAL, EPOCH_ENDS)
@@ -563,15 +669,21 @@ def test_lightning_trainer_drives_the_status(pl_run: tuple[str, Run, Path]) -> N
     assert seen.get("evaluating", set()) and seen["evaluating"] <= EPOCH_ENDS, seen
 
 
-def test_pytorch_lightning_entry_point(tmp_path: Path) -> None:
+def pytorch_lightning_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    tmp_path = tmp_path_factory.mktemp("pytorch-lightning")
     progress_file = tmp_path / "progress.json"
-    run = train(
+    return train(
         PL_SCRIPT,
         ["auto", "tqdm", "pytorch_lightning", 1, 30, 5, 0.1, 0],
         tmp_path,
         env={"MAINT_PROGRESS_FILE": str(progress_file)},
         watch=progress_file,
     )
+
+
+@uses("pytorch-lightning")
+def test_pytorch_lightning_entry_point(runs: Runs) -> None:
+    run: Run = runs["pytorch-lightning"]
     assert [n for n in run.result["callbacks"] if n.endswith("MaintenanceCallback")] == [
         "maintenance_shim.integrations.pytorch_lightning.MaintenanceCallback"
     ]
@@ -579,25 +691,48 @@ def test_pytorch_lightning_entry_point(tmp_path: Path) -> None:
     assert run.file_phases()["evaluating"] == {30}
 
 
-def test_lightning_entry_point_adds_nothing_without_a_target(tmp_path: Path) -> None:
-    code = textwrap.dedent(
-        """
-        import json, os
-        import lightning.pytorch as L
-        import pytorch_lightning as PL
-        names = lambda t: [type(cb).__name__ for cb in t.callbacks]
-        before = [names(L.Trainer(logger=False)), names(PL.Trainer(logger=False))]
-        os.environ["MAINT_PUSH_URL"] = "http://127.0.0.1:9"
-        after = [names(L.Trainer(logger=False)), names(PL.Trainer(logger=False))]
-        print(json.dumps([before, after]))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path, env=clean_env())
+NO_TARGET_CODE = textwrap.dedent(
+    """
+    import json, os
+    import lightning.pytorch as L
+    import pytorch_lightning as PL
+    names = lambda t: [type(cb).__name__ for cb in t.callbacks]
+    before = [names(L.Trainer(logger=False)), names(PL.Trainer(logger=False))]
+    os.environ["MAINT_PUSH_URL"] = "http://127.0.0.1:9"
+    after = [names(L.Trainer(logger=False)), names(PL.Trainer(logger=False))]
+    print(json.dumps([before, after]))
+    """
+)
+
+
+def lightning_no_target_job(
+    launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", NO_TARGET_CODE], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path_factory.mktemp("lightning-no-target"), env=clean_env())
+
+
+@uses("lightning-no-target")
+def test_lightning_entry_point_adds_nothing_without_a_target(runs: Runs) -> None:
+    result: subprocess.CompletedProcess[str] = runs["lightning-no-target"]
     assert result.returncode == 0, result.stderr[-3000:]
     before, after = json.loads(result.stdout.strip().splitlines()[-1])
     assert all("MaintenanceCallback" not in names for names in before), before
     assert all(names.count("MaintenanceCallback") == 1 for names in after), after
+
+
+# Every run of the module; the `runs` fixture starts them in this order: the longest first.
+JOBS: dict[str, Job] = {
+    "hf": hf_job,
+    "hf-push": hf_push_job,
+    "pl-explicit-rich": pl_job("explicit", "rich"),
+    "pl-auto-tqdm": pl_job("auto", "tqdm"),
+    "pytorch-lightning": pytorch_lightning_job,
+    "hf-dead-shim": hf_dead_shim_job,
+    "hf-no-target": hf_no_target_job,
+    "hf-crash": hf_crash_job,
+    "lightning-no-target": lightning_no_target_job,
+}
 
 
 def test_threads_left_behind_are_daemons() -> None:

@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,8 +276,9 @@ def pusher(shim: Shim, node: str, stop_at: float, errors: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_nodes(module_shim_launcher: ShimFactory) -> dict[str, Any]:
-    """One run of two nodes pushing concurrently, then gpu-slow falling silent; what the shim said."""
+def two_nodes(module_shim_launcher: ShimFactory, tagged_run: Future[Any]) -> dict[str, Any]:
+    """One run of two nodes pushing concurrently, then gpu-slow falling silent; what the shim said.
+    (tagged_run is asked for first so that it runs meanwhile.)"""
     shim = module_shim_launcher(
         services=["studio", "chat:openai"],
         env={"MAINT_ADMIN_TOKEN": TOKEN, "MAINT_RESUME_SECONDS": str(RESUME), "MAINT_STALL_SECONDS": "3"},
@@ -409,9 +411,11 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def test_tagged_progress_file_and_log_are_their_nodes(start_shim: ShimFactory, tmp_path: Path) -> None:
+def tagged_scenario(launch: ShimFactory, tmp_path: Path) -> dict[str, Any]:
+    """A shim following a tagged progress file, a file naming its node and a tagged log with a real tqdm run;
+    then a bad node written to the untagged file. What the shim said at each point."""
     tagged, named, log = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "train.log"
-    shim = start_shim(env={
+    shim = launch(env={
         # gpu-a by the setting's tag; b.json names its node itself; the log is gpu-log's.
         "MAINT_PROGRESS_FILE": f"gpu-a={tagged},{named}",
         "MAINT_TRAIN_LOG": f"gpu-log={log}",
@@ -432,6 +436,27 @@ def test_tagged_progress_file_and_log_are_their_nodes(start_shim: ShimFactory, t
                 trainer.kill()
             trainer.wait()
     final = status(shim.url)
+    # A bad node in the untagged file.
+    write_json(named, {"step": 40, "total": 300, "node": "gpu b"})
+    time.sleep(1.2)
+    after_bad = status(shim.url)
+    output = shim.output()
+    shim.stop()
+    return {"samples": samples, "final": final, "after_bad": after_bad, "output": output}
+
+
+@pytest.fixture(scope="module")
+def tagged_run(module_shim_launcher: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[Any]]:
+    """tagged_scenario, in a thread of its own from the moment two_nodes starts (which asks for this first):
+    both are paced by the clock (the pushes, the tqdm run) and light, and they share nothing but the
+    launcher, so the 10 s run goes by beside the two nodes' 16 s of pushes instead of after them."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagged-run") as pool:
+        yield pool.submit(tagged_scenario, module_shim_launcher, tmp_path_factory.mktemp("tagged"))
+
+
+def test_tagged_progress_file_and_log_are_their_nodes(tagged_run: Future[Any]) -> None:
+    run = tagged_run.result()
+    samples, final = run["samples"], run["final"]
     nodes = {item["node"]: item for item in final["nodes"]}
     assert set(nodes) == {"gpu-a", "gpu-b", "gpu-log"}
     assert (nodes["gpu-a"]["progress"]["step"], nodes["gpu-a"]["progress"]["total"]) == (10, 100)
@@ -450,10 +475,8 @@ def test_tagged_progress_file_and_log_are_their_nodes(start_shim: ShimFactory, t
     # The finishing log node comes back first.
     assert final["state"] == "finishing" and final["progress"] == nodes["gpu-log"]["progress"]
     # A bad node in the untagged file is skipped with a warning; the last good progress stays.
-    write_json(named, {"step": 40, "total": 300, "node": "gpu b"})
-    time.sleep(1.2)
-    assert {item["node"]: item for item in status(shim.url)["nodes"]}["gpu-b"]["progress"]["step"] == 30
-    assert "node is not 1-64 letters" in shim.output()
+    assert {item["node"]: item for item in run["after_bad"]["nodes"]}["gpu-b"]["progress"]["step"] == 30
+    assert "node is not 1-64 letters" in run["output"]
 
 
 # ---- The page in Chromium ----------------------------------------------------------------------------------
