@@ -56,7 +56,7 @@ class ShimCollector(Collector):
         yield requests
         yield GaugeMetricFamily(
             "maintenance_shim_distinct_clients", "Distinct clients turned away or answered in this run.",
-            value=traffic.clients.count(),
+            value=traffic.distinct_clients(),
         )
         yield GaugeMetricFamily(
             "maintenance_shim_peak_requests_per_second", "Highest request rate over one-second windows this run.",

@@ -143,6 +143,7 @@ class Traffic:
         # client is counted in this run. uvicorn puts one `client` tuple in every request of a connection, so
         # a request whose scope's tuple is in here needs only its tally bumped (the catch-all does it inline).
         self.known: dict[int, Any] = {}
+        self.carried_clients = 0  # counted by an earlier server of this run (see restore)
 
     @property
     def counts(self) -> dict[CountKey, int]:
@@ -196,10 +197,41 @@ class Traffic:
         for tally in self._tallies.values():  # in place: the catch-all's cached answers hold them
             tally[0] = 0
         self.clients = DistinctClients()
+        self.carried_clients = 0
         self.known.clear()  # in place too: the catch-all reads it
         self.since = started_at
         self.peak_rps = 0.0
         self._last_total = 0
+
+    def distinct_clients(self) -> int:
+        return self.clients.count() + self.carried_clients
+
+    def record(self) -> dict[str, Any]:
+        """What ``requests-summary.json`` holds: the summary, and the counts a later server restores."""
+        counts = [[*key, count] for key, count in sorted(self.counts.items())]
+        return self.summary() | {"counts": counts}
+
+    def restore(self, record: dict[str, Any]) -> bool:
+        """Add what an earlier server of this run counted (its ``record()``, read back from the state dir).
+
+        The supervisor replaces a killed server on the same sockets; without this its counts would begin
+        again. Requests are restored exactly (less those of its last second, written once a second); its
+        clients only as a number added to this server's, flagged as no longer exact (a client seen by both is
+        counted twice). False, and nothing changed, for a record that cannot be read.
+        """
+        try:
+            rows = [(str(s), str(f), str(loc), int(st), int(n)) for s, f, loc, st, n in record["counts"]]
+            clients = int(record.get("distinct_clients", 0))
+            peak = float(record.get("peak_requests_per_second", 0.0))
+        except (KeyError, TypeError, ValueError):
+            return False
+        for service, fmt, locale, status, count in rows:
+            if count > 0:
+                self.tally((service, fmt, locale, status))[0] += count
+                self._last_total += count  # the peak rate counts this server's requests only
+        self.carried_clients += max(0, clients)
+        self.peak_rps = max(self.peak_rps, peak)
+        return True
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         """The running counts as the status endpoint and the run summary carry them."""
@@ -220,8 +252,8 @@ class Traffic:
             "turned_away": turned_away,
             "by_service": by_service,
             "health_checks": health,
-            "distinct_clients": self.clients.count(),
-            "distinct_clients_exact": self.clients.exact,
+            "distinct_clients": self.distinct_clients(),
+            "distinct_clients_exact": self.clients.exact and not self.carried_clients,
             "peak_requests_per_second": round(self.peak_rps, 1),
         }
 
@@ -289,25 +321,46 @@ class TrafficTicker:
         self.interval = interval
         self._written: tuple[int, int, float, float] | None = None
         self._failed = False
+        self._looked_back = False  # for an earlier server's counts (restore), on the first poll of a run
 
     def poll_once(self, final: bool = False) -> None:
         try:
             started = self.run_started()
             if started is not None and started != self.traffic.since:
                 self.traffic.new_run(started)
-            self.traffic.tick(time.monotonic())
             if self.path is None:
+                self.traffic.tick(time.monotonic())
                 return
-            state = (self.traffic.total(), self.traffic.clients.count(), self.traffic.peak_rps, self.traffic.since)
+            if started is not None and not self._looked_back:
+                self._looked_back = True
+                self._restore(started)
+            self.traffic.tick(time.monotonic())
+            traffic = self.traffic
+            state = (traffic.total(), traffic.distinct_clients(), traffic.peak_rps, traffic.since)
             if final or state != self._written:
                 from .runs import write_json_atomically
 
-                write_json_atomically(self.path, self.traffic.summary())
+                write_json_atomically(self.path, traffic.record())
                 self._written = state
         except Exception as error:  # bookkeeping never hurts serving
             if not self._failed:
                 self._failed = True
                 logger.warning("request counts and summary: %r", error)
+
+    def _restore(self, started: float) -> None:
+        """Take over the counts a killed server of this run left (start_maintenance.sh removes the file
+        when a run starts, and its `since` names the run)."""
+        from .runs import read_requests
+
+        assert self.path is not None
+        record = read_requests(self.path.parent)
+        if record is None or record.get("since") != _iso(started):
+            return
+        if self.traffic.restore(record):
+            logger.info("carrying on the request counts of an earlier server of this run: %s turned away",
+                        record.get("turned_away"))
+        else:
+            logger.warning("%s: unreadable request counts, not carried on", self.path)
 
     async def run(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app, create_tracker
 from maintenance_shim.metrics import registry_for
 from maintenance_shim.reporter import write_progress_file
-from maintenance_shim.traffic import DistinctClients, Traffic, client_key
+from maintenance_shim.traffic import DistinctClients, Traffic, TrafficTicker, client_key
 from tests.nginx_harness import HOSTS, start_nginx
 from tests.support import ShimFactory, free_port, wait_http
 
@@ -101,6 +101,41 @@ def test_traffic_counts_peaks_and_new_runs() -> None:
     assert traffic.total() == 6 and traffic.since == 900.0
     traffic.new_run(1050.0)  # a later start: a new run
     assert traffic.total() == 0 and traffic.clients.count() == 0 and traffic.since == 1050.0
+
+
+def test_a_replacement_server_carries_on_the_runs_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A killed server's requests-summary.json, read by the server the supervisor starts in its place: the
+    requests carry on exactly, the clients as a number (no longer exact); not from another run's file."""
+    run_start = 1_000_000.0
+    first = Traffic(clock=lambda: run_start + 30)
+    first_ticker = TrafficTicker(first, lambda: run_start, tmp_path)
+    first._last_tick = time.monotonic() - 2.0  # its poll comes two seconds after its start: 2 requests/s
+    for n in range(3):
+        first.hit(("studio", "html", "ja", 503), _scope(f"203.0.113.{n}"))
+    first.hit(("video", "json", "en", 503), _scope("203.0.113.9"))
+    first_ticker.poll_once()  # its last write before the kill
+    assert json.loads((tmp_path / "requests-summary.json").read_text())["turned_away"] == 4
+
+    second = Traffic(clock=lambda: run_start + 60)
+    second.hit(("studio", "html", "ja", 503), _scope("198.51.100.1"))  # before its first poll
+    second._last_tick = time.monotonic() - 1.0  # that poll comes a second after the server's start
+    with caplog.at_level("INFO", logger="maintenance_shim.traffic"):
+        TrafficTicker(second, lambda: run_start, tmp_path).poll_once()
+    assert "carrying on the request counts of an earlier server of this run: 4 turned away" in caplog.text
+    assert second.counts == {("studio", "html", "ja", 503): 4, ("video", "json", "en", 503): 1}
+    summary = json.loads((tmp_path / "requests-summary.json").read_text())
+    assert summary["turned_away"] == 5 and summary["since"] == first.summary()["since"]
+    assert summary["distinct_clients"] == 5 and summary["distinct_clients_exact"] is False
+    assert 1.9 < second.peak_rps < 2.1  # the first server's: the carried counts are no burst of requests
+
+    other_run = Traffic(clock=lambda: run_start + 120)
+    TrafficTicker(other_run, lambda: run_start + 100, tmp_path).poll_once()  # the file names another run
+    assert other_run.total() == 0 and other_run.summary()["distinct_clients_exact"] is True
+    (tmp_path / "requests-summary.json").write_text(json.dumps({"since": first.summary()["since"], "counts": [["x"]]}))
+    broken = Traffic(clock=lambda: run_start + 60)
+    with caplog.at_level("WARNING", logger="maintenance_shim.traffic"):
+        TrafficTicker(broken, lambda: run_start, tmp_path).poll_once()
+    assert broken.total() == 0 and "unreadable request counts, not carried on" in caplog.text
 
 
 def test_collector_reads_counts_state_and_progress(tmp_path: Path) -> None:
@@ -292,7 +327,10 @@ def _kill_pidfile(path: Path) -> None:
         pass
 
 
-def test_stop_prints_a_summary_matching_the_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill_midway", [False, True], ids=["one-server", "server-killed-midway"])
+def test_stop_prints_a_summary_matching_the_load(tmp_path: Path, kill_midway: bool) -> None:
+    """A known load through nginx; `server-killed-midway` kill -9s the serving process after the first three
+    clients, and the server the supervisor starts in its place carries the counts on."""
     shim_cmd = Path(sys.executable).with_name("maintenance-shim")
     ports = {"studio": free_port(), "video": free_port()}
     nginx = start_nginx(tmp_path, ports)
@@ -335,6 +373,8 @@ def test_stop_prints_a_summary_matching_the_load(tmp_path: Path) -> None:
         load: Counter[tuple[str, str]] = Counter()
         clients = [f"203.0.113.{index}" for index in range(1, 7)]
         for index, client in enumerate(clients):
+            if kill_midway and index == 3:
+                _kill_the_serving_server(state)
             for _ in range(index + 1):
                 for service, path, accept, fmt in (
                     ("studio", "/gallery", "text/html", "html"),
@@ -359,16 +399,31 @@ def test_stop_prints_a_summary_matching_the_load(tmp_path: Path) -> None:
         f"requests turned away: {total:,} (studio: html {load['studio', 'html']}, json {load['studio', 'json']}, "
         f"text {load['studio', 'text']}; video: json {load['video', 'json']})"
     ), stopped.stdout
-    assert lines[1].split() == ["distinct", "clients:", str(len(clients))]
+    # Killed midway, the clients are added up across the two servers: right here (each client talks to one
+    # server), but no longer known to be exact.
+    assert lines[1].split() == ["distinct", "clients:", str(len(clients))] + (["(estimated)"] if kill_midway else [])
     record = json.loads((state / "history.jsonl").read_text().splitlines()[-1])["requests"]
     assert record["turned_away"] == total
     assert record["by_service"] == {
         "studio": {"html": load["studio", "html"], "json": load["studio", "json"], "text": load["studio", "text"]},
         "video": {"json": load["video", "json"]},
     }
-    assert record["distinct_clients"] == len(clients) and record["distinct_clients_exact"] is True
+    assert record["distinct_clients"] == len(clients) and record["distinct_clients_exact"] is not kill_midway
     assert 1 <= record["peak_requests_per_second"] <= total
     assert record["health_checks"] == 0
+
+
+def _kill_the_serving_server(state: Path) -> None:
+    """Once the server has written its counts (once a second), kill -9 it; back when the supervisor has
+    started another on the same sockets."""
+    time.sleep(1.5)
+    serving = json.loads((state / "shim-serving.json").read_text())["serving"]
+    assert b"maintenance" in Path(f"/proc/{serving}/cmdline").read_bytes()
+    os.kill(serving, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while json.loads((state / "shim-serving.json").read_text())["serving"] == serving:
+        assert time.monotonic() < deadline, "no replacement server"
+        time.sleep(0.05)
 
 
 def test_a_local_connection_without_forwarding_headers_is_not_scanned_again() -> None:
