@@ -122,6 +122,7 @@ class MaintenanceApp:
         self.health_paths = frozenset(health_paths)
         self.lifespan = lifespan
         self.traffic = traffic
+        self._known = traffic.known if traffic is not None else None  # emptied in place, never replaced
         self.observe = observe
         self.cors = cors_middleware(_send_stashed_reply, cors_origins) if cors_origins else None
         self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
@@ -178,24 +179,24 @@ class MaintenanceApp:
                 if len(self._answers) >= MAX_ANSWERS:
                     self._answers.clear()
                 self._answers[key] = answer
-        traffic = self.traffic
-        if traffic is not None:
+        known = self._known
+        if known is not None:
             # Traffic.hit inlined for a connection it already knows (see Traffic.known): the tally alone.
             peer = scope.get("client")
-            if peer is not None and traffic.known.get(id(peer)) is peer:
+            if peer is not None and known.get(id(peer)) is peer:
                 answer.tally[0] += 1
             else:
-                traffic.hit(answer.counted, scope)
+                self._count(answer.counted, scope, log=False)
         if self.observe is not None:
             self.observe(answer.counted, scope)
         await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
         await send({"type": "http.response.body", "body": answer.body})
 
-    def _count(self, key: CountKey, scope: Scope) -> None:
-        """Count and log an answer off the fast path."""
+    def _count(self, key: CountKey, scope: Scope, log: bool = True) -> None:
+        """Count (and log) an answer off the fast path."""
         if self.traffic is not None:
             self.traffic.hit(key, scope)
-        if self.observe is not None:
+        if log and self.observe is not None:
             self.observe(key, scope)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
