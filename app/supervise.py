@@ -48,6 +48,16 @@ class ServingState:
     last_restart_at: str | None  # ISO-8601
 
 
+def serving_pid(pid: int) -> int:
+    """The process that serves requests for a shim started as `pid`: the one child its supervisor forks,
+    or `pid` itself when it serves in one process (MAINT_SUPERVISE=false). Linux's /proc; for tests and bench/."""
+    with contextlib.suppress(OSError, ValueError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) == 1:
+            return int(children[0])
+    return pid
+
+
 def describe_status(status: int) -> str:
     """A wait status as words: `exited with 1`, `killed by SIGKILL`."""
     if os.WIFSIGNALED(status):

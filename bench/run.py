@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maintenance_shim.supervise import serving_pid
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -468,15 +470,6 @@ def event_loop_evidence(pid: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the run
-
-
-def serving_pid(pid: int) -> int:
-    """The process that serves: the shim's server is the one child its supervisor forks."""
-    with contextlib.suppress(OSError, ValueError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if len(children) == 1:
-            return int(children[0])
-    return pid
 
 
 def cpu_seconds(pid: int) -> float:

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maintenance_shim.supervise import serving_pid
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIM_ENV = {
     "MAINT_CORS_ORIGINS": "*",
@@ -149,15 +151,6 @@ async def client(host: str, port: int, rng: random.Random, stats: Stats, deadlin
             writer = None
     if writer is not None:
         writer.close()
-
-
-def serving_pid(pid: int) -> int:
-    """The process that serves: the shim's server is the one child its supervisor forks."""
-    with contextlib.suppress(OSError, ValueError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if len(children) == 1:
-            return int(children[0])
-    return pid
 
 
 def rss_kb(pid: int | None) -> int:

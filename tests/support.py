@@ -7,7 +7,6 @@ Test modules import from here, never from one another; tests/conftest.py holds t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import os
 import signal
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from maintenance_shim.supervise import serving_pid
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("MAINT_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
 
@@ -32,15 +33,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def serving_pid(pid: int) -> int:
-    """The process that serves requests: the one child the shim's supervisor forks (itself without one)."""
-    with contextlib.suppress(OSError, ValueError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if len(children) == 1:
-            return int(children[0])
-    return pid
 
 
 def rss_kb(pid: int) -> int:
