@@ -2,11 +2,15 @@
 and on with the access log (sampled 1 in 100, and every request), against the raw floor replaying the
 shim's bytes, with wrk on loopback in one run.
 
-Usage: python bench/metrics_cost.py [--duration 16] [--rounds 4] [--pair-rounds 8] [--connections 64] [--no-docs]
+Usage: python bench/metrics_cost.py [--duration 16] [--rounds 4] [--pair-rounds 8] [--process-pairs 3]
+                                    [--connections 64] [--no-docs]
 
 Each case is split into rounds and the server order rotates every round (the table of absolute figures).
 The targets are judged side by side: metrics on and off, and on and the floor, loaded at the same time in
-`--pair-rounds` rounds (bench/run.py's `side_by_side`), so outside load slows both of a pair alike.
+`--pair-rounds` rounds (bench/run.py's `side_by_side`), so outside load slows both of a pair alike. Two
+processes of the same build differ by a percent or so side by side (their memory layout, hash seeds), as
+much as the counting costs: so metrics on and off are started afresh `--process-pairs` times and their
+rounds pooled, and a second metrics-on process ("on2") is put beside the first as the method's A/A check.
 wrk runs from 127.0.0.1: the first request of each connection is looked through for X-Forwarded-For (a
 proxy on this host), the rest are not.
 Writes bench/results/metrics-cost-<UTC time>.json and docs/benchmarks-metrics.md.
@@ -31,7 +35,7 @@ import run as bench  # bench/run.py: processes, wrk, capture
 
 DOCS = bench.ROOT / "docs" / "benchmarks-metrics.md"
 TARGETS = {"floor_ratio": 0.8, "counting_cost": 0.03}
-ORDER = ("off", "on", "log1pc", "logall", "floor")
+ORDER = ("off", "on", "on2", "log1pc", "logall", "floor")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Variant:
 VARIANTS = (
     Variant("off", "shim, MAINT_METRICS=off", {"MAINT_METRICS": "off"}),
     Variant("on", "shim, metrics on (default)", {}),
+    Variant("on2", "shim, metrics on, a second process (A/A check)", {}),
     Variant("log1pc", "shim, metrics + access log 1/100",
             {"MAINT_ACCESS_LOG": "on", "MAINT_ACCESS_LOG_SAMPLE": "0.01"}),
     Variant("logall", "shim, metrics + access log every request",
@@ -59,11 +64,9 @@ class Contender:
     port: int
 
 
-def start(procs: bench.Procs, scratch: Path, cpu: int | None, wanted: list[str]) -> list[Contender]:
+def start(procs: bench.Procs, scratch: Path, cpu: int | None, wanted: list[str], floor: bool = True) -> list[Contender]:
     running: list[Contender] = []
-    for variant in VARIANTS:
-        if variant.name not in wanted:
-            continue
+    for variant in sorted((v for v in VARIANTS if v.name in wanted), key=lambda v: wanted.index(v.name)):
         port = bench.free_port()
         env = bench.server_env() | variant.env | {"MAINT_ADMIN_LISTEN": f"127.0.0.1:{bench.free_port()}"}
         argv = [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}={bench.SERVICE}"]
@@ -74,6 +77,8 @@ def start(procs: bench.Procs, scratch: Path, cpu: int | None, wanted: list[str])
             replies = {r.name: bench.capture(port, r) for r in bench.REQUESTS}
             routes = [[bench.JSON_PREFIX, replies[bench.API.name]], ["/", replies[bench.BROWSER.name]]]
             (scratch / "replies.json").write_text(json.dumps({"routes": routes, "by_request": replies}))
+    if not floor:
+        return running
     port = bench.free_port()
     floor = bench.Server("floor", "raw ASGI floor (replays shim bytes)")
     proc = procs.start("floor", floor.argv(port, scratch), env=bench.server_env(), cwd=scratch,
@@ -83,11 +88,16 @@ def start(procs: bench.Procs, scratch: Path, cpu: int | None, wanted: list[str])
     return running
 
 
-def measure(running: list[Contender], scratch: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+def warm_up(running: list[Contender], scratch: Path, args: argparse.Namespace) -> None:
     scripts = {r.name: bench.wrk_script(r, scratch) for r in bench.REQUESTS}
     for item in running:
         for request in bench.REQUESTS:
             bench.run_wrk(item.port, scripts[request.name], 32, args.warmup, args.threads)
+
+
+def measure(running: list[Contender], scratch: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    scripts = {r.name: bench.wrk_script(r, scratch) for r in bench.REQUESTS}
+    warm_up(running, scratch, args)
     seconds = max(1, round(args.duration / args.rounds))
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for index in range(args.rounds):
@@ -117,16 +127,20 @@ def measure(running: list[Contender], scratch: Path, args: argparse.Namespace) -
     return rows
 
 
-PAIRS = (("on", "off"), ("on", "floor"))  # (measured, reference) loaded side by side for the targets
+PAIRS = (("on", "off"), ("on", "floor"), ("on", "on2"))  # (measured, reference) loaded side by side
 
 
-def measure_pairs(running: list[Contender], scratch: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Metrics on against off, and against the floor, under load at the same time (bench.side_by_side)."""
+def measure_pairs(running: list[Contender], scratch: Path, args: argparse.Namespace,
+                  pairs: tuple[tuple[str, str], ...] = PAIRS) -> dict[tuple[str, str, str], list[Any]]:
+    """Each pair under load at the same time (bench.side_by_side), `args.pair_rounds` rounds per request:
+    (measured row, reference row) per round, by (measured, reference, request)."""
     by_name = {item.name: item for item in running}
     scripts = {r.name: bench.wrk_script(r, scratch) for r in bench.REQUESTS}
     keep = ("requests", "server_cpu_s", "rps", "p99_ms", "non_503", "socket_errors")
-    out = []
-    for mine_name, other_name in PAIRS:
+    out: dict[tuple[str, str, str], list[Any]] = {}
+    for mine_name, other_name in pairs:
+        if mine_name not in by_name or other_name not in by_name:
+            continue
         for request in bench.REQUESTS:
             rounds = []
             for index in range(args.pair_rounds):
@@ -137,12 +151,26 @@ def measure_pairs(running: list[Contender], scratch: Path, args: argparse.Namesp
                 if order[0] is not pair[0]:
                     rows.reverse()
                 rounds.append(({k: rows[0][k] for k in keep}, {k: rows[1][k] for k in keep}))
-            entry: dict[str, Any] = {"server": mine_name, "other": other_name, "request": request.name}
-            entry.update(bench.pair_ratios(rounds))
-            entry["rounds"] = [{"shim": m, "other": o} for m, o in rounds]
-            out.append(entry)
-            print(f"side by side: {mine_name} vs {other_name:5} {request.name:14} CPU/req {entry['cpu_ratio']:.3f}x "
-                  f"requests {entry['rps_ratio']:.3f}x", flush=True)
+            out[mine_name, other_name, request.name] = rounds
+            ratios = bench.pair_ratios(rounds)
+            print(f"side by side: {mine_name} vs {other_name:5} {request.name:14} CPU/req {ratios['cpu_ratio']:.3f}x "
+                  f"requests {ratios['rps_ratio']:.3f}x", flush=True)
+    return out
+
+
+def pooled_pairs(sets: list[dict[tuple[str, str, str], list[Any]]]) -> list[dict[str, Any]]:
+    """One entry per (measured, reference, request): the ratios over every process pair's rounds, pooled, and
+    each process pair's own median."""
+    keys = sorted({key for one in sets for key in one}, key=lambda k: (PAIRS.index(k[:2]), k[2]))
+    out = []
+    for mine, other, request in keys:
+        per_set = [one[mine, other, request] for one in sets if (mine, other, request) in one]
+        rounds = [pair for rounds in per_set for pair in rounds]
+        entry: dict[str, Any] = {"server": mine, "other": other, "request": request, "process_pairs": len(per_set)}
+        entry.update(bench.pair_ratios(rounds))
+        entry["rps_ratio_by_process_pair"] = [bench.pair_ratios(r)["rps_ratio"] for r in per_set]
+        entry["rounds"] = [{"shim": m, "other": o} for m, o in rounds]
+        out.append(entry)
     return out
 
 
@@ -230,7 +258,11 @@ def verdict(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> list[dic
                 side_rps_cost=1 - vs_off["rps_ratio"],
                 side_cpu_cost=1 / vs_off["cpu_ratio"] - 1,
                 judged_on="side by side",
+                side_rps_cost_by_process_pair=[1 - r for r in vs_off["rps_ratio_by_process_pair"]],
             )
+            aa = side.get(("on", "on2", request.name))
+            if aa is not None:
+                check["side_aa_rps_difference"] = 1 - aa["rps_ratio"]
             check["floor_met"] = check["side_on_vs_floor"] >= TARGETS["floor_ratio"]
             check["cost_met"] = check["side_rps_cost"] <= TARGETS["counting_cost"]
         else:
@@ -292,10 +324,14 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"Metrics on and its reference under the same load at the same time ({s['pair_rounds']} rounds of "
             f"{s['pair_seconds']:g} s per pair, one wrk each, both servers on CPU 0): other work on the machine slows",
-            "both alike, so these ratios hold to about a percent. Medians over the rounds (interquartile range).",
+            "both alike. Medians over the rounds (interquartile range). Metrics on and off were started afresh "
+            f"{s.get('process_pairs', 1)} times",
+            "and their rounds pooled (the cost per process pair in brackets): two processes of one build differ by",
+            "about a percent side by side, which the A/A column (a second metrics-on process beside the first) shows.",
             "",
-            "| request | metrics on vs floor: CPU/req | (req/s) | counting cost vs off: req/s | (CPU/req) |",
-            "|---|---:|---:|---:|---:|",
+            "| request | metrics on vs floor: CPU/req | (req/s) | counting cost vs off: req/s | (CPU/req) "
+            "| A/A: on vs on: req/s |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         pairs = {(p["other"], p["request"]): p for p in results.get("pairs", [])}
         for c in side:
@@ -305,8 +341,10 @@ def render(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {c['request']} | {c['side_on_vs_floor']:.3f}x ({lo:.3f}-{hi:.3f}; "
                 f"{'met' if c['floor_met'] else '**not met**'}) | {c['side_on_vs_floor_rps']:.3f}x | "
-                f"{c['side_rps_cost']:+.1%} ({1 - off_hi:+.1%} to {1 - off_lo:+.1%}; "
-                f"{'met' if c['cost_met'] else '**not met**'}) | {c['side_cpu_cost']:+.1%} |"
+                f"{c['side_rps_cost']:+.1%} (IQR {1 - off_hi:+.1%} to {1 - off_lo:+.1%}; per process pair "
+                + ", ".join(f"{x:+.1%}" for x in c["side_rps_cost_by_process_pair"])
+                + f"; {'met' if c['cost_met'] else '**not met**'}) | {c['side_cpu_cost']:+.1%} | "
+                + (f"{c['side_aa_rps_difference']:+.1%} |" if "side_aa_rps_difference" in c else "- |")
             )
     lines += [
         "",
@@ -345,8 +383,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pair-rounds", type=int, default=8, help="side-by-side rounds per pair and request")
     parser.add_argument("--pair-seconds", type=float, default=4.0, help="seconds per side-by-side round")
-    parser.add_argument("--variants", default="off,on,log1pc,logall",
-                        help="shim variants, from off,on,log1pc,logall (off and on are required)")
+    parser.add_argument("--process-pairs", type=int, default=3,
+                        help="fresh metrics on/off processes side by side, their rounds pooled")
+    parser.add_argument("--variants", default="off,on,on2,log1pc,logall",
+                        help="shim variants, from off,on,on2,log1pc,logall (off and on are required)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks-metrics.md")
     args = parser.parse_args()
     import os
@@ -358,7 +398,20 @@ def main() -> int:
         try:
             running = start(procs, scratch, cpu, args.variants.split(","))
             rows = measure(running, scratch, args)
-            pairs = measure_pairs(running, scratch, args) if args.pair_rounds > 0 else []
+            sets = []
+            if args.pair_rounds > 0:
+                sets.append(measure_pairs(running, scratch, args))
+                for index in range(1, args.process_pairs):
+                    for item in running:
+                        if item.name in ("on", "off"):
+                            procs.stop(item.proc)
+                    # Started in turn (who starts first alternates) and warmed up as the first pair was.
+                    fresh = start(procs, scratch, cpu, ["off", "on"][:: 1 if index % 2 else -1], floor=False)
+                    warm_up(fresh, scratch, args)
+                    print(f"process pair {index + 1}/{args.process_pairs}: metrics on and off restarted", flush=True)
+                    sets.append(measure_pairs(fresh, scratch, args, pairs=(("on", "off"),)))
+                    running = [item for item in running if item.name not in ("on", "off")] + fresh
+            pairs = pooled_pairs(sets)
         finally:
             procs.stop_all()
         log = scratch / "logall.log"
@@ -379,6 +432,7 @@ def main() -> int:
             "warmup_s": args.warmup,
             "pair_rounds": args.pair_rounds,
             "pair_seconds": args.pair_seconds,
+            "process_pairs": args.process_pairs,
         },
         "load": sorted(rows, key=lambda r: (r["request"], ORDER.index(r["server"]))),
         "access_log_lines": logged,
