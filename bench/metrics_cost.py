@@ -326,8 +326,9 @@ def render(results: dict[str, Any]) -> str:
             f"{s['pair_seconds']:g} s per pair, one wrk each, both servers on CPU 0): other work on the machine slows",
             "both alike. Medians over the rounds (interquartile range). Metrics on and off were started afresh "
             f"{s.get('process_pairs', 1)} times",
-            "and their rounds pooled (the cost per process pair in brackets): two processes of one build differ by",
-            "about a percent side by side, which the A/A column (a second metrics-on process beside the first) shows.",
+            "(who starts first alternating) and their rounds pooled; the cost per process pair is in brackets. The A/A",
+            "column puts a second metrics-on process beside the first: two processes of one build differ side by side",
+            "by that much, so a difference of that size is within the method's noise in this run.",
             "",
             "| request | metrics on vs floor: CPU/req | (req/s) | counting cost vs off: req/s | (CPU/req) "
             "| A/A: on vs on: req/s |",
