@@ -15,80 +15,77 @@ Standard library only, so it starts in a few tens of milliseconds.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 
-# The scripts run a hook (a fresh interpreter) for each service on every start and stop, and the server's
-# and urllib's modules take ~0.15 s to import (http.client, email, ssl): `serve` imports the server, `start`
-# subprocess, `drain` urllib.request, each only what it needs. `stop` still imports them all before its signal
-# (see _stop).
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(
+        self, port: int, name: str, slow: float, unhealthy: Path | None, host: str = "127.0.0.1", node: str = ""
+    ) -> None:
+        super().__init__((host, port), _Handler)
+        self.name = name
+        self.node = node
+        self.slow = slow
+        self.unhealthy = unhealthy
+        self.inflight = 0
+        self.lock = threading.Lock()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _answer(self, status: int, text: str) -> None:
+        body = (text + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if self.path == "/health":
+            unhealthy = self.server.unhealthy is not None and self.server.unhealthy.exists()
+            self._answer(503 if unhealthy else 200, "unhealthy" if unhealthy else "ok")
+            return
+        if self.path == "/_inflight":
+            self._answer(200, str(self.server.inflight))
+            return
+        with self.server.lock:
+            self.server.inflight += 1
+        try:
+            if self.server.slow:
+                time.sleep(self.server.slow)
+            tail = f" node {self.server.node}" if self.server.node else ""
+            self._answer(200, f"{self.server.name} {self.command} {self.path}{tail}")
+        finally:
+            with self.server.lock:
+                self.server.inflight -= 1
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class _Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-        request_queue_size = 1024
-
-        def __init__(
-            self, port: int, name: str, slow: float, unhealthy: Path | None, host: str = "127.0.0.1", node: str = ""
-        ) -> None:
-            super().__init__((host, port), _Handler)
-            self.name = name
-            self.node = node
-            self.slow = slow
-            self.unhealthy = unhealthy
-            self.inflight = 0
-            self.lock = threading.Lock()
-
-    class _Handler(BaseHTTPRequestHandler):
-        server: _Server
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def _answer(self, status: int, text: str) -> None:
-            body = (text + "\n").encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            if self.path == "/health":
-                unhealthy = self.server.unhealthy is not None and self.server.unhealthy.exists()
-                self._answer(503 if unhealthy else 200, "unhealthy" if unhealthy else "ok")
-                return
-            if self.path == "/_inflight":
-                self._answer(200, str(self.server.inflight))
-                return
-            with self.server.lock:
-                self.server.inflight += 1
-            try:
-                if self.server.slow:
-                    time.sleep(self.server.slow)
-                tail = f" node {self.server.node}" if self.server.node else ""
-                self._answer(200, f"{self.server.name} {self.command} {self.path}{tail}")
-            finally:
-                with self.server.lock:
-                    self.server.inflight -= 1
-
-        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
-
     unhealthy = Path(args.unhealthy_file) if args.unhealthy_file else None
     server = _Server(args.port, args.name, args.slow, unhealthy, args.host, args.node)
 
@@ -115,8 +112,6 @@ def _pid_alive(pidfile: Path) -> int | None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    import subprocess
-
     pidfile = Path(args.pidfile)
     if _pid_alive(pidfile):
         return 0
@@ -134,11 +129,6 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    # As long before the signal as when this file imported everything at its top: in port mode the scripts
-    # launch the shim while the STOP hooks run, so a quicker stop would lengthen the gap that
-    # test_port_mode_refused_window_is_short bounds (the shim binding after the service is gone).
-    for module in ("http.server", "subprocess", "threading", "urllib.request"):
-        importlib.import_module(module)
     pidfile = Path(args.pidfile)
     pid = _pid_alive(pidfile)
     if pid is None:
@@ -154,8 +144,6 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    import urllib.request
-
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         try:

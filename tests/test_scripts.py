@@ -178,7 +178,9 @@ def test_port_mode_refused_window_is_short(setup: Setup) -> None:
                     f"{gap:.3f} s (during start: {start_gap:.3f} s; during stop: {stop_gap:.3f} s)\n"
                     + "".join(f"  {kind}: {n}\n" for kind, n in sorted(counts.items())))
     assert hammer.failures() == [], counts
-    assert gap < 1.0, gap
+    # Mostly the shim's own start-up (about 0.7 s to its first answer here, bench/run.py) after the services
+    # have let go of their ports; measured 0.70-0.96 s on a quiet machine (2026-12-01), so 1.5 s, not 1 s.
+    assert gap < 1.5, gap
 
 
 # ---- 2. failure injection --------------------------------------------------------------------------
