@@ -191,7 +191,9 @@ class Hammer:
                 # a connection queued on a listening socket that was just closed: no HTTP answer, like
                 # a refused connection (only expected in port mode, where the listener changes hands)
                 kind = "reset"
-            except OSError as error:
+            except (OSError, http.client.HTTPException, ValueError) as error:
+                # a cut-short answer (IncompleteRead, BadStatusLine) or an unreadable Retry-After is a
+                # failed request: recorded, so the thread never dies and the test names it
                 kind = f"BAD {type(error).__name__}: {error}"
             out.append((start, time.monotonic(), kind))
             time.sleep(0.004)

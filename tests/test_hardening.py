@@ -359,7 +359,9 @@ def test_closed_connections_leave_no_memory_behind(start_shim: ShimFactory, uplo
     _one_request_per_connection(shim.port, 3000, upload)
     second = rss_kb(shim.proc.pid) - start - first
     print(f"RSS growth over two batches of 3000 connections: {first} KiB, then {second} KiB")
-    assert first < 10 * 1024 and second < 2 * 1024, (first, second)
+    # Measured without either fault, unfinished uploads (each lingers 0.5 s): 6.6-12 MB, then 0.1-2.2 MB;
+    # either fault adds about 20 MB to its batch.
+    assert first < 16 * 1024 and second < 4 * 1024, (first, second)
 
 
 def test_half_a_head_then_silence_gets_408(quick_shim: Shim) -> None:
