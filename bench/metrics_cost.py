@@ -64,8 +64,13 @@ class Contender:
     port: int
 
 
-def start(procs: bench.Procs, scratch: Path, cpu: int | None, wanted: list[str], floor: bool = True) -> list[Contender]:
+def start(procs: bench.Procs, scratch: Path, cpu: int | None, wanted: list[str], floor: bool = True,
+          floor_first: bool = False) -> list[Contender]:
+    """The variants in `wanted`'s order, then the floor (first with `floor_first`: it replays the
+    replies.json an earlier start captured)."""
     running: list[Contender] = []
+    if floor and floor_first:
+        running.append(start_floor(procs, scratch, cpu))
     for variant in sorted((v for v in VARIANTS if v.name in wanted), key=lambda v: wanted.index(v.name)):
         port = bench.free_port()
         env = bench.server_env() | variant.env | {"MAINT_ADMIN_LISTEN": f"127.0.0.1:{bench.free_port()}"}
@@ -73,19 +78,22 @@ def start(procs: bench.Procs, scratch: Path, cpu: int | None, wanted: list[str],
         proc = procs.start(variant.name, argv, env=env, cwd=scratch, log=scratch / f"{variant.name}.log", cpu=cpu)
         bench.wait_ready(proc, port)
         running.append(Contender(variant.name, variant.label, proc, port))
-        if variant.name == "on":
+        if variant.name == "on" and not (scratch / "replies.json").exists():
             replies = {r.name: bench.capture(port, r) for r in bench.REQUESTS}
             routes = [[bench.JSON_PREFIX, replies[bench.API.name]], ["/", replies[bench.BROWSER.name]]]
             (scratch / "replies.json").write_text(json.dumps({"routes": routes, "by_request": replies}))
-    if not floor:
-        return running
+    if floor and not floor_first:
+        running.append(start_floor(procs, scratch, cpu))
+    return running
+
+
+def start_floor(procs: bench.Procs, scratch: Path, cpu: int | None) -> Contender:
     port = bench.free_port()
     floor = bench.Server("floor", "raw ASGI floor (replays shim bytes)")
     proc = procs.start("floor", floor.argv(port, scratch), env=bench.server_env(), cwd=scratch,
                        log=scratch / "floor.log", cpu=cpu)
     bench.wait_ready(proc, port)
-    running.append(Contender("floor", floor.label, proc, port))
-    return running
+    return Contender("floor", floor.label, proc, port)
 
 
 def warm_up(running: list[Contender], scratch: Path, args: argparse.Namespace) -> None:
@@ -169,6 +177,7 @@ def pooled_pairs(sets: list[dict[tuple[str, str, str], list[Any]]]) -> list[dict
         entry: dict[str, Any] = {"server": mine, "other": other, "request": request, "process_pairs": len(per_set)}
         entry.update(bench.pair_ratios(rounds))
         entry["rps_ratio_by_process_pair"] = [bench.pair_ratios(r)["rps_ratio"] for r in per_set]
+        entry["cpu_ratio_by_process_pair"] = [bench.pair_ratios(r)["cpu_ratio"] for r in per_set]
         entry["rounds"] = [{"shim": m, "other": o} for m, o in rounds]
         out.append(entry)
     return out
@@ -259,6 +268,7 @@ def verdict(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> list[dic
                 side_cpu_cost=1 / vs_off["cpu_ratio"] - 1,
                 judged_on="side by side",
                 side_rps_cost_by_process_pair=[1 - r for r in vs_off["rps_ratio_by_process_pair"]],
+                side_on_vs_floor_by_process_pair=vs_floor["cpu_ratio_by_process_pair"],
             )
             aa = side.get(("on", "on2", request.name))
             if aa is not None:
@@ -324,11 +334,11 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"Metrics on and its reference under the same load at the same time ({s['pair_rounds']} rounds of "
             f"{s['pair_seconds']:g} s per pair, one wrk each, both servers on CPU 0): other work on the machine slows",
-            "both alike. Medians over the rounds (interquartile range). Metrics on and off were started afresh "
-            f"{s.get('process_pairs', 1)} times",
-            "(who starts first alternating) and their rounds pooled; the cost per process pair is in brackets. The A/A",
-            "column puts a second metrics-on process beside the first: two processes of one build differ side by side",
-            "by that much, so a difference of that size is within the method's noise in this run.",
+            "both alike. Medians over the rounds (interquartile range). Metrics on, off and the floor were started "
+            f"afresh {s.get('process_pairs', 1)} times",
+            "(who starts first alternating) and their rounds pooled; the figure per process pair is in brackets.",
+            "The A/A column puts a second metrics-on process beside the first: two processes of one build differ",
+            "side by side by that much, so a difference of that size is within the method's noise in this run.",
             "",
             "| request | metrics on vs floor: CPU/req | (req/s) | counting cost vs off: req/s | (CPU/req) "
             "| A/A: on vs on: req/s |",
@@ -340,8 +350,9 @@ def render(results: dict[str, Any]) -> str:
             lo, hi = floor["cpu_ratio_iqr"]
             off_lo, off_hi = off["rps_ratio_iqr"]
             lines.append(
-                f"| {c['request']} | {c['side_on_vs_floor']:.3f}x ({lo:.3f}-{hi:.3f}; "
-                f"{'met' if c['floor_met'] else '**not met**'}) | {c['side_on_vs_floor_rps']:.3f}x | "
+                f"| {c['request']} | {c['side_on_vs_floor']:.3f}x ({lo:.3f}-{hi:.3f}; per process pair "
+                + ", ".join(f"{x:.3f}" for x in c.get("side_on_vs_floor_by_process_pair", []))
+                + f"; {'met' if c['floor_met'] else '**not met**'}) | {c['side_on_vs_floor_rps']:.3f}x | "
                 f"{c['side_rps_cost']:+.1%} (IQR {1 - off_hi:+.1%} to {1 - off_lo:+.1%}; per process pair "
                 + ", ".join(f"{x:+.1%}" for x in c["side_rps_cost_by_process_pair"])
                 + f"; {'met' if c['cost_met'] else '**not met**'}) | {c['side_cpu_cost']:+.1%} | "
@@ -402,16 +413,20 @@ def main() -> int:
             sets = []
             if args.pair_rounds > 0:
                 sets.append(measure_pairs(running, scratch, args))
+                restarted = ("on", "off", "floor")
                 for index in range(1, args.process_pairs):
                     for item in running:
-                        if item.name in ("on", "off"):
+                        if item.name in restarted:
                             procs.stop(item.proc)
-                    # Started in turn (who starts first alternates) and warmed up as the first pair was.
-                    fresh = start(procs, scratch, cpu, ["off", "on"][:: 1 if index % 2 else -1], floor=False)
+                    # Started in turn and warmed up as the first pair was. Which process starts first
+                    # alternates (off or on; the floor or the shims): it can be worth several percent.
+                    fresh = start(procs, scratch, cpu, ["off", "on"][:: 1 if index % 2 else -1],
+                                  floor_first=index % 2 == 1)
                     warm_up(fresh, scratch, args)
-                    print(f"process pair {index + 1}/{args.process_pairs}: metrics on and off restarted", flush=True)
-                    sets.append(measure_pairs(fresh, scratch, args, pairs=(("on", "off"),)))
-                    running = [item for item in running if item.name not in ("on", "off")] + fresh
+                    print(f"process pair {index + 1}/{args.process_pairs}: metrics on, off and the floor restarted",
+                          flush=True)
+                    sets.append(measure_pairs(fresh, scratch, args, pairs=(("on", "off"), ("on", "floor"))))
+                    running = [item for item in running if item.name not in restarted] + fresh
             pairs = pooled_pairs(sets)
         finally:
             procs.stop_all()

@@ -151,3 +151,52 @@ def test_pair_ratios_are_per_round_medians() -> None:
     assert ratios["cpu_ratio"] == pytest.approx(1 / 1.1)
     assert ratios["rps_ratio"] == pytest.approx(0.8)
     assert ratios["cpu_ratio_iqr"] == pytest.approx([0.8, 1.0])
+
+
+def test_the_crossover_takes_the_process_bias_out() -> None:
+    """X is 2 % faster than Y whatever it does and counting costs 3 %: the crossover finds the 3 %, and its
+    A/A rounds the 2 %."""
+    import counting_crossover
+
+    cost, bias = 0.97, 1.02
+    speed = {"on": cost, "off": 1.0}
+    rounds = []
+    for x, y in counting_crossover.SETTINGS * 2:
+        rx, ry = round(100_000 * speed[x] * bias), round(100_000 * speed[y])
+        rounds.append({"setting": [x, y], "requests": [rx, ry], "server_cpu_s": [1.0, 1.0]})
+    found = counting_crossover.summarize(rounds)
+    assert found["requests"]["share"] == pytest.approx(1 - cost, abs=1e-4)
+    assert found["requests"]["bias_aa"] == pytest.approx(bias, abs=1e-4)
+    assert found["cpu"]["share"] == pytest.approx(1 - cost, abs=1e-4)  # the same CPU for fewer requests
+
+
+def test_the_toggle_switches_a_real_shims_counting_off_and_on(tmp_path: Path) -> None:
+    """bench/shim_toggle.py: SIGUSR1 and the status endpoint's count stops, SIGUSR2 and it counts again."""
+    import urllib.request
+
+    import counting_crossover
+
+    procs = run.Procs()
+    try:
+        shim = counting_crossover.Toggled(procs, "X", tmp_path, cpu=None)
+
+        def ask(times: int) -> None:
+            for _ in range(times):
+                with pytest.raises(urllib.error.HTTPError) as answer:
+                    urllib.request.urlopen(f"http://127.0.0.1:{shim.port}/x", timeout=5)
+                assert answer.value.code == 503
+                answer.value.close()
+
+        # set() itself sends one request and checks it was counted (on) or not (off)
+        start = counting_crossover.counted(shim.admin_port)  # wait_ready's own requests included
+        ask(3)
+        assert counting_crossover.counted(shim.admin_port) == start + 3
+        shim.set("off")
+        ask(3)
+        assert counting_crossover.counted(shim.admin_port) == start + 3
+        shim.set("on")
+        ask(2)
+        assert counting_crossover.counted(shim.admin_port) == start + 3 + 1 + 2
+        assert shim.pid != shim.proc.pid  # the supervisor's child is what gets the signals
+    finally:
+        procs.stop_all()
