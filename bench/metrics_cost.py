@@ -420,7 +420,8 @@ def main() -> int:
                             procs.stop(item.proc)
                     # Started in turn and warmed up as the first pair was. Which process starts first
                     # alternates (off or on; the floor or the shims): it can be worth several percent.
-                    fresh = start(procs, scratch, cpu, ["off", "on"][:: 1 if index % 2 else -1],
+                    # The first pair started off first and the floor last: odd pairs turn both around.
+                    fresh = start(procs, scratch, cpu, ["on", "off"] if index % 2 else ["off", "on"],
                                   floor_first=index % 2 == 1)
                     warm_up(fresh, scratch, args)
                     print(f"process pair {index + 1}/{args.process_pairs}: metrics on, off and the floor restarted",
