@@ -339,6 +339,8 @@ def render(results: dict[str, Any]) -> str:
             "(who starts first alternating) and their rounds pooled; the figure per process pair is in brackets.",
             "The A/A column puts a second metrics-on process beside the first: two processes of one build differ",
             "side by side by that much, so a difference of that size is within the method's noise in this run.",
+            "The counting alone, with the processes' own difference taken out (one pair of processes whose counting",
+            "is switched off and on while they run): [benchmarks-counting.md](benchmarks-counting.md).",
             "",
             "| request | metrics on vs floor: CPU/req | (req/s) | counting cost vs off: req/s | (CPU/req) "
             "| A/A: on vs on: req/s |",
