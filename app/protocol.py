@@ -2,7 +2,7 @@
 
 httptools has no limit of its own on the request head, uvicorn none on the time it takes to arrive or on
 the number of connections, and a body the app never reads is parsed for as long as the client sends it.
-`ShimHttpProtocol` adds, for a few attribute updates per request (no extra Python call):
+`ShimHttpProtocol` adds, for a few attribute updates and one Python call per request:
 
 - a byte budget for the request line and header fields (431, or 414 for a URL that takes most of it)
   and a cap on their number (431): bytes are counted as they arrive, before httptools buffers them;
@@ -21,7 +21,8 @@ the number of connections, and a body the app never reads is parsed for as long 
   (another method, a body, `Connection: close`, a bad key) is an ordinary request: the app's 503;
 - an answer's head and body in one write (`WholeAnswerCycle`): a serving process killed mid-answer has
   sent all of it or none of it, and none is what a proxy retries (nginx's `proxy_next_upstream`); a
-  head alone would reach the client as a cut-short answer (measured: 5 in 40 kill -9 under load).
+  head alone would reach the client as a cut-short answer (measured under load: 15 in 80 kill -9
+  without this, 0 in 200 with it).
 
 Refusals are logged by kind, the first at once, then at most every REPORT_EVERY seconds with a count.
 """
