@@ -8,9 +8,10 @@ Usage: python bench/metrics_cost.py [--duration 16] [--rounds 4] [--pair-rounds 
 Each case is split into rounds and the server order rotates every round (the table of absolute figures).
 The targets are judged side by side: metrics on and off, and on and the floor, loaded at the same time in
 `--pair-rounds` rounds (bench/run.py's `side_by_side`), so outside load slows both of a pair alike. Two
-processes of the same build differ by a percent or so side by side (their memory layout, hash seeds), as
-much as the counting costs: so metrics on and off are started afresh `--process-pairs` times and their
-rounds pooled, and a second metrics-on process ("on2") is put beside the first as the method's A/A check.
+processes of the same build differ by a percent or more side by side (their memory layout, hash seeds,
+which started first), as much as the counting costs: so metrics on, off and the floor are started afresh
+`--process-pairs` times, who starts first alternating, and their rounds pooled; a second metrics-on
+process ("on2") is put beside the first as the method's A/A check.
 wrk runs from 127.0.0.1: the first request of each connection is looked through for X-Forwarded-For (a
 proxy on this host), the rest are not.
 Writes bench/results/metrics-cost-<UTC time>.json and docs/benchmarks-metrics.md.

@@ -172,6 +172,7 @@ def test_the_crossover_takes_the_process_bias_out() -> None:
 
 def test_the_toggle_switches_a_real_shims_counting_off_and_on(tmp_path: Path) -> None:
     """bench/shim_toggle.py: SIGUSR1 and the status endpoint's count stops, SIGUSR2 and it counts again."""
+    import urllib.error
     import urllib.request
 
     import counting_crossover
