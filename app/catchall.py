@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .negotiate import Choice
 from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
+from .wire import HEAD_LINES, HeadLines, head_lines
 
 if TYPE_CHECKING:
     from .status import Snapshot
@@ -35,6 +36,7 @@ class Answer(NamedTuple):
     body: bytes  # empty for HEAD
     counted: CountKey  # what Traffic counts it as
     tally: Tally  # Traffic's cell for `counted` (a cell of its own, never read, with MAINT_METRICS off)
+    lines: HeadLines | None  # the headers checked and encoded for the wire (wire.py), when they can be
 
 
 HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()
@@ -189,7 +191,12 @@ class MaintenanceApp:
                 self._count(answer.counted, scope, log=False)
         if self.observe is not None:
             self.observe(answer.counted, scope)
-        await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
+        lines = answer.lines
+        if lines is not None:  # the head written from its encoding (protocol.WholeAnswerCycle)
+            await send({"type": "http.response.start", "status": answer.status, "headers": lines.headers,
+                        HEAD_LINES: lines})
+        else:
+            await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
         await send({"type": "http.response.body", "body": answer.body})
 
     def _count(self, key: CountKey, scope: Scope, log: bool = True) -> None:
@@ -270,7 +277,7 @@ class MaintenanceApp:
         body = b"" if scope["method"] == "HEAD" else reply.body
         counted = (service.name, choice.format, choice.locale, 503)
         tally = self.traffic.tally(counted) if self.traffic is not None else [0]
-        return Answer(snapshot, reply.status, reply.headers, body, counted, tally)
+        return Answer(snapshot, reply.status, reply.headers, body, counted, tally, head_lines(reply.headers))
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

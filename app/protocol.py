@@ -22,7 +22,10 @@ the number of connections, and a body the app never reads is parsed for as long 
 - an answer's head and body in one write (`WholeAnswerCycle`): a serving process killed mid-answer has
   sent all of it or none of it, and none is what a proxy retries (nginx's `proxy_next_upstream`); a
   head alone would reach the client as a cut-short answer (measured under load: 15 in 80 kill -9
-  without this, 0 in 200 with it).
+  without this, 0 in 200 with it);
+- the head of a catch-all answer written from its header lines, checked and encoded once (wire.py), where
+  uvicorn would check, lowercase and join every header of every answer in a Python loop: a third fewer
+  instructions per request (bench/instructions.py), 1.3x to 1.4x the requests per second side by side.
 
 Refusals are logged by kind, the first at once, then at most every REPORT_EVERY seconds with a count.
 """
@@ -33,14 +36,16 @@ import asyncio
 import logging
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import httptools
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+
+from .wire import HEAD_LINES, HeadLines, encode
 
 logger = logging.getLogger("maintenance_shim")
 
@@ -259,9 +264,17 @@ class WholeAnswerCycle(RequestResponseCycle):
     The held `http.response.start` is uvicorn's to check and write, only later: an app that raises or
     returns before its body gets uvicorn's 500 instead of a head with nothing after it. A HEAD request's
     answer is its head alone, one write already.
+
+    A start that carries its headers' `HeadLines` (wire.py: checked and encoded once, for the catch-all's
+    answers) has its head written from them, with the connection state uvicorn's loop would set; the body
+    is uvicorn's to send either way.
     """
 
     _held: ASGISendEvent | None = None
+    # uvicorn's default headers (Date; Server when on) change once a second: their encoding, kept for
+    # the list they came from (None: they need uvicorn's loop).
+    _defaults_for: ClassVar[object] = None
+    _defaults_block: ClassVar[bytes | None] = None
 
     async def send(self, message: ASGISendEvent) -> None:
         if message["type"] == "http.response.start" and not self.response_started and self.scope["method"] != "HEAD":
@@ -276,12 +289,43 @@ class WholeAnswerCycle(RequestResponseCycle):
         head = _HeadFirst(transport)
         self.transport = cast(asyncio.Transport, head)
         try:
-            await super().send(start)
+            written = self._write_known_head(start, head)
+            if not written:
+                await super().send(start)
             head.holding = False
             await super().send(message)
         finally:
             self.transport = transport
             head.flush()  # a head no body followed (the body message was wrong): as uvicorn would send it
+
+    def _write_known_head(self, start: Mapping[str, object], head: _HeadFirst) -> bool:
+        """Write `start`'s head from its HeadLines, setting what uvicorn's loop sets; False (nothing done)
+        where uvicorn's loop must run."""
+        lines = start.get(HEAD_LINES)
+        if (
+            not isinstance(lines, HeadLines)
+            or start.get("headers") is not lines.headers
+            or self.disconnected
+            or self.access_log
+        ):
+            return False
+        status = start.get("status")
+        status_line = STATUS_LINE.get(status) if isinstance(status, int) else None
+        defaults = self.default_headers
+        if defaults is not WholeAnswerCycle._defaults_for:
+            encoded = encode(defaults)
+            WholeAnswerCycle._defaults_block = encoded[0] if encoded is not None and encoded[1] is None else None
+            WholeAnswerCycle._defaults_for = defaults
+        block = WholeAnswerCycle._defaults_block
+        if status_line is None or block is None:
+            return False
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        self.expected_content_length = lines.content_length
+        self.chunked_encoding = False
+        close = b"" if self.keep_alive else b"connection: close\r\n"
+        head.write(b"".join((status_line, block, lines.block, close, b"\r\n")))
+        return True
 
 
 class ShimHttpProtocol(HttpToolsProtocol):
