@@ -312,6 +312,14 @@ def test_fallback_kill9_gives_only_200_or_503_and_the_service_comes_back(box: Bo
         in_flight = Counter({k: n for k, n in failures.items() if k in ("json: BAD 502 ''", "slow-post: BAD 502 ''")})
         assert sum(in_flight.values()) <= 2 * len(HOSTS), in_flight
         failures -= in_flight
+    if kind == "traefik":
+        # Traefik's failover reads the live service's health from its own copy, updated by the load
+        # balancer after it marks the server down: a request in between gets the balancer's own "503 no
+        # available server" (measured: 1 request in 10 runs; docs/switching.md). A 503 still, at most one
+        # per request kind at the moment of the switch.
+        raced = Counter({k: n for k, n in failures.items() if k.endswith(": BAD 503 'no available server\\n'")})
+        assert sum(raced.values()) <= 3, raced
+        failures -= raced
     assert failures == {}, (failures, _proxy_logs(box) if failures else "")
     assert all(n > 0 for n in down_503.values()), down_503
     assert all(k in ("service-200", "shim-503") for k in ka_answers), ka_answers
