@@ -201,3 +201,21 @@ def test_the_toggle_switches_a_real_shims_counting_off_and_on(tmp_path: Path) ->
         assert shim.pid != shim.proc.pid  # the supervisor's child is what gets the signals
     finally:
         procs.stop_all()
+
+
+def test_the_instruction_count_covers_the_window_alone(tmp_path: Path) -> None:
+    """bench/instructions.py: callgrind counts the window of requests and nothing of the start-up (over a
+    billion instructions under callgrind: a window holding any of it would show millions per request)."""
+    import argparse
+
+    import instructions
+
+    assert shutil.which("valgrind") and shutil.which("callgrind_control"), "scripts/test.sh installs valgrind"
+    args = argparse.Namespace(requests=300, connections=4, rounds=1, servers="off,on", request=run.API.name,
+                              tree=[], cache_sim=False, scratch=str(tmp_path))
+    data = instructions.run(args)
+    for name in ("off", "on"):
+        (per_request,) = data["results"][run.API.name][name]
+        assert 50_000 < per_request["Ir"] < 1_000_000, (name, per_request)
+    page = instructions.render(data)
+    assert f"- {run.API.name}: metrics on costs " in page
