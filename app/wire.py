@@ -3,9 +3,10 @@
 uvicorn checks every header of every response against two regular expressions, lowercases its name and
 joins it into the head, in a Python loop: for the catch-all's 503 (14 to 17 headers, a Content-Security-
 Policy among them) that loop was about a third of the server's instructions per request, its regular
-expressions alone a tenth (measured with callgrind, bench/instructions.py). The catch-all's answers are the same bytes request after request, so the loop's
-work is done here once per answer, with uvicorn's own expressions and rules, and
-`protocol.WholeAnswerCycle` writes the result in uvicorn's place when the `http.response.start` carries it.
+expressions alone a tenth (measured with callgrind, bench/instructions.py). The catch-all's answers are
+the same bytes request after request, so the loop's work is done here once per answer, with uvicorn's own
+expressions and rules, and `protocol.WholeAnswerCycle` writes the result in uvicorn's place when the
+`http.response.start` carries it.
 
 Headers that change the connection's state (Connection, Transfer-Encoding), a missing or repeated
 Content-Length, or a header uvicorn would refuse give no `HeadLines`: such an answer goes through
