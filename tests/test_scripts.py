@@ -528,7 +528,7 @@ def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup
 CAPTURE = ROOT / "tests" / "data" / "capture"
 LIVE_TRAINERS = {
     # The Hugging Face Trainer with evaluations every 100 steps and saves every 150: its tqdm bar.
-    "transformers": ([str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "500"], 0.15),
+    "transformers": ([str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "1000"], 0.15),
     # The Lightning runs are 4 x 300 batches: their bars reach the log about once a second and the ETA
     # needs 8 intervals, so 25 % must come 10 s or more into training (4 x 120 reached it after 4.6 s on an
     # idle machine here: still `estimating`, the test failed 3 times in 5).
