@@ -176,7 +176,7 @@ class MaintenanceApp:
         snapshot = self._tracker.snapshot()
         answer = self._answers.get(key)
         if answer is None or answer.snapshot is not snapshot:
-            answer = await self._prepare(scope, facts, snapshot)
+            answer = await self._prepare(scope, facts, snapshot, encoded=True)
             if sum(len(part) for part in (accept, language, origin) if part) <= CACHED_VALUES_LENGTH:
                 if len(self._answers) >= MAX_ANSWERS:
                     self._answers.clear()
@@ -250,13 +250,14 @@ class MaintenanceApp:
         """Is `origin` one CORS answers for (MAINT_CORS_ORIGINS)?"""
         return self.cors is not None and origin is not None and self.cors.is_allowed_origin(origin.decode("latin-1"))
 
-    async def _prepare(self, scope: Scope, facts: RequestFacts, snapshot: Snapshot) -> Answer:
+    async def _prepare(self, scope: Scope, facts: RequestFacts, snapshot: Snapshot, encoded: bool = False) -> Answer:
         """The 503 for this request; for an allowed origin, with the headers Starlette's CORSMiddleware adds.
 
         `snapshot` is the tracker's, taken before the reply is looked up: an answer is never newer than the
         snapshot it is marked with, so the fast path's check (`answer.snapshot is` the current one) is safe.
         The middleware's output depends only on the reply and the Origin, so it runs once per reply and
-        origin and its result is kept, instead of wrapping `send` on every request.
+        origin and its result is kept, instead of wrapping `send` on every request. `encoded` (the fast path,
+        whose answers are sent many times) adds the headers' lines for the wire (wire.py).
         """
         responder = self.responder
         service = responder.service_for(scope.get("server"))
@@ -277,7 +278,8 @@ class MaintenanceApp:
         body = b"" if scope["method"] == "HEAD" else reply.body
         counted = (service.name, choice.format, choice.locale, 503)
         tally = self.traffic.tally(counted) if self.traffic is not None else [0]
-        return Answer(snapshot, reply.status, reply.headers, body, counted, tally, head_lines(reply.headers))
+        lines = head_lines(reply.headers) if encoded else None  # the fast path's alone: sent many times
+        return Answer(snapshot, reply.status, reply.headers, body, counted, tally, lines)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +15,7 @@ from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
 from maintenance_shim.wire import HeadLines, encode, head_lines
 
-from .support import free_port
+from .support import free_port, stop_pid, wait_port
 
 HEADERS = [
     (b"Content-Type", b"application/json"),
@@ -118,18 +117,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(script), str(port)])
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "the test server did not start"
-                time.sleep(0.05)
+        wait_port(port, timeout=20)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_pid(proc)
 
 
 def written(port: int) -> int:
