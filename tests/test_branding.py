@@ -78,6 +78,7 @@ def _check(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
         ("MAINT_SERVICE_studio_DISPLAY_NAME_NB", "Studio", "MAINT_SERVICE_studio_DISPLAY_NAME_NB: 'nb' is not in"),
     ],
 )
+@pytest.mark.e2e
 def test_a_bad_brand_setting_stops_start_up_naming_it(tmp_path: Path, setting: str, value: str, words: str) -> None:
     done = _check(tmp_path, {setting: value})
     assert done.returncode == 2, done.stdout + done.stderr
@@ -85,6 +86,7 @@ def test_a_bad_brand_setting_stops_start_up_naming_it(tmp_path: Path, setting: s
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.e2e
 def test_a_logo_needs_its_alt_text(tmp_path: Path) -> None:
     (tmp_path / "logo.svg").write_text(LOGO_SVG)
     done = _check(tmp_path, {"MAINT_LOGO": str(tmp_path / "logo.svg")})
@@ -98,6 +100,7 @@ def test_a_logo_needs_its_alt_text(tmp_path: Path) -> None:
         ("<p>{{ no_such_value }}</p>", "page.html does not render (en): 'no_such_value' is undefined"),
     ],
 )
+@pytest.mark.e2e
 def test_a_broken_template_stops_start_up(tmp_path: Path, template: str, words: str) -> None:
     (tmp_path / "brand").mkdir()
     (tmp_path / "brand" / "page.html").write_text(template)

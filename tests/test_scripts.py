@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nginx_harness import HOSTS, free_port, start_nginx
+from tests.nginx_harness import HOSTS, start_nginx
 from tests.scripts_harness import (
     ROOT,
     SCRIPTS,
@@ -30,8 +30,8 @@ from tests.scripts_harness import (
     _require,
     _shim_cmd,
     _write_artifact,
-    request,
 )
+from tests.support import free_port, request, wait_until
 
 
 @pytest.fixture
@@ -130,16 +130,16 @@ def test_a_killed_shim_is_replaced_with_no_failed_request(nginx_setup: Setup) ->
             time.sleep(0.01)
         replaced_after = time.monotonic() - killed_at
         hammer.wait_for("shim-503")
-        time.sleep(1)
-        status = s.run("status_maintenance.sh")
+        status = wait_until(lambda: (done := s.run("status_maintenance.sh")).returncode == 0
+                            and "restarted 1 time(s)" in done.stdout and done, what="the status of one restart")
         assert status.returncode == 0, status.stdout + status.stderr
         assert "restarted 1 time(s)" in status.stdout and "killed by SIGKILL" in status.stdout, status.stdout
 
         supervisor = int(str(first["supervisor"]))
         os.kill(supervisor, signal.SIGKILL)
-        time.sleep(0.5)
         hammer.wait_for("shim-503")
-        status = s.run("status_maintenance.sh")
+        status = wait_until(lambda: (done := s.run("status_maintenance.sh")).returncode == 1 and done,
+                            what="the status of an unsupervised server")
         assert status.returncode == 1 and "serves on, unsupervised" in status.stdout, status.stdout
         stopped = s.run("stop_maintenance.sh")
         assert stopped.returncode == 0, stopped.stderr
@@ -218,7 +218,7 @@ def test_nginx_config_test_failure_rolls_back(nginx_setup: Setup) -> None:
     assert {n: s.nginx.include(n).read_bytes() for n in SERVICES} == live
     shim_port = int(s.settings["MAINT_LISTEN"].split("=")[0].rsplit(":", 1)[1])
     with pytest.raises(ConnectionRefusedError):
-        request(shim_port, "/_maintenance/health")
+        request(shim_port, "GET", "/_maintenance/health", close=True)
     s.nginx.extra.write_text("# fixed\n")
     assert s.run("start_maintenance.sh").returncode == 0
     s.assert_maintenance()
@@ -275,7 +275,7 @@ def test_start_interrupted_by_sigint_in_port_mode_rolls_back(setup: Setup) -> No
     s.write_env(MAINT_SWITCH="port", MAINT_SERVICE_video_STOP=f"sleep 30; {video.hook('stop')}")
     proc = s.popen("start_maintenance.sh")
     _wait_state(s, "S_STOPPED_video", "1", proc)  # halfway: studio stopped, video stopping
-    time.sleep(1)
+    time.sleep(1)  # sleep-ok: into the stop hook's sleep (the state is reached already); asserted: the exit status
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -313,7 +313,7 @@ def test_stop_interrupted_by_sigint_keeps_the_shim(nginx_setup: Setup) -> None:
     s.services["studio"].unhealthy_file.touch()  # halfway: services started, waiting for health
     proc = s.popen("stop_maintenance.sh")
     _wait_state(s, "S_STATE", "stopping", proc)
-    time.sleep(0.5)
+    time.sleep(0.5)  # sleep-ok: into the health wait (the state is reached already); asserted: the exit status
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -376,7 +376,7 @@ def trainer(tmp_path: Path) -> Path:
 
 
 def _shim_status(port: int) -> dict[str, object]:
-    return json.loads(request(port, "/_maintenance/status").body)  # type: ignore[no-any-return]
+    return json.loads(request(port, "GET", "/_maintenance/status", close=True).body)  # type: ignore[no-any-return]
 
 
 def _watch_run(s: Setup, proc: subprocess.Popen[str], shim_port: int, timeout: float = 30) -> dict[str, object]:
@@ -593,6 +593,7 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
 # ---- 4. lint and documentation ------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_shellcheck_clean() -> None:
     shellcheck = _require("shellcheck")
     scripts = sorted(str(p) for p in SCRIPTS.glob("*.sh"))
