@@ -135,14 +135,15 @@ def owns_port(pid: int, port: int) -> bool:
         return False
     for process in _descendants(pid):
         try:
-            for fd in os.scandir(f"/proc/{process}/fd"):
-                try:
-                    if os.readlink(fd.path) in inodes:
-                        return True
-                except OSError:
-                    continue
+            names = os.listdir(f"/proc/{process}/fd")
         except OSError:
             continue
+        for name in names:
+            try:
+                if os.readlink(f"/proc/{process}/fd/{name}") in inodes:
+                    return True
+            except OSError:
+                continue
     return False
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -526,32 +527,38 @@ def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup
 # ---- 3b. real trainers, unchanged, followed by their log under with_maintenance.sh ---------------------
 
 CAPTURE = ROOT / "tests" / "data" / "capture"
+# The accuracy of the ETA over these trainers' own output is asserted on their recordings, replayed at their
+# recorded timing (tests/test_replay.py: hf_trainer_eval_save, lightning_tqdm, lightning_rich_interactive,
+# captured from these scripts); here, live, their rate follows the machine's load (issue 26: 17 % and 47 %
+# off on a busy machine), so only what does not depend on speed is asserted. The error is still reported.
 LIVE_TRAINERS = {
     # The Hugging Face Trainer with evaluations every 100 steps and saves every 150: its tqdm bar.
-    "transformers": ([str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "1000"], 0.15),
+    "transformers": [str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "1000"],
     # The Lightning runs are 4 x 300 batches: their bars reach the log about once a second and the ETA
     # needs 8 intervals, so 25 % must come 10 s or more into training (4 x 120 reached it after 4.6 s on an
     # idle machine here: still `estimating`, the test failed 3 times in 5).
     # Lightning's default bar (Rich is installed): drawn live only because with_maintenance.sh sets
     # TTY_COMPATIBLE and TTY_INTERACTIVE; MAINT_LIGHTNING_AUTO=0 keeps the callback out of it.
-    "lightning-rich": ([str(CAPTURE / "lightning_fit.py"), "--bar", "rich", "--max-epochs", "4",
-                        "--train-batches", "300", "--batch", "160", "--val-batches", "20"], 0.10),
+    "lightning-rich": [str(CAPTURE / "lightning_fit.py"), "--bar", "rich", "--max-epochs", "4",
+                       "--train-batches", "300", "--batch", "160", "--val-batches", "20"],
     # Lightning's TQDM bar never prints the number of epochs: the callback that Lightning's entry point
     # attaches by itself (MAINT_PROGRESS_FILE is exported) reports the whole run, still with no change.
-    "lightning-tqdm-auto-callback": ([str(CAPTURE / "lightning_fit.py"), "--bar", "tqdm", "--max-epochs", "4",
-                                      "--train-batches", "300", "--batch", "160", "--val-batches", "20"], 0.10),
+    "lightning-tqdm-auto-callback": [str(CAPTURE / "lightning_fit.py"), "--bar", "tqdm", "--max-epochs", "4",
+                                     "--train-batches", "300", "--batch", "160", "--val-batches", "20"],
 }
 
 
+@pytest.mark.trainers
 @pytest.mark.parametrize("name", list(LIVE_TRAINERS))
 def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
     setup: Setup, tmp_path: Path, name: str
 ) -> None:
-    """No change to the training script: the shim follows its log; at 25, 50 and 75 % of the steps the ETA
-    (less MAINT_RESUME_SECONDS) is within the bound of the time the trainer really took to its last step."""
+    """No change to the training script: the shim follows its log; at 25, 50 and 75 % of the steps it shows
+    the run's exact total (the whole run's scope) and a finite ETA while training, and `finishing` once the
+    last step is done. How close the ETA is (machine-dependent here) goes to the artifact only."""
     s = setup
     shim_port = free_port()
-    command, bound = LIVE_TRAINERS[name]
+    command = LIVE_TRAINERS[name]
     auto = "1" if name.endswith("auto-callback") else "0"
     s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", MAINT_LIGHTNING_AUTO=auto)
     truth, t0 = tmp_path / "truth.jsonl", time.time()
@@ -582,10 +589,14 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
             f"{states} {status}")
         shown, true = float(eta["seconds"]) - 30, end - at  # type: ignore[arg-type]
         report.append(f"{fraction:.0%}: shown {shown:.0f} s, true {true:.1f} s, error {abs(shown - true) / true:.1%}")
+        assert math.isfinite(float(eta["seconds"])) and float(eta["seconds"]) > 0, status  # type: ignore[arg-type]
         progress = status["progress"]
         assert isinstance(progress, dict) and progress["total"] == total and progress["scope"] == "run", progress
-        # ETAs are whole seconds of a snapshot up to 1 s old; the log is polled every 0.5 s.
-        assert abs(shown - true) <= bound * true + 3.0, report
+    # After the last step: `finishing`, at the last step (seen before with_maintenance.sh brought the services
+    # back: the shim serves until then).
+    after = [st for t, st in seen if t >= end]
+    assert any(st["state"] == "finishing" and (st.get("progress") or {}).get("step") == total  # type: ignore[union-attr]
+               for st in after), [(st["state"], (st.get("progress") or {}).get("step")) for st in after]  # type: ignore[union-attr]
     _write_artifact(f"live-eta-{name}.txt", "\n".join(report))
     s.assert_live()
 
