@@ -57,7 +57,8 @@ SLOW = ("e2e", "proxies", "browser", "trainers")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        names: set[str] = set(MODULE_MARKS.get(item.module.__name__.rsplit(".", 1)[-1], ()) if item.module else ())
+        module = getattr(item, "module", None)
+        names: set[str] = set(MODULE_MARKS.get(module.__name__.rsplit(".", 1)[-1], ()) if module else ())
         fixtures = set(getattr(item, "fixturenames", ()))
         for fixture in fixtures:
             names.update(FIXTURE_MARKS.get(fixture, ()))
@@ -98,7 +99,8 @@ def _quick_means_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("quick") is None:
         yield
         return
-    _GUARDED = seen = []
+    seen: list[str] = []
+    _GUARDED = seen
     try:
         yield
     finally:
@@ -153,16 +155,21 @@ def chromium() -> Iterator[Browser]:
         browser.close()
 
 
-def _started(service: Service) -> Service:
-    service.start()
-    return service
+def _service_on_a_free_port(name: str, directory: Path) -> Service:
+    """A started stand-in service, on a port picked again if it was taken."""
+
+    def start(ports: list[int]) -> Service:
+        service = Service(name, ports[0], directory)
+        service.start()
+        return service
+
+    return start_on_free_ports(start)
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     """Two running stand-in services, an env file with their hooks; everything stopped by PID after."""
-    services = {name: start_on_free_ports(lambda ports, name=name: _started(Service(name, ports[0], tmp_path)))
-                for name in SERVICES}
+    services = {name: _service_on_a_free_port(name, tmp_path) for name in SERVICES}
     settings = {
         "MAINT_SERVICES": "studio video:api",
         "MAINT_STATE_DIR": str(tmp_path / "state"),

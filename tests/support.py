@@ -296,13 +296,7 @@ class Shim:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_pid(self.proc)
 
 
 ShimFactory = Callable[..., Shim]
@@ -361,19 +355,6 @@ class ShimLauncher:
     def close(self) -> None:
         for shim in self.started:
             shim.stop()
-
-
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    """Wait until something accepts TCP connections on `port`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nothing listens on {port} after {timeout}s") from None
-            time.sleep(0.02)
 
 
 def stop_pid(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 10.0) -> None:

@@ -383,10 +383,12 @@ def test_node_names_and_the_node_limit_over_http(start_shim: ShimFactory) -> Non
     detail = json.loads(data)["detail"][0]
     assert detail["loc"] == ["node"] and "64 nodes are tracked already" in detail["msg"], detail
     assert push(shim, step=2, total=10, node="gpu-01")[0] == 204  # a known node still reports
-    # The status is a snapshot recomputed once a second: wait for the one with gpu-01's new step.
-    nodes = wait_until(lambda: [item for item in status(shim.url)["nodes"] if item["node"] == "gpu-01"
-                                and item["progress"]["step"] == 2] and status(shim.url)["nodes"],
-                       what="gpu-01's step 2 in the status")
+    def with_new_step() -> list[dict[str, Any]] | None:
+        """The nodes once the status (a snapshot recomputed once a second) has gpu-01's new step."""
+        nodes: list[dict[str, Any]] = status(shim.url)["nodes"]
+        return nodes if any(item["node"] == "gpu-01" and item["progress"]["step"] == 2 for item in nodes) else None
+
+    nodes = wait_until(with_new_step, what="gpu-01's step 2 in the status")
     assert len(nodes) == MAX_NODES and "gpu-64" not in {item["node"] for item in nodes}
     assert [item["node"] for item in nodes] == sorted(item["node"] for item in nodes)
     code, _, body = request(shim, "GET", "/", {"Accept": "text/html"})
