@@ -308,19 +308,20 @@ class Estimator:
         """True once the rate rests on enough normal intervals and seconds to show an ETA."""
         return self._normal_count >= self.ready_intervals and self._normal_seconds >= self.ready_seconds
 
-    def _add_pause(self, seconds: float) -> None:
+    def _add_pause(self, seconds: float, at: int | None = None) -> None:
         """Count pause time for the amortization: hiccups under ``_MIN_PAUSE`` are only cut out of the
         rate; a pause within ``_MERGE_STEPS`` of the previous one is the same pause (a slow save seen
         across two intervals), not a second one."""
         if seconds < _MIN_PAUSE or self._warm_step is None or self._last_step is None:
             return  # before the first real interval it is part of the warm-up
+        step = self._last_step if at is None else at
         self._longest_pause = max(self._longest_pause, seconds)
         self._pause_seconds += seconds
-        if self._pause_step is None or self._last_step - self._pause_step > _MERGE_STEPS:
+        if self._pause_step is None or step - self._pause_step > _MERGE_STEPS:
             self._pauses += 1
-            self._pause_steps.append(self._last_step)
+            self._pause_steps.append(step)
             del self._pause_steps[:-32]
-        self._pause_step = self._last_step
+        self._pause_step = step
 
     def _close_interval(self, t: float, step: int, *, forced_pause: bool) -> None:
         """A step change at ``t``: split the interval since the last one into normal and pause time."""
@@ -334,7 +335,9 @@ class Estimator:
         if median is not None and (forced_pause or seconds / steps > self.outlier_factor * median):
             excess = seconds - steps * median
             if excess > 0:
-                self._add_pause(excess)
+                # Over several steps (a log line every N steps), the pause was at a printed step, most likely
+                # the later one (trainers evaluate and save at round steps, and print at round steps).
+                self._add_pause(excess, at=step if steps > 1 else None)
                 seconds = steps * median
         elif forced_pause and median is None:
             return  # a pause too early to tell its length from the steps around it: skip the interval
