@@ -280,12 +280,14 @@ class LogFollower(_Follower):
         history_seconds: float | None = None,
         node: str | None = None,
         on_notice: OnNotice | None = None,
+        invisible_after: float = INVISIBLE_AFTER,
     ) -> None:
         self.path = Path(path)
         self.on_progress = on_progress
         self.on_notice = on_notice
         self.notice: str | None = None
         self._announced_at: float | None = None
+        self.invisible_after = invisible_after
         self.poll_interval = poll_interval
         self.tail_bytes = tail_bytes
         self.history_seconds = history_seconds
@@ -333,7 +335,7 @@ class LogFollower(_Follower):
         elif self.parser.training_announced:
             if self._announced_at is None:
                 self._announced_at = now
-            elif now - self._announced_at >= INVISIBLE_AFTER:
+            elif now - self._announced_at >= self.invisible_after:
                 self._set_notice(INVISIBLE_NOTICE)
 
     def _poll(self) -> None:

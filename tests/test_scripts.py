@@ -540,6 +540,11 @@ LIVE_TRAINERS = {
     # attaches by itself (MAINT_PROGRESS_FILE is exported) reports the whole run, still with no change.
     "lightning-tqdm-auto-callback": ([str(CAPTURE / "lightning_fit.py"), "--bar", "tqdm", "--max-epochs", "4",
                                       "--train-batches", "300", "--batch", "160", "--val-batches", "20"], 0.10),
+    # LTX trainers' Rich bars, paced (trainers_paced.py makes their progress calls; the step is a sleep, so the
+    # rate does not follow this machine's load): LTX-Video-Trainer's count is cut off at Rich's default 80
+    # columns and is read only because with_maintenance.sh gives Rich 200; LTX-2 prints its count before the bar.
+    "ltx-video-trainer-paced": ([str(CAPTURE / "trainers_paced.py"), "ltxv"], 0.15),
+    "ltx2-paced": ([str(CAPTURE / "trainers_paced.py"), "ltx2"], 0.15),
 }
 
 
