@@ -32,8 +32,9 @@ Rules (docs/progress.md explains them for operators):
   earlier, is gradual: after a sample ``dt`` seconds after the previous one it closes
   ``1 - exp(-dt / smooth_seconds)`` of the gap to the raw finish.
 - States: ``unknown`` without samples or total; ``estimating`` while the rate is not established;
-  ``finishing`` once step >= total: remaining is resume_seconds counted from the first sample at the
-  total, then ``overdue`` with remaining ``overdue_floor``. Otherwise ``stalled`` after ``stall_seconds``
+  ``finishing`` once step >= total: remaining is resume_seconds (plus, before any run history, the mean
+  pause seen mid-run: the final save or validation) counted from the first sample at the total, then
+  ``overdue`` with remaining ``overdue_floor``. Otherwise ``stalled`` after ``stall_seconds``
   without a new step (outside a reported pause phase), ``overdue`` when the shown finish has passed, else
   ``training``. Remaining in ``stalled`` and training ``overdue`` is "if steps resumed now".
 - A step lower than the last is a new run (a restart from a checkpoint): everything is forgotten. One
@@ -132,6 +133,7 @@ class Estimator:
         ready_seconds: float = 3.0,
         change_seconds: float = 15.0,
         change_share: float = 0.12,
+        final_work: bool = False,
     ) -> None:
         if not (math.isfinite(resume_seconds) and resume_seconds >= 0):
             raise ValueError(f"resume_seconds must be a finite number >= 0, not {resume_seconds!r}")
@@ -148,6 +150,7 @@ class Estimator:
         self.ready_seconds = ready_seconds
         self.change_seconds = change_seconds
         self.change_share = change_share
+        self.final_work = final_work
         self.reset()
 
     def reset(self) -> None:
@@ -241,7 +244,7 @@ class Estimator:
         if total is None:
             return make("unknown", None)
         if self._done_at is not None:
-            left = self._done_at + self.resume_seconds - now
+            left = self._done_at + self.after_last_step - now
             if left > 0:
                 return make("finishing", max(MIN_REMAINING, left))
             return make("overdue", self.overdue_floor)
@@ -274,6 +277,18 @@ class Estimator:
 
     def _hold_limit(self) -> float:
         return max(_HOLD_SECONDS, 2.0 * self._longest_pause)
+
+    @property
+    def after_last_step(self) -> float:
+        """Seconds from the last step until the services are back, in ``finishing``: ``resume_seconds``, plus
+        (with ``final_work``: no run history teaches it yet) the trainer's own work after its last step, a
+        final save or validation, taken to be as long as its mean pause mid-run (the same kind of work). Only
+        after the last step: a trainer with no final save exits at once, and its exit (the scripts' event)
+        then says what follows; counted into the ETA while training, a one-off mid-run save would be
+        predicted again at the end of every run."""
+        if not self.final_work or self._pauses == 0:
+            return self.resume_seconds
+        return self.resume_seconds + self._pause_seconds / self._pauses
 
     @property
     def pause_per_step(self) -> float:

@@ -253,7 +253,8 @@ class Tracker:
             followed = sources.get(update.source)
             if followed is None:
                 followed = sources[update.source] = _Followed(
-                    Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds)
+                    Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds,
+                              final_work=self._learned.resume is None)
                 )
             followed.estimator.add(update.t, update.step, update.total, update.phase)
             followed.last = update

@@ -507,3 +507,25 @@ def test_a_first_pause_at_step_p_predicts_one_every_p_steps() -> None:
     for step in range(1, 301):
         refuted.add(START + 0.1 * step + (4.0 if step > 100 else 0.0), step, 900)
     assert refuted.pause_left(300, 900) == 0.0
+
+
+def test_the_work_after_the_last_step_is_the_mean_mid_run_pause_before_history_exists() -> None:
+    """kohya saves every few epochs and once more after the last step, as long as each save mid-run: with no
+    run history, 'finishing' counts one such save before the save-and-reload time; with history, only the
+    learned time (which holds the final save)."""
+    def run(final_work: bool) -> Estimator:
+        estimator = Estimator(resume_seconds=30.0, stall_seconds=300.0, final_work=final_work)
+        t = START
+        for step in range(1, 301):
+            t += 0.2 + (8.0 if step in (101, 201) else 0.0)  # an 8 s save after steps 100 and 200
+            estimator.add(t, step, 300)
+        return estimator
+
+    fresh, learned = run(final_work=True), run(final_work=False)
+    done_at = fresh.estimate(START).updated_at
+    assert done_at is not None
+    assert fresh.estimate(done_at).state == "finishing"
+    assert fresh.estimate(done_at).remaining == pytest.approx(30.0 + 8.0, abs=0.5)
+    assert learned.estimate(done_at).remaining == pytest.approx(30.0, abs=0.01)
+    # While training, the ETA is unchanged: the final save is counted once the last step is done.
+    assert fresh.after_last_step == pytest.approx(38.0, abs=0.5)
