@@ -1,4 +1,4 @@
-"""app/logparse.py on logs written by the real tqdm, the forms trainers print, and hostile input."""
+"""app/progress/logparse.py on logs written by the real tqdm, the forms trainers print, and hostile input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tqdm import tqdm
 
-from maintenance_shim.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
+from maintenance_shim.progress.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
 
 
 def tqdm_log(path: Path | None = None, total: int = 20, **options: object) -> str:
@@ -365,7 +365,7 @@ def test_a_bar_past_its_total_keeps_its_total() -> None:
     ],
 )
 def test_side_task_bars_are_ignored_for_a_stated_reason(label: str, reason: str | None) -> None:
-    from maintenance_shim.logparse import side_task
+    from maintenance_shim.progress.logparse import side_task
 
     assert side_task(label) == reason
 
@@ -382,7 +382,8 @@ def test_lightnings_closing_line_ends_an_epoch_only_run() -> None:
 
 
 def test_rich_count_before_the_bar_ltx2_and_in_a_live_panel_ltx_video_trainer() -> None:
-    ltx2 = "Training 120/2000 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Loss: 0.0712 | LR: 1.00e-04 | 4.21s/step 0:08:25 ETA: 2:11:54"
+    ltx2 = ("Training 120/2000 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Loss: 0.0712 | LR: 1.00e-04 | 4.21s/step "
+            "0:08:25 ETA: 2:11:54")
     panel = ("│ Training Step  120/2000 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Loss: 0.0712 LR: 1.00e-04 "
              "Time/Step: 4.21s 0:08:25 ETA: 2:11:54       │")
     sampling = "Sampling 1/2 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ step 5/30 0:00:10 ETA: 0:00:20"

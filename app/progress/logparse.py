@@ -1,7 +1,9 @@
 """Training progress from trainer log text (tqdm bars and ``step N/M`` lines): pure, never raises.
 
-Forms: tqdm bars (known and unknown total), Rich progress bars (PyTorch Lightning's ``RichProgressBar``:
-``Epoch 2/4 ━━━━━━━╸━━━━ 37/50 0:00:02 • 0:00:01 18.32it/s``) and ``step N/M`` lines.
+Forms: tqdm bars (known and unknown total), Rich progress bars with the count after the bar (PyTorch
+Lightning's ``RichProgressBar``: ``Epoch 2/4 ━━━━━━━╸━━━━ 37/50 0:00:02 • 0:00:01 18.32it/s``) or before it
+(``MofNCompleteColumn``, LTX-2's ``Training 120/2000 ━━━━ Loss: ...``, also inside a ``Live`` panel) and
+``step N/M`` lines.
 
 Which bar is the training bar (``LogParser``):
 
@@ -13,6 +15,10 @@ Which bar is the training bar (``LogParser``):
 3. Unlabelled bars (the Hugging Face Trainer prints none) count only while no training label is locked,
    and only when their total is at least the largest total seen so far, so the 50-item evaluation bar
    does not replace the 3,000-step training bar.
+   An unlabelled bar that finishes before any training bar is confirmed was a side task after all
+   (kohya's image listing and latent caching, ai-toolkit's baseline samples): a ``pending`` update says
+   training has not started, and that bar is ignored from then on. An unlabelled bar is confirmed by the
+   printed run's total (``Total optimization steps = N``) or by moving on across other output.
 4. A bar that runs past its total (tqdm then prints ``901it [00:41, 6.08it/s]``) keeps the total of
    the bar it continues: training has ended. So does Lightning's closing line ``Trainer.fit stopped:
    max_epochs=5 reached`` for the last step seen, even when only the current epoch was known.
@@ -22,7 +28,16 @@ Lightning's ``Epoch 3``) counts steps per epoch. With the number of epochs print
 the epochs into global progress (``scope="run"``); without it, only the current epoch is known
 (``scope="epoch"``: step and total then count from the run's first epoch to the end of the current one,
 so that the rate carries over). A counter that does not restart when the epoch changes was global all
-along and is taken as it is. Epoch numbers are 1-based unless an epoch 0 was seen, or the bar is Rich's
+along and is taken as it is; so is one whose total is the printed run's total, or SimpleTuner's
+``Epoch 3/10, Steps``. OneTrainer's ``epoch`` bar (no number in its label) counts epochs and stitches the
+per-epoch ``step`` bar under it. torchtune's ``epoch|global_step|Loss`` description is an epoch label.
+
+Lines that are not bars: the Hugging Face Trainer's banner (``Num Epochs``, ``Total optimization steps``)
+and its log dicts (``{'loss': ..., 'epoch': 0.12}``: step = total x epoch / epochs), LTX-2's ``Resuming
+training from step 400 → 2000`` (its Rich bar then counts the remaining steps), and lines announcing
+training (``training_announced``: with no progress after them the log hides its bar).
+
+Epoch numbers are 1-based unless an epoch 0 was seen, or the bar is Rich's
 (Lightning numbers epochs from 0 and prints the last index: ``Epoch 2/2`` is the last of three).
 """
 
