@@ -16,8 +16,9 @@ Rules (docs/progress.md explains them for operators):
   the whole window by more than ``change_share`` (12 %), the window restarts there, so a real change (a
   larger batch, a longer sequence) is followed within about 20 s while jitter, which moves one half, is
   not.
-- Recurring pauses: the pauses still to come are added. A first pause at step P predicts one every P
-  steps (eval_steps, save_steps) until step 2P passes without one; pauses at a regular step interval
+- Recurring pauses: the pauses still to come are added. A pause seen once is not a rhythm (diffusers
+  validates after epoch 0, then every N epochs; a save at P may be a one-off): it predicts none until it
+  recurs. Pauses at a regular step interval
   count one mean pause per period still ahead (one at the total itself is after the last step: the
   Hugging Face Trainer's final evaluation); irregular ones are amortized: their total per step since the
   warm-up, per remaining step. Hiccups under 1 s are only cut out of the rate, and a pause seen across
@@ -306,12 +307,8 @@ class Estimator:
             return 0.0
         starts = self._pause_steps[-8:]
         if self._pauses == 1:
-            # One pause at step P: trainers pause every P steps (eval_steps, save_steps, an epoch), so
-            # expect the next at 2P and so on, until 2P has passed without one (then it was a one-off).
-            first = starts[0]
-            if first <= 0 or step > 2 * first + max(_MERGE_STEPS, first // 4):
-                return 0.0
-            return _count_ahead(2 * first, first, total) * self._pause_seconds
+            # One pause is not a rhythm (diffusers validates after epoch 0, then every N epochs).
+            return 0.0
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         if gaps and min(gaps) > 0 and max(gaps) <= _PERIODIC * min(gaps):
             period = statistics.median(gaps)
