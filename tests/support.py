@@ -194,15 +194,16 @@ class Server:
 def start_server(
     command: Callable[[list[int]], list[str]], log: Path, count: int = 1, what: str = "the server",
     timeout: float = 30.0, cwd: Path | None = None, env: dict[str, str] | None = None,
-    preexec_fn: Callable[[], None] | None = None,
+    preexec_fn: Callable[[], None] | None = None, env_for: Callable[[list[int]], dict[str, str]] | None = None,
 ) -> Server:
-    """Run `command(ports)` (output to `log`) until it listens on all `count` ports; on fresh ports again
-    when one was taken (start_on_free_ports)."""
+    """Run `command(ports)` (output to `log`, environment `env` or `env_for(ports)`) until it listens on all
+    `count` ports; on fresh ports again when one was taken (start_on_free_ports)."""
 
     def start(ports: list[int]) -> Server:
         log.unlink(missing_ok=True)
         with log.open("wb") as handle:
-            proc = subprocess.Popen(command(ports), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=handle,
+            proc = subprocess.Popen(command(ports), cwd=cwd, env=env_for(ports) if env_for else env,
+                                    stdin=subprocess.DEVNULL, stdout=handle,
                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         server = Server(proc, ports, log)
         try:
@@ -422,8 +423,8 @@ class InProcess:
     socket (negotiation, formats, headers). Settings come from `env` alone, never from os.environ."""
 
     def __init__(self, env: dict[str, str] | None = None, services: list[str] | None = None) -> None:
-        from maintenance_shim.config import load_settings
         from maintenance_shim.main import create_app
+        from maintenance_shim.settings.shim import load_settings
 
         names = services or ["studio"]
         self.ports = [9000 + index for index in range(len(names))]
