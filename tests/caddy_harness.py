@@ -70,18 +70,27 @@ class Caddy:
     def restart(self) -> None:
         """Stop our caddy and run a new one on the same Caddyfile (as `systemctl restart caddy`)."""
         self.stop()
+        since = self._sizes()
         self.proc = _launch(self.dir, self.bin, self.run_env)
-        self.wait_listening()
+        self.wait_listening(since)
 
-    def output(self) -> str:
-        stderr = self.dir / "stderr.log"
-        return (stderr.read_text(errors="replace") if stderr.exists() else "") + self.log()
+    def _sizes(self) -> list[int]:
+        return [len(path.read_bytes()) if path.exists() else 0 for path in self._logs()]
 
-    def wait_listening(self) -> None:
+    def _logs(self) -> list[Path]:
+        return [self.dir / "stderr.log", self.dir / "caddy.log"]
+
+    def output(self, since: list[int] | None = None) -> str:
+        """What our caddy wrote (its stderr and its log), from the sizes `since` on (this start's lines)."""
+        offsets = since or [0, 0]
+        return "".join(path.read_bytes()[offset:].decode(errors="replace") if path.exists() else ""
+                       for path, offset in zip(self._logs(), offsets, strict=True))
+
+    def wait_listening(self, since: list[int] | None = None) -> None:
         """Until our caddy listens on its port and its admin port; stopped on failure (PortInUse when one of
-        them was taken)."""
+        them was taken, by what it wrote after `since`)."""
         try:
-            wait_listening(self.proc.pid, [self.admin_port, self.port], self.output, "caddy")
+            wait_listening(self.proc.pid, [self.admin_port, self.port], lambda: self.output(since), "caddy")
         except (PortInUse, AssertionError):
             self.stop()
             raise
