@@ -613,11 +613,12 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
         assert isinstance(progress, dict) and progress["total"] == total and progress["scope"] == "run", progress
         if bound is not None:  # paced. ETAs are whole seconds of a snapshot up to 1 s old; the log is polled each 0.5 s
             assert abs(shown - true) <= bound * true + 3.0, report
-    # After the last step: `finishing`, at the last step (seen before with_maintenance.sh brought the services
-    # back: the shim serves until then).
+    # After the last step: `finishing` (seen before with_maintenance.sh brought the services back: the shim
+    # serves until then). The step shown may be short of the total: a Rich bar's last frame can be one that
+    # was drawn before the last step (ltx-paced: 298 of 300, then `finishing` from the trainer's exit).
     after = [st for t, st in seen if t >= end]
-    assert any(st["state"] == "finishing" and (st.get("progress") or {}).get("step") == total  # type: ignore[union-attr]
-               for st in after), [(st["state"], (st.get("progress") or {}).get("step")) for st in after]  # type: ignore[union-attr]
+    assert any(st["state"] == "finishing" for st in after), [
+        (st["state"], (st.get("progress") or {}).get("step")) for st in after]  # type: ignore[union-attr]
     _write_artifact(f"live-eta-{name}.txt", "\n".join(report))
     s.assert_live()
 
