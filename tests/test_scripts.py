@@ -615,7 +615,7 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
             assert abs(shown - true) <= bound * true + 3.0, report
     # After the last step: `finishing` (seen before with_maintenance.sh brought the services back: the shim
     # serves until then). The step shown may be short of the total: a Rich bar's last frame can be one that
-    # was drawn before the last step (ltx-paced: 298 of 300, then `finishing` from the trainer's exit).
+    # was drawn before the last step (a paced Rich stand-in here: 298 shown, then `finishing`).
     after = [st for t, st in seen if t >= end]
     assert any(st["state"] == "finishing" for st in after), [
         (st["state"], (st.get("progress") or {}).get("step")) for st in after]  # type: ignore[union-attr]
