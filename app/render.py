@@ -21,7 +21,7 @@ from .config import ServiceKind
 from .i18n import Catalogs, bcp47, native_name, relative_time
 from .negotiate import Format
 from .status import NodeSnapshot, Progress, Snapshot
-from .texts import Texts, build_node_texts, build_texts
+from .texts import Texts, build_node_texts, build_texts, plain_spaces, plain_texts
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATUS_PATH = "/_maintenance/status"
@@ -138,11 +138,11 @@ class Renderer:
             self._envs[locale] = env
 
     def texts(self, snapshot: Snapshot, service: Service, locale: str) -> Texts:
-        """The localized sentences for this snapshot."""
-        return build_texts(
+        """The localized sentences for this snapshot, with plain spaces (SDKs print them verbatim)."""
+        return plain_texts(build_texts(
             snapshot, self._catalogs[locale], locale, self.display_name(service, locale), self._operator.get(locale),
             zone=self.brand.timezone, display=lambda tag: self.brand.display_name(tag, locale),
-        )
+        ))
 
     def display_name(self, service: Service, locale: str) -> str:
         """The service's name for people: MAINT_SERVICE_<tag>_DISPLAY_NAME[_<LANG>], else the tag."""
@@ -197,7 +197,7 @@ class Renderer:
         if fmt == "json":
             if service.kind == "openai":
                 return _json(openai_error(texts.detail, maintenance))
-            return _json({"detail": texts.detail, "maintenance": maintenance})
+            return _json(api_error(texts.detail, maintenance))
         if fmt == "problem":
             return _json(
                 {
@@ -299,6 +299,16 @@ def openai_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def api_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
+    """The JSON 503 of an `api` service: one body that every client we test reads (docs/http.md).
+
+    FastAPI's `detail` (what existing error handling reads), OpenAI's error object (openai-python and
+    the SDKs generated like it show `error.message`), `errors[].message` (huggingface_hub shows it on a
+    line of its own) and the `maintenance` object, all with the same sentence.
+    """
+    return {"detail": detail, **openai_error(detail, maintenance)}
+
+
 def _steps_left_forms(catalogs: Catalogs, locale: str) -> dict[str, str]:
     """"N steps to go" once per CLDR plural category, for the page's script (Intl.PluralRules picks one).
 
@@ -339,7 +349,7 @@ def _node_json(node: NodeSnapshot, locale: str) -> dict[str, Any]:
         "state": node.state,
         "eta_seconds": node.eta_seconds,
         "eta_at": _iso(node.eta_at),
-        "eta_text": relative_time(node.eta_seconds, locale) if node.eta_seconds is not None else None,
+        "eta_text": plain_spaces(relative_time(node.eta_seconds, locale)) if node.eta_seconds is not None else None,
         "progress": _progress_json(node.progress),
     }
 
