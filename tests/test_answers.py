@@ -20,7 +20,7 @@ from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app
 from maintenance_shim.responder import RequestFacts
 from maintenance_shim.status import RetryPolicy, Tracker
-from maintenance_shim.wire import HEAD_LINES, head_lines
+from maintenance_shim.wire import HEAD_LINES, STATUS_LINE_KEY, head_lines
 
 ORIGIN = "https://studio.example.com"
 ACCEPTS = st.sampled_from(
@@ -68,8 +68,10 @@ class Harness:
         async def send(message: dict[str, Any]) -> None:
             lines = message.get(HEAD_LINES)  # the wire's encoding of the headers (wire.py), the fast path's alone
             if lines is not None:
-                assert lines == head_lines(message["headers"])
+                assert lines == head_lines(message["headers"], lines.status_line)
                 message = {key: value for key, value in message.items() if key != HEAD_LINES}
+                if lines.status_line is not None:  # off the fast path the status line travels beside the headers
+                    message[STATUS_LINE_KEY] = lines.status_line
             sent.append({**message, "headers": list(message.get("headers", []))} if "headers" in message else message)
 
         async def run() -> None:
