@@ -233,7 +233,8 @@ def table(records: list[Record]) -> str:
     lines = [
         BEGIN,
         "",
-        "| client | used as its docs show | what its user sees (N minutes, HH:MM: the ETA) | ETA shown: direct, nginx |",
+        "| client | used as its docs show | what its user sees (N minutes, HH:MM: the ETA) "
+        "| ETA shown: direct, nginx |",
         "|---|---|---|---|",
     ]
     for record in records:

@@ -5,18 +5,25 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from maintenance_shim.reason import MAX_PHRASE, phrase, status_line
 from maintenance_shim.status import Progress, Snapshot
+from tests.caddy_harness import start_caddy
 from tests.client_texts import SHIM_ENV, call_hf_chat, call_openai, documented, run_all, table
+from tests.haproxy_harness import start_haproxy
 from tests.nginx_harness import Nginx, start_nginx
-from tests.support import Shim, ShimFactory, request
+from tests.support import Shim, ShimFactory, clean_env, free_port, request, wait_port
+from tests.traefik_harness import start_traefik
 
 
 @dataclass
@@ -62,7 +69,9 @@ def _sentences(shim: Shim, language: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize(("language", "marker"), [("en", "Expected back in 5 minutes"), ("ja", "分後"), ("fr", "5 minutes")])
+@pytest.mark.parametrize(
+    ("language", "marker"), [("en", "Expected back in 5 minutes"), ("ja", "分後"), ("fr", "5 minutes")]
+)
 def test_openai_and_huggingface_show_the_localized_sentence_on_an_api_listener(
     proxied: Proxied, language: str, marker: str
 ) -> None:
@@ -107,7 +116,9 @@ def _status_line(url: str, method: str = "GET", path: str = "/", headers: dict[s
         ("OPTIONS", "/v1/models", {"Cookie": "lang=ja"}),
     ],
 )
-def test_the_status_line_says_when_on_every_path(proxied: Proxied, method: str, path: str, headers: dict[str, str]) -> None:
+def test_the_status_line_says_when_on_every_path(
+    proxied: Proxied, method: str, path: str, headers: dict[str, str]
+) -> None:
     for url in (proxied.shim.url, proxied.proxied):
         line = _status_line(url, method, path, headers)
         assert line.startswith("HTTP/1.1 503 Service Unavailable: Video back in about "), line
@@ -130,7 +141,7 @@ def test_a_service_behind_two_kinds_of_listener_gets_each_its_own_body(start_shi
                 status, _, body = request(url, "GET", path, headers)
                 assert status == 503
                 keys = set(json.loads(body))
-                expected = {"detail", "error", "errors", "maintenance"} if url == api else {"error", "errors", "maintenance"}
+                expected = {"error", "errors", "maintenance"} | ({"detail"} if url == api else set())
                 assert keys == expected, (url, path, headers, keys)
 
 
@@ -175,3 +186,79 @@ def test_the_phrase_is_safe_and_bounded(name: str) -> None:
     line = status_line(503, text)
     assert line.startswith(b"HTTP/1.1 503 Service Unavailable") and line.endswith(b"\r\n")
     assert line.count(b"\n") == line.count(b"\r") == 1
+
+
+def _head(port: int, host: str) -> tuple[str, dict[str, str]]:
+    """The status line and the header fields of a GET to the proxy on `port` for `host`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET /v1/models HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    line, *fields = received.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    return line, {name.lower(): value.strip() for name, _, value in (field.partition(":") for field in fields)}
+
+
+@pytest.fixture(scope="module")
+def behind(module_shim_launcher: ShimFactory) -> Shim:
+    """A shim for both shipped services, healthy on the stand-ins' /health (HAProxy and Traefik check it)."""
+    return module_shim_launcher(services=["studio", "video:api"], env={**SHIM_ENV, "MAINT_HEALTH_PATHS": "/health"})
+
+
+# Measured: nginx and HAProxy pass the upstream's reason phrase through; Caddy and Traefik (Go's net/http
+# writes its own `http.StatusText`) send the stock one.
+@pytest.mark.parametrize(
+    ("proxy", "passes"), [("nginx", True), ("haproxy", True), ("caddy", False), ("traefik", False)]
+)
+def test_the_status_line_through_each_proxy(behind: Shim, tmp_path: Path, proxy: str, passes: bool) -> None:
+    shim = {"studio": behind.ports[0], "video": behind.ports[1]}
+    down = {"studio": free_port(), "video": free_port()}  # the live services are stopped: the shim answers
+    running: Nginx | object
+    if proxy == "nginx":
+        running = start_nginx(tmp_path, shim)
+    elif proxy == "caddy":
+        running = start_caddy(tmp_path, shim, clean_env())
+    elif proxy == "haproxy":
+        running = start_haproxy(tmp_path, down, shim)
+    else:
+        running = start_traefik(tmp_path, down, shim)
+    try:
+        port: int = running.port  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while True:  # until the proxy has the shim in use (HAProxy and Traefik find their live server down)
+            line, fields = _head(port, "video-api.example.com")
+            if "x-should-retry" in fields or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "x-should-retry" in fields, (line, fields)  # the shim's answer, not the proxy's own 503
+        direct = _status_line(behind.url_for(1), "GET", "/v1/models")
+        if passes:
+            assert line.split(" (")[0] == direct.split(" (")[0], (line, direct)
+        else:
+            assert line == "HTTP/1.1 503 Service Unavailable", line
+    finally:
+        running.stop()  # type: ignore[attr-defined]
+
+
+def test_http2_has_no_reason_phrase(behind: Shim, tmp_path: Path) -> None:
+    """nginx speaking HTTP/2 to the client (h2c here; h2 over TLS is the same frames): `:status` alone."""
+    nginx = start_nginx(tmp_path, {"studio": behind.ports[1], "video": behind.ports[1]})
+    try:
+        port = free_port()
+        nginx.extra.write_text(
+            f"server {{ listen 127.0.0.1:{port} http2; location / {{ proxy_pass http://video_backend; "
+            f"include {nginx.prefix}/maintenance-shim/proxy.conf; }} }}\n"
+        )
+        nginx.proc.send_signal(signal.SIGHUP)  # our child, by PID: reload with the HTTP/2 server
+        wait_port(port, timeout=20)
+        result = subprocess.run(
+            ["curl", "-sS", "-i", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/v1/models"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert result.stdout.splitlines()[0].strip() == "HTTP/2 503", result.stdout
+        assert "x-should-retry" in result.stdout  # the shim's answer; its ETA is in the body alone
+    finally:
+        nginx.stop()
