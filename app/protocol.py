@@ -283,7 +283,9 @@ class WholeAnswerCycle(RequestResponseCycle):
 
     A start that carries its headers' `HeadLines` (wire.py: checked and encoded once, for the catch-all's
     answers) has its head written from them, with the connection state uvicorn's loop would set; the body
-    is uvicorn's to send either way.
+    is uvicorn's to send either way. A start that carries its own status line (the 503's reason phrase,
+    reason.py) has it written in place of uvicorn's `STATUS_LINE[status]`, from its HeadLines or after
+    uvicorn's loop wrote the head (HEAD's too), which is one write that begins with that line.
     """
 
     _held: ASGISendEvent | None = None
