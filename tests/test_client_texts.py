@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from maintenance_shim.reason import MAX_PHRASE, phrase, status_line
-from maintenance_shim.status import Progress, Snapshot
+from maintenance_shim.progress.tracker import Progress, Snapshot
+from maintenance_shim.web.reason import MAX_PHRASE, phrase, status_line
 from tests.caddy_harness import start_caddy
 from tests.client_texts import SHIM_ENV, call_hf_chat, call_openai, documented, run_all, table
 from tests.haproxy_harness import start_haproxy

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, tzinfo
 
-from .status import Snapshot
+from ..progress.tracker import Snapshot
 
 STOCK = "Service Unavailable"
 MAX_PHRASE = 120  # characters after the status code, `Service Unavailable: ` included
