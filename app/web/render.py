@@ -288,9 +288,9 @@ def openai_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
     (`_base_client.py`, `_make_status_error_from_response`: `body.get("error", body)["message"]`).
     huggingface_hub's `hf_raise_for_status` (`utils/_http.py`, `_format`) shows a string `error`, an
     `error_description`, and each `errors[].message`; an `error` object it shows only as its Python
-    repr, which escapes the narrow no-break space of localized times (`9:22\u202fAM`). A string
-    `error` would cost openai-python the message, so `errors: [{"message": ...}]` carries the same
-    sentence for huggingface_hub, which then shows it verbatim on its own line.
+    repr (which would escape a no-break space: the sentences have plain ones, texts.plain_texts). A
+    string `error` would cost openai-python the message, so `errors: [{"message": ...}]` carries the
+    same sentence for huggingface_hub, which then shows it verbatim on its own line.
     """
     return {
         "error": {"message": detail, "type": OPENAI_ERROR_TYPE, "param": None, "code": OPENAI_ERROR_CODE},
