@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import runtimes
 from .config import ServiceKind, Settings, SettingsError, describe_error, parse_listener, read_environment
 from .status import is_node_name
 
@@ -33,7 +34,18 @@ SERVICE_KEYS: dict[str, str] = {  # MAINT_SERVICE_<name>_<KEY>: what each key is
     "TRAEFIK_SERVICE": "Traefik mode: the service's name in the dynamic config (default <name>)",
     "NODES": "HAProxy mode, a fleet: the service's nodes, each a server of HAPROXY_SERVER's backend "
     "(`gpu-1 gpu-2 gpu-3`); `--node NODE` takes one out, `with_maintenance.sh --rolling` each in turn",
+    "RUNTIME": "how the service frees the GPU: `command` (its STOP and START hooks, the default) or a preset that "
+    "puts the running server to sleep and wakes it: " + ", ".join(f"`{name}`" for name in runtimes.names())
+    + " (docs/runtimes.md; not with MAINT_SWITCH=port)",
+    "RUNTIME_URL": "a preset's server, e.g. `http://127.0.0.1:8000` (required with a preset)",
+    "RUNTIME_MODEL": "the model a preset unloads, loads and asks (required by llamacpp, ollama, triton; vllm: "
+    "default the first of /v1/models)",
+    "RUNTIME_LEVEL": "vllm: the sleep level, `1` (weights offloaded to CPU, the default) or `2` (discarded, "
+    "reloaded from the model's path on wake)",
+    "RUNTIME_WEIGHTS": "sglang: the path to load the weights from on wake (default its /model_info model_path)",
+    "RUNTIME_TIMEOUT": "seconds for a preset's sleep, and for its wake until ready (default the preset's own)",
 }
+RUNTIME_OPTION_KEYS = ("RUNTIME_URL", "RUNTIME_MODEL", "RUNTIME_LEVEL", "RUNTIME_WEIGHTS", "RUNTIME_TIMEOUT")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BACKEND_SERVER_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
 _DISPLAY_KEY_RE = re.compile(r"DISPLAY_NAME(?:_[A-Z]{2,3}(?:_[A-Z0-9]+)?)?")
@@ -117,6 +129,12 @@ class ScriptSettings(BaseModel):
         "/run/haproxy/admin.sock", description="HAProxy's runtime API (stats socket, level admin): a path or HOST:PORT"
     )
     traefik_api: str = Field("http://127.0.0.1:8080", description="Traefik's API, to confirm a switch took effect")
+    gpu_free_timeout: int = Field(
+        60, ge=0, le=3600, description="with_maintenance.sh: seconds to wait, after the services stopped or went to "
+        "sleep, for the GPUs' memory in use to drop below MAINT_GPU_FREE_MIB (nvidia-smi); then it warns, naming "
+        "what holds memory, and runs CMD anyway. `0`: no check"
+    )
+    gpu_free_mib: int = Field(1024, ge=0, description="MiB in use per GPU that still counts as free")
     # MAINT_SERVICE_<name>_<KEY>, gathered by load_script_settings.
     service_keys: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
 
@@ -194,6 +212,7 @@ class ScriptSettings(BaseModel):
                 problems.append(f"{prefix}NODES: a node is listed twice ({keys['NODES']!r})")
             if self.switch != "haproxy":
                 problems.append(f"{prefix}NODES needs MAINT_SWITCH=haproxy (a balancer in front of the nodes)")
+        problems += self._check_runtime(spec)
         for key in ("HAPROXY_SERVER", "HAPROXY_SHIM"):
             if not _BACKEND_SERVER_RE.match(keys[key]):
                 problems.append(f"{prefix}{key}: {keys[key]!r} is not BACKEND/SERVER")
@@ -205,6 +224,34 @@ class ScriptSettings(BaseModel):
         problems += [f"{prefix}{key}: not a service setting (one of {', '.join(SERVICE_KEYS)})" for key in unknown]
         return problems
 
+    def _check_runtime(self, spec: ServiceSpec) -> list[str]:
+        prefix = f"MAINT_SERVICE_{spec.name}_"
+        keys = spec.keys
+        runtime = keys["RUNTIME"]
+        if runtime == runtimes.COMMAND:
+            return [f"{prefix}{key}: needs {prefix}RUNTIME set to a preset ({', '.join(runtimes.names())})"
+                    for key in RUNTIME_OPTION_KEYS if keys.get(key)]
+        if runtime not in runtimes.names():
+            return [f"{prefix}RUNTIME: {runtime!r} is not one of {runtimes.COMMAND}, {', '.join(runtimes.names())}"]
+        problems = []
+        if self.switch == "port":
+            problems.append(f"{prefix}RUNTIME: a sleeping {runtime} server keeps its port, so MAINT_SWITCH=port "
+                            "cannot hand it to the shim; use a proxy (nginx, caddy, haproxy, traefik)")
+        problems += [f"{prefix}{hook}: not used with RUNTIME={runtime} (the preset sleeps and wakes the server); "
+                     "remove it" for hook in ("STOP", "START") if keys.get(hook)]
+        try:
+            options = runtime_options(keys)
+        except ValidationError as error:
+            for err in error.errors():
+                key = f"RUNTIME_{str(err['loc'][0]).upper()}" if err.get("loc") else "RUNTIME"
+                if err.get("type") == "missing":
+                    problems.append(f"{prefix}{key} is not set (needed by RUNTIME={runtime})")
+                else:
+                    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+                    problems.append(f"{prefix}{key}: {message} (got {err.get('input')!r})")
+            return problems
+        return problems + [prefix + line for line in runtimes.get(runtime).problems(options)]
+
     @property
     def service_specs(self) -> list[ServiceSpec]:
         """The services with every MAINT_SERVICE_<name>_<KEY> resolved (defaults filled in, "" when unset)."""
@@ -215,6 +262,7 @@ class ScriptSettings(BaseModel):
             keys["HAPROXY_SERVER"] = keys["HAPROXY_SERVER"] or f"{name}/live"
             keys["HAPROXY_SHIM"] = keys["HAPROXY_SHIM"] or f"{keys['HAPROXY_SERVER'].split('/')[0]}/shim"
             keys["TRAEFIK_SERVICE"] = keys["TRAEFIK_SERVICE"] or name
+            keys["RUNTIME"] = keys["RUNTIME"].strip() or runtimes.COMMAND
             specs.append(ServiceSpec(name, kind, tag, keys))
         return specs
 
@@ -247,6 +295,13 @@ class ScriptSettings(BaseModel):
         for spec in self.service_specs:
             out.update({f"MAINT_SERVICE_{spec.name}_{key}": value for key, value in spec.keys.items()})
         return out
+
+
+def runtime_options(keys: dict[str, str]) -> runtimes.RuntimeOptions:
+    """A service's RUNTIME_* keys as the preset's options (pydantic ValidationError when one is bad); an
+    empty value is unset."""
+    given = {key.removeprefix("RUNTIME_").lower(): keys[key].strip() for key in RUNTIME_OPTION_KEYS if keys.get(key)}
+    return runtimes.RuntimeOptions.model_validate(given)
 
 
 def _text(value: Any) -> str:

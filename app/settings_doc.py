@@ -127,6 +127,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("nginx", ["nginx_bin", "nginx_args", "nginx_test_cmd", "nginx_reload_cmd"]),
     ("Caddy", ["caddy_bin", "caddy_config", "caddy_test_cmd", "caddy_reload_cmd"]),
     ("HAProxy and Traefik", ["haproxy_socket", "traefik_api"]),
+    ("The GPU check (with_maintenance.sh)", ["gpu_free_timeout", "gpu_free_mib"]),
 ]
 GATHERED = {"messages", "display_names", "service_keys"}  # pattern names, not one variable each
 SCRIPT_DEFAULTS = {  # defaults that depend on the machine or on other settings
