@@ -28,8 +28,9 @@ def build(out: Path) -> None:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>",
                                    eos_token="</s>", pad_token="<pad>")
     fast.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(vocab_size=len(words), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    # head_dim 64 (128 / 2 heads): vLLM's CPU attention refuses 16 ("Unsupported CPU attention configuration").
+    config = LlamaConfig(vocab_size=len(words), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
