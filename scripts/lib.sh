@@ -51,7 +51,7 @@ parse_args() {
 }
 
 # load_env: every setting, read, validated and resolved by the shim's own schema (`maintenance-shim env
-# --shell`, app/scriptconf.py; the one reference is docs/settings.md): the env file (--env-file, else
+# --shell`, app/settings/scripts.py; the one reference is docs/settings.md): the env file (--env-file, else
 # MAINT_ENV_FILE, else ./maintenance.env when present) under the environment, defaults filled in, each
 # exported, and the services as SERVICES and SERVICE_TAG. Nothing is parsed or checked here: a bad
 # setting stops with the shim's one line naming it.
@@ -136,7 +136,7 @@ settings_command() {
 # ---- small helpers -------------------------------------------------------------------------------
 
 # run_event NAME [STATUS [SERVICE...]]: tell the shim what happens around the training (one JSON line in
-# $STATE_DIR/events.jsonl; app/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
+# $STATE_DIR/events.jsonl; app/progress/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
 run_event() {
   local name=$1 status=${2:-} line item
   shift $(($# < 2 ? $# : 2))
@@ -578,7 +578,7 @@ describe_unhealthy() {
 # are the model): a new proxy is one new file. Each adapter defines
 #   proxy_describe       the proxy's name for messages
 #   proxy_check NAME     die unless this machine has what service NAME needs (files, tools); its
-#                        settings (with their defaults) are fields of app/scriptconf.py, validated there
+#                        settings (with their defaults) are fields of app/settings/scripts.py, validated there
 #   proxy_point NAME SIDE  make the pending config send NAME to SIDE (shim|live); the first move to the
 #                        shim saves what the live side was in $STATE_DIR/proxy/NAME.live. Safe to repeat,
 #                        and kept in files, so it survives the subshells of a rollback

@@ -22,7 +22,7 @@ class PresetError(Exception):
 
 
 class RuntimeOptions(BaseModel):
-    """MAINT_SERVICE_<name>_RUNTIME_* of one service (checked by app/scriptconf.py, with the preset's own
+    """MAINT_SERVICE_<name>_RUNTIME_* of one service (checked by app/settings/scripts.py, with the preset's own
     requirements from Runtime.problems)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

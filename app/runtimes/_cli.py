@@ -22,7 +22,7 @@ def _say(message: str) -> None:
 
 
 def run(action: str, service: str, env_file: str | None) -> int:
-    from ..scriptconf import load_script_settings, runtime_options
+    from ..settings.scripts import load_script_settings, runtime_options
 
     _, scripts, _ = load_script_settings(env_file)  # SettingsError: the caller prints it, exit 2
     specs = {spec.name: spec for spec in scripts.service_specs}

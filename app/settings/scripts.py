@@ -1,5 +1,5 @@
 """The switching scripts' settings: validated here, in the same schema and from the same reading of the
-environment and the env file as the shim's (app/config.py), and handed to bash by `maintenance-shim env
+environment and the env file as the shim's (app/settings/shim.py), and handed to bash by `maintenance-shim env
 --shell` as resolved, quoted assignments. No setting is parsed or validated in scripts/.
 """
 
@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import runtimes
-from .config import ServiceKind, Settings, SettingsError, describe_error, parse_listener, read_environment
-from .status import is_node_name
+from .. import runtimes
+from ..nodes import is_node_name
+from .env import SettingsError, describe_error, read_environment
+from .shim import ServiceKind, Settings, parse_listener
 
 Switch = Literal["none", "port", "nginx", "caddy", "haproxy", "traefik"]
 INCLUDE_SWITCHES = ("nginx", "caddy", "traefik")  # the proxies switched by rewriting an include file
@@ -325,7 +326,7 @@ def load_script_settings(
 
     Raises SettingsError with one line per bad setting (the shim's and the scripts'), each named.
     """
-    from .config import load_settings
+    from .shim import load_settings
 
     merged = read_environment(env_file, environ)
     errors: list[str] = []
