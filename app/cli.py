@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _runtime(args: argparse.Namespace) -> int:
-    from .runtimes._cli import run
+    from .runtime_cli import run
 
     return run(args.action, args.service, args.env_file)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ._base import PresetError, Runtime, RuntimeOptions, Server
+from ._base import PresetError, Runtime, RuntimeOptions, Server, wait_until
 
 COMMAND = "command"
-__all__ = ["COMMAND", "PresetError", "Runtime", "RuntimeOptions", "Server", "get", "names"]
+__all__ = ["COMMAND", "PresetError", "Runtime", "RuntimeOptions", "Server", "get", "names", "wait_until"]
 
 
 def names() -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import COMMAND, PresetError, Server, get
+from .runtimes import COMMAND, PresetError, Server, get, wait_until
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_SETTINGS = 0, 1, 2
 
@@ -22,7 +22,7 @@ def _say(message: str) -> None:
 
 
 def run(action: str, service: str, env_file: str | None) -> int:
-    from ..settings.scripts import load_script_settings, runtime_options
+    from .settings.scripts import load_script_settings, runtime_options
 
     _, scripts, _ = load_script_settings(env_file)  # SettingsError: the caller prints it, exit 2
     specs = {spec.name: spec for spec in scripts.service_specs}
@@ -43,8 +43,6 @@ def run(action: str, service: str, env_file: str | None) -> int:
             _say(f"{where}: {preset.sleep(server)} ({time.monotonic() - start:.1f}s)")
         elif action == "wake":
             what = preset.wake(server)
-            from ._base import wait_until
-
             seconds = preset.timeout(options, preset.wake_timeout)
             wait_until(lambda: preset.ready(server), max(0.0, seconds - (time.monotonic() - start)),
                        f"{preset.name} is not ready", every=0.5)
