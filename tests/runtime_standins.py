@@ -32,6 +32,7 @@ class State:
     calls: list[str] = field(default_factory=list)
     flags: dict[str, bool] = field(default_factory=dict)
     woken: threading.Event = field(default_factory=threading.Event)
+    fail: set[str] = field(default_factory=set)  # paths that answer 500, as a server in trouble does
     held: int = 0  # vLLM: completions that arrived while it slept (each held until the wake)
     delay: float = 0.3  # llama.cpp and Triton: a load or unload takes this long, as on a real server
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         with state.lock:
             state.calls.append(f"{self.command} {parts.path}")
+        if parts.path in state.fail:
+            self._send(500, {"error": {"message": "EngineCore encountered an issue.", "code": 500}})
+            return
         handler = getattr(self, f"_{state.kind}")
         status, answer = handler(state, self.command, parts.path, parse_qs(parts.query), body)
         self._send(status, answer)

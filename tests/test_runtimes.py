@@ -318,3 +318,37 @@ def test_with_maintenance_sleeps_the_service_and_wakes_it_behind_nginx(vllm_stan
     assert "chat" not in done.stderr and "studio: vllm at " in done.stderr and "ready " in done.stderr
     calls = server.state.calls
     assert calls.index("POST /sleep") < calls.index("POST /wake_up")
+
+
+def test_a_failed_sleep_rolls_back_and_a_failed_wake_keeps_the_shim(vllm_standin: Running, tmp_path: Path) -> None:
+    server = vllm_standin
+    web = site(tmp_path, server.port, {"RUNTIME": "vllm", "RUNTIME_URL": server.url})
+    web.write_env(MAINT_HEALTH_TIMEOUT="10", MAINT_START_TIMEOUT="20")
+    try:
+        with Users(web.nginx.port, "tiny", hang=20) as users:
+            server.state.fail = {"/sleep"}
+            done = web.run("start_maintenance.sh", timeout=120)
+            assert done.returncode == 1
+            assert f"POST {server.url}/sleep?level=1 answered 500: " in done.stderr, done.stderr
+            assert "rolled back: the live services are serving" in done.stderr, done.stderr
+            users.wait_for("server-200", users.counts()["server-200"] + 2)
+
+            server.state.fail = set()
+            assert web.run("start_maintenance.sh", timeout=120).returncode == 0
+            users.wait_for("shim-503", users.counts()["shim-503"] + 2)
+            server.state.fail = {"/wake_up"}
+            done = web.run("stop_maintenance.sh", timeout=120)
+            assert done.returncode == 1
+            assert f"wake failed: POST {server.url}/wake_up answered 500: " in done.stderr, done.stderr
+            assert "the shim stays in place" in done.stderr, done.stderr
+            marks = users.counts()["shim-503"]
+            users.wait_for("shim-503", marks + 2)
+
+            server.state.fail = set()
+            done = web.run("stop_maintenance.sh", timeout=120)
+            assert done.returncode == 0, done.stderr
+            users.wait_for("server-200", users.counts()["server-200"] + 2)
+    finally:
+        web.stop()
+    assert not [kind for kind in users.counts() if kind.startswith(("BAD", "HUNG"))], users.counts()
+    assert server.state.held == 0
