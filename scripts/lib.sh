@@ -585,6 +585,7 @@ describe_unhealthy() {
 #   proxy_test           check the pending config before it goes live (PROXY_OUT says why not)
 #   proxy_reload         make the proxy apply it, and return when it has (PROXY_OUT says why not)
 #   proxy_where NAME     where NAME's switch lives, for messages ("include /etc/nginx/...")
+#   proxy_status NAME    (optional) its line in status_maintenance.sh; lib.sh's default uses proxy_where
 # and may use the include helpers below (nginx, caddy and traefik swap one included file per service).
 
 readonly MARKER='# maintenance-shim: this include points at the shim'
@@ -658,6 +659,23 @@ include_point() {
   fi
 }
 include_where() { printf 'include %s' "$(svc "$1" INCLUDE)"; }
+
+# live_saved NAME: where the live side of NAME's switch is saved, for status.
+live_saved() {
+  if [[ -f $STATE_DIR/proxy/$1.live ]]; then printf 'saved in %s' "$STATE_DIR/proxy/$1.live"; else printf 'not saved'; fi
+}
+
+# proxy_status NAME: a status line for NAME's switch (an adapter may define its own, as include_status below).
+proxy_status() { printf '%-9s %s %s; live side %s\n' "$1:" "$(proxy_name)" "$(proxy_where "$1")" "$(live_saved "$1")"; }
+
+# include_status NAME: the status of an include-switched service: whom the include sends traffic to.
+include_status() {
+  local inc target
+  inc=$(svc "$1" INCLUDE)
+  if grep -qF -- "$MARKER" "$inc" 2>/dev/null; then target="the shim at $(shim_addr_for "$1")"
+  else target="the live service"; fi
+  printf '%-9s %s include %s -> %s; live copy %s\n' "$1:" "$(proxy_name)" "$inc" "$target" "$(live_saved "$1")"
+}
 
 # proxy_to_shim: point every service at the shim, test, apply. Dies on failure; the caller's rollback
 # puts the live side back (and applies it when S_RELOADED says the proxy may have switched).

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from maintenance_shim.settings.proxies import registry
 from maintenance_shim.settings.scripts import SERVICE_KEYS, ScriptSettings
 from maintenance_shim.settings.shim import Settings
 
@@ -124,23 +125,29 @@ SCRIPTS: list[tuple[str, list[str]]] = [
                                   "shim_stop_timeout"]),
     ("Hooks, locks and waits", ["lock_timeout", "drain_timeout", "stop_timeout", "start_timeout", "health_timeout",
                                 "bind_retry_seconds", "state_dir"]),
-    ("nginx", ["nginx_bin", "nginx_args", "nginx_test_cmd", "nginx_reload_cmd"]),
-    ("Caddy", ["caddy_bin", "caddy_config", "caddy_test_cmd", "caddy_reload_cmd"]),
-    ("HAProxy and Traefik", ["haproxy_socket", "traefik_api"]),
     ("The GPU check (with_maintenance.sh)", ["gpu_free_timeout", "gpu_free_mib"]),
 ]
-GATHERED = {"messages", "display_names", "service_keys"}  # pattern names, not one variable each
+# Each proxy's own settings follow, a section each, from its module (app/settings/proxies/).
+GATHERED = {"messages", "display_names", "service_keys", "proxy_settings"}  # not one variable each
 SCRIPT_DEFAULTS = {  # defaults that depend on the machine or on other settings
     "shim_nice": "`-5` as root, else `0`",
     "bind_retry_seconds": "`10`",
     "state_dir": "`/run/maintenance-shim` as root, else `$XDG_RUNTIME_DIR/maintenance-shim`, else "
                  "`/tmp/maintenance-shim-$UID`",
     "shim_log": "`$MAINT_STATE_DIR/shim.log`",
-    "nginx_test_cmd": "`$MAINT_NGINX_BIN $MAINT_NGINX_ARGS -t -q`",
-    "nginx_reload_cmd": "`$MAINT_NGINX_BIN $MAINT_NGINX_ARGS -s reload`",
-    "caddy_test_cmd": "`$MAINT_CADDY_BIN validate --config $MAINT_CADDY_CONFIG --adapter caddyfile`",
-    "caddy_reload_cmd": "`$MAINT_CADDY_BIN reload --config $MAINT_CADDY_CONFIG --adapter caddyfile`",
 }
+
+
+def script_sections() -> list[tuple[str, list[tuple[str, FieldInfo, str]]]]:
+    """The scripts' settings by section: (field, its schema, its default in words or ""), the proxies' last."""
+    sections = [
+        (section, [(field, ScriptSettings.model_fields[field], SCRIPT_DEFAULTS.get(field, "")) for field in fields])
+        for section, fields in SCRIPTS
+    ]
+    for proxy in registry().values():
+        rows = [(field, info, proxy.defaults_doc.get(field, "")) for field, info in proxy.settings.model_fields.items()]
+        sections.append((proxy.title, rows))
+    return sections
 
 
 def _default(info: FieldInfo) -> Any:
@@ -219,11 +226,10 @@ def markdown() -> str:
     lines += ["### Per language and per service", "", "| setting | meaning | default |", "|---|---|---|"]
     lines += [f"| {_cell(name)} | {_cell(meaning)} | {default} |" for name, meaning, default in PATTERNS]
     lines += ["", "## The switching scripts", ""]
-    for section, fields in SCRIPTS:
+    for section, rows in script_sections():
         lines += [f"### {section}", "", "| setting | meaning | default |", "|---|---|---|"]
-        for field in fields:
-            info = ScriptSettings.model_fields[field]
-            default = SCRIPT_DEFAULTS.get(field) or _shown(_default(info))
+        for field, info, words in rows:
+            default = words or _shown(_default(info))
             lines.append(f"| `{_name(field)}` | {_cell(info.description or '')} | {_cell(default)} |")
         lines.append("")
     lines += [
@@ -304,11 +310,9 @@ def env_example() -> str:
             lines += _comment(meaning)
             lines.append(f"#{_name(field)}={_quoted(_value(_default(Settings.model_fields[field])))}")
         lines.append("")
-    for section, fields in SCRIPTS:
+    for section, rows in script_sections():
         lines.append(f"# ==== The scripts: {section} ".ljust(100, "="))
-        for field in fields:
-            info = ScriptSettings.model_fields[field]
-            default = SCRIPT_DEFAULTS.get(field, "")
+        for field, info, default in rows:
             lines += _comment((info.description or "") + (f"; default {default}" if default else ""))
             lines.append(f"#{_name(field)}={_quoted(_value(_default(info)))}")
         lines.append("")
