@@ -198,3 +198,19 @@ def test_record_run_and_the_history_command(tmp_path: Path) -> None:
     empty = subprocess.run([*command[:-1], str(tmp_path / "none")], capture_output=True, text=True,
                            env=clean_env(), check=True, timeout=30)
     assert "no runs recorded" in empty.stdout
+
+
+def test_the_event_command_writes_what_the_shim_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The scripts write their run events through `maintenance-shim event` (no JSON built in bash)."""
+    from maintenance_shim.cli import main
+    from maintenance_shim.progress.runs import parse_event
+
+    assert main(["event", "start", "studio", "video", "--state-dir", str(tmp_path)]) == 0
+    assert main(["event", "trainer-exit", "--status", "3", "--state-dir", str(tmp_path)]) == 0
+    assert main(["event", "nonsense", "--state-dir", str(tmp_path)]) == 2
+    assert "unknown event 'nonsense'" in capsys.readouterr().err
+    events = [parse_event(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e.event, e.status, e.services) for e in events] == [
+        ("start", None, ("studio", "video")),
+        ("trainer-exit", 3, ()),
+    ]
