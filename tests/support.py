@@ -343,8 +343,10 @@ class ShimLauncher:
         shim = Shim(proc, listen_ports, log, full_env)
         self.started.append(shim)
         try:
-            wait_listening(proc.pid, owned, shim.output, "the shim")
-            wait_http(f"{shim.url}/_maintenance/health")
+            wait_listening(proc.pid, owned, shim.output, "the shim", timeout=60)
+            # Generous: on a busy machine the first health answer waits for FastAPI's import (DeferredApp)
+            # for many seconds; a shim that exited fails at once (wait_listening).
+            wait_http(f"{shim.url}/_maintenance/health", timeout=60)
         except PortInUse:
             shim.stop()
             raise
