@@ -360,6 +360,20 @@ class ShimLauncher:
             shim.stop()
 
 
+def wait_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    """Wait until something accepts TCP connections on `port` (a server we did not start on a picked port;
+    for our own, wait_listening also checks that it is ours)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on {port} after {timeout}s") from None
+            time.sleep(0.02)
+
+
 def stop_pid(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 10.0) -> None:
     """SIGTERM the process we started, wait, then SIGKILL: only ever a PID we hold a handle to."""
     if proc.poll() is None:
