@@ -276,6 +276,11 @@ class Estimator:
         return max(_HOLD_SECONDS, 2.0 * self._longest_pause)
 
     @property
+    def longest_pause(self) -> float:
+        """The longest pause (an evaluation, a checkpoint save) seen in this run so far, in seconds."""
+        return self._longest_pause
+
+    @property
     def pause_per_step(self) -> float:
         """Recurring pause seconds per step, once two pauses have been seen; else 0."""
         if self._pauses < 2 or self._last_step is None:

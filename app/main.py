@@ -30,12 +30,16 @@ def create_tracker(settings: Settings, started: datetime | None = None) -> Track
     """The Tracker for these settings; a duration ETA counts from `started` (default: now). With a state
     dir, the history of recent runs teaches the save-and-reload time."""
     learned = None
+    startup = None
     if settings.state_dir is not None:
-        from .runs import HISTORY_FILE, learn, read_history
+        from .runs import HISTORY_FILE, learn, read_history, read_startup
 
         learned = learn(read_history(settings.state_dir / HISTORY_FILE))
+        startup = read_startup(settings.state_dir)
     return Tracker(
         learned=learned,
+        first_run="resume_seconds" not in settings.model_fields_set,
+        startup_seconds=startup,
         resume_seconds=settings.resume_seconds,
         stall_seconds=settings.stall_seconds,
         retry=RetryPolicy(settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown),

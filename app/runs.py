@@ -377,6 +377,20 @@ def read_requests(state_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+STARTUP_FILE = "startup.json"  # the services' start-up time, written by the scripts each time they start them
+
+
+def read_startup(state_dir: Path) -> float | None:
+    """Seconds the services last took from their START hooks to a passed health check, as the scripts
+    measured it (stop_maintenance.sh, a rollback); None when never measured or unreadable."""
+    try:
+        data = json.loads((state_dir / STARTUP_FILE).read_text(encoding="utf-8"))
+        seconds = float(data["seconds"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return seconds if 0 <= seconds <= 86400 else None
+
+
 def read_run(state_dir: Path) -> RunState:
     """The run the events file describes."""
     follower = EventsFollower(state_dir / EVENTS_FILE)

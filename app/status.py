@@ -154,8 +154,14 @@ class Tracker:
         static_deadline: datetime | None = None,
         clock: Callable[[], float] = time.time,
         learned: Learned | None = None,
+        first_run: bool = False,
+        startup_seconds: float | None = None,
     ) -> None:
         self._learned = learned or Learned()
+        # resume_seconds is only the default (MAINT_RESUME_SECONDS not set): before any history, the run's
+        # own save pauses and the services' measured start-up stand in for it (_allowance).
+        self._first_run = first_run
+        self._startup = startup_seconds
         # The save-and-reload time: learned from recent runs, else the operator's MAINT_RESUME_SECONDS.
         if self._learned.resume is not None:
             resume_seconds = self._learned.resume
@@ -313,14 +319,16 @@ class Tracker:
         estimate: Estimate | None = None
         progress = None
         name: str | None = None
+        allowance = self._resume_seconds
         if best is not None:
             name, followed = best
+            allowance = followed.estimator.resume_seconds = self._allowance(followed.estimator)
             estimate = followed.estimator.estimate(now)
             progress = _progress(estimate, followed.last)
         if run is not None and run.trainer_exit_at is not None:
             # After the last step the scripts say what is happening: no 'overdue' while they do.
             basis: Basis = "history" if self._learned.reload is not None else "setting"
-            return self._make(now, "finishing", self._after_remaining(now, run, estimate), progress,
+            return self._make(now, "finishing", self._after_remaining(now, run, estimate, allowance), progress,
                               source=name, run=run, basis=basis)
         if best is None and run is not None and run.started_at is not None and self._learned.duration is not None:
             from_history = run.started_at + self._learned.duration - now
@@ -348,7 +356,18 @@ class Tracker:
             return self._make(now, "overdue", None, progress, source="static")
         return self._make(now, "unknown", None, progress, source=name)
 
-    def _after_remaining(self, now: float, run: RunState, estimate: Estimate | None) -> float:
+    def _allowance(self, estimator: Estimator) -> float:
+        """The save-and-reload time added after the last step: learned from the run history; else
+        MAINT_RESUME_SECONDS when it is set; else (a first run) the longest save pause seen in this run plus
+        the services' start-up time the scripts measured, when either is known; else the default."""
+        if self._learned.resume is not None or not self._first_run:
+            return self._resume_seconds
+        pause = estimator.longest_pause
+        if pause <= 0 and self._startup is None:
+            return self._resume_seconds
+        return pause + (self._startup or 0.0)
+
+    def _after_remaining(self, now: float, run: RunState, estimate: Estimate | None, allowance: float) -> float:
         """Time left once the trainer has exited: the learned reload time from its exit, else the
         save-and-reload time from the last step; at least ``_AFTER_FLOOR`` while the scripts work."""
         if run.phase == "ready":
@@ -360,7 +379,7 @@ class Tracker:
             anchor = run.trainer_exit_at
             if estimate is not None and estimate.updated_at is not None:
                 anchor = min(anchor, estimate.updated_at)
-            left = anchor + self._resume_seconds - now
+            left = anchor + allowance - now
         return max(_AFTER_FLOOR, left)
 
     def _make(

@@ -78,8 +78,10 @@ on_exit() {
 }
 
 stop_proxy() {
+  local since
   if ((${#SERVICES[@]})); then
     run_event services-starting "" "${SERVICES[@]}"
+    since=$(mono)
     hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
     if [[ -n $NODE ]]; then
       log "node $NODE: waiting for ${SERVICES[*]} to pass HAProxy's check of the node (and a HEALTH_URL with {node}, if set)"
@@ -89,6 +91,7 @@ stop_proxy() {
     run_event services-waiting "" "${SERVICES[@]}"
     services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
       die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
+    startup_record "$since"
   fi
   run_event services-ready "" "${SERVICES[@]}"
   if proxy_mode; then
@@ -100,15 +103,17 @@ stop_proxy() {
 }
 
 stop_port() {
-  local name
+  local name since
   log "handing the ports back to ${SERVICES[*]}"
   run_event services-starting "" "${SERVICES[@]}"
   port_release
+  since=$(mono)
   for name in "${SERVICES[@]}"; do state_set "S_STARTED_$name" 1; done
   hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
   log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
   services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
     die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
+  startup_record "$since"
   run_event services-ready "" "${SERVICES[@]}"
   PHASE=committed
   shim_stop_recorded
@@ -164,6 +169,9 @@ main() {
   fi
   print_summary
   notify back
+  if proxy_mode && [[ -z $NODE ]] && ! proxy_report_live; then
+    say error 'error: ' "the switch back is done, but a service above does not answer through $(proxy_name)"
+  fi
 }
 
 # print_summary: what the run turned away (the shim wrote its final counts to the state dir as it stopped;

@@ -25,6 +25,7 @@ from tests.scripts_harness import (
     SCRIPTS,
     SERVICES,
     Hammer,
+    ScriptProcess,
     Setup,
     Target,
     _require,
@@ -556,8 +557,8 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
     s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", MAINT_LIGHTNING_AUTO=auto)
     truth, t0 = tmp_path / "truth.jsonl", time.time()
     env = {**s.env(), "CAPTURE_TRUTH": str(truth), "CAPTURE_T0": str(t0), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
-                            cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = ScriptProcess([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
+                         cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen: list[tuple[float, dict[str, object]]] = []
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
