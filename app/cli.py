@@ -99,7 +99,7 @@ def _counted(what: str, count: int) -> str:
 def _check(args: argparse.Namespace) -> int:
     from .scriptconf import listen_warnings, load_script_settings
 
-    settings, scripts, _ = load_script_settings(args.env_file)  # the shim's settings and the scripts'
+    settings, scripts, resolved = load_script_settings(args.env_file)  # the shim's settings and the scripts'
     from .main import create_app
 
     create_app(settings)  # the brand too: logo, colours, time zone, and every page rendered once
@@ -127,8 +127,13 @@ def _check(args: argparse.Namespace) -> int:
         )
         if value
     ]
+    state_dir = resolved["MAINT_STATE_DIR"]
+    nothing = (
+        "nothing set here (under scripts/with_maintenance.sh: the command's tqdm/Rich output, "
+        f"{state_dir}/train.log, and the callbacks' {state_dir}/progress.json; else the ETA is unknown)"
+    )
     print(f"configuration OK: listen {listeners}; languages {', '.join(settings.languages)}; "
-          f"progress from {', '.join(sources) or 'nothing (ETA unknown)'}; switch {scripts.switch}"
+          f"progress from {', '.join(sources) or nothing}; switch {scripts.switch}"
           + (f" for {', '.join(spec.tag for spec in scripts.service_specs)}" if scripts.service_specs else ""))
     return EXIT_OK
 

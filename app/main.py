@@ -38,7 +38,7 @@ def create_tracker(settings: Settings, started: datetime | None = None) -> Track
         startup = read_startup(settings.state_dir)
     return Tracker(
         learned=learned,
-        first_run="resume_seconds" not in settings.model_fields_set,
+        first_run=settings.state_dir is not None and "resume_seconds" not in settings.model_fields_set,
         startup_seconds=startup,
         resume_seconds=settings.resume_seconds,
         stall_seconds=settings.stall_seconds,

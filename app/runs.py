@@ -54,6 +54,7 @@ class RunEvent:
     event: str
     status: int | None = None
     services: tuple[str, ...] = ()
+    seconds: float | None = None  # `switched`: how long the switch in took (its drain left out)
 
 
 def parse_event(line: str) -> RunEvent:
@@ -67,7 +68,7 @@ def parse_event(line: str) -> RunEvent:
     t, event = data.get("t"), data.get("event")
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
         raise ValueError(f"'t' is not a time: {t!r}")
-    if event != "start" and event not in _EVENT_PHASES:
+    if event not in ("start", "switched") and event not in _EVENT_PHASES:
         raise ValueError(f"unknown event {event!r}")
     status = data.get("status")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
@@ -75,7 +76,12 @@ def parse_event(line: str) -> RunEvent:
     services = data.get("services") or []
     if not isinstance(services, list) or not all(isinstance(item, str) for item in services):
         raise ValueError("'services' is not a list of names")
-    return RunEvent(float(t), event, status, tuple(services))
+    seconds = data.get("seconds")
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 86400
+    ):
+        raise ValueError(f"'seconds' is not a duration: {seconds!r}")
+    return RunEvent(float(t), event, status, tuple(services), None if seconds is None else float(seconds))
 
 
 @dataclass
@@ -88,13 +94,18 @@ class RunState:
     phase: AfterPhase | None = None
     services: tuple[str, ...] = ()
     ready_at: float | None = None
+    switch_seconds: float | None = None  # the scripts' switch in, measured: a first guess at the way back
 
     def apply(self, event: RunEvent) -> None:
         """Take one event into account."""
         if event.event == "start":
             self.trainer_exit_at = self.trainer_status = self.phase = self.ready_at = None
+            self.switch_seconds = None
             self.services = ()
             self.started_at = event.t
+            return
+        if event.event == "switched":
+            self.switch_seconds = event.seconds
             return
         phase = _EVENT_PHASES[event.event]
         if phase == "trainer-exited":

@@ -59,8 +59,9 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
                       "`MAINT_PROGRESS_FILE` (`gpu-1=/mnt/a/train.log,gpu-2=/mnt/b/train.log`)"),
         ("resume_seconds", "time from the last training step until the services answer again (save + reload), "
                            "until run history has taught it; unset, a first run uses its longest checkpoint "
-                           "save so far plus the services' start-up time the scripts measured (`startup.json` "
-                           "in the state dir), when either is known"),
+                           "save so far plus the scripts' measured time to bring the services back "
+                           "(`startup.json` in the state dir; else this run's switch in), each 0 until known "
+                           "(the default below applies only where there is no state dir)"),
         ("stall_seconds", "no progress for this long means `stalled`"),
         ("state_dir", "the state dir (the scripts export it to the shim they start): the shim follows the run "
                       "events there and the run history teaches its ETA; the scripts' default is below"),

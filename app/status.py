@@ -249,6 +249,8 @@ class Tracker:
                 followed = sources[update.source] = _Followed(
                     Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds)
                 )
+            # The allowance is in the shown finish each sample moves (earlier only gradually): set it first.
+            followed.estimator.resume_seconds = self._allowance(followed.estimator)
             followed.estimator.add(update.t, update.step, update.total, update.phase)
             followed.last = update
             self._valid_until = 0.0
@@ -359,13 +361,15 @@ class Tracker:
     def _allowance(self, estimator: Estimator) -> float:
         """The save-and-reload time added after the last step: learned from the run history; else
         MAINT_RESUME_SECONDS when it is set; else (a first run) the longest save pause seen in this run plus
-        the services' start-up time the scripts measured, when either is known; else the default."""
+        the time the scripts last took to bring the services back (startup.json), or, never measured, the
+        time this run's switch in took; each 0 until known. Low rather than high:
+        the shown ETA moves later at once when a save shows up, but earlier only gradually."""
         if self._learned.resume is not None or not self._first_run:
             return self._resume_seconds
-        pause = estimator.longest_pause
-        if pause <= 0 and self._startup is None:
-            return self._resume_seconds
-        return pause + (self._startup or 0.0)
+        back = self._startup
+        if back is None and self._run is not None:
+            back = self._run.switch_seconds  # never measured: the switch in stands in for the way back
+        return estimator.longest_pause + (back or 0.0)
 
     def _after_remaining(self, now: float, run: RunState, estimate: Estimate | None, allowance: float) -> float:
         """Time left once the trainer has exited: the learned reload time from its exit, else the

@@ -153,8 +153,8 @@ run_event() {
   local -a quoted=()
   for item; do quoted+=("\"$item\""); done
   local IFS=,
-  line=$(printf '{"t":%s,"event":"%s"%s,"services":[%s]}' "${EPOCHREALTIME/,/.}" "$name" \
-    "${status:+,\"status\":$status}" "${quoted[*]}")
+  line=$(printf '{"t":%s,"event":"%s"%s%s,"services":[%s]}' "${EPOCHREALTIME/,/.}" "$name" \
+    "${status:+,\"status\":$status}" "${EVENT_SECONDS:+,\"seconds\":$EVENT_SECONDS}" "${quoted[*]}")
   printf '%s\n' "$line" >>"$STATE_DIR/events.jsonl" 2>/dev/null || warn "cannot write $STATE_DIR/events.jsonl"
 }
 
@@ -555,11 +555,14 @@ services_wait_healthy() {
     sleep 0.2
   done
 }
-# startup_record SINCE: the services took from SINCE (mono) until healthy; kept in $STATE_DIR/startup.json,
-# the shim's first guess at the save-and-reload time before any run is in the history (app/runs.py).
+# since CS: centiseconds (from mono) as seconds, e.g. 1.25.
+since() { local cs=$(( $(mono) - $1 )); printf '%d.%02d' "$((cs / 100))" "$((cs % 100))"; }
+
+# startup_record SINCE: the scripts took from SINCE (mono: stop_maintenance.sh's start) until the services
+# answered again; kept in $STATE_DIR/startup.json, the shim's first guess at the time from the trainer's
+# end to the services' return before any run is in the history (app/runs.py read_startup).
 startup_record() {
-  local cs=$(( $(mono) - $1 ))
-  printf '{"seconds": %d.%02d, "t": %s}\n' "$((cs / 100))" "$((cs % 100))" "$(now)" >"$STATE_DIR/startup.json" 2>/dev/null ||
+  printf '{"seconds": %s, "t": %s}\n' "$(since "$1")" "$(now)" >"$STATE_DIR/startup.json" 2>/dev/null ||
     warn "cannot write $STATE_DIR/startup.json"
 }
 describe_unhealthy() {

@@ -78,10 +78,8 @@ on_exit() {
 }
 
 stop_proxy() {
-  local since
   if ((${#SERVICES[@]})); then
     run_event services-starting "" "${SERVICES[@]}"
-    since=$(mono)
     hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
     if [[ -n $NODE ]]; then
       log "node $NODE: waiting for ${SERVICES[*]} to pass HAProxy's check of the node (and a HEALTH_URL with {node}, if set)"
@@ -91,33 +89,34 @@ stop_proxy() {
     run_event services-waiting "" "${SERVICES[@]}"
     services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
       die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
-    startup_record "$since"
   fi
   run_event services-ready "" "${SERVICES[@]}"
   if proxy_mode; then
     proxy_to_live || die "$(proxy_name) did not take the live side back: $(tail -n 1 <<<"$PROXY_OUT")"
     log "$(proxy_name) sends ${SERVICES[*]} to the services again"
   fi
+  [[ -n $NODE ]] || startup_record "$T0"
   PHASE=committed
   shim_stop_recorded
 }
 
 stop_port() {
-  local name since
+  local name
   log "handing the ports back to ${SERVICES[*]}"
   run_event services-starting "" "${SERVICES[@]}"
   port_release
-  since=$(mono)
   for name in "${SERVICES[@]}"; do state_set "S_STARTED_$name" 1; done
   hooks_run START "$MAINT_START_TIMEOUT" "${SERVICES[@]}" || die "starting ${FAILED[*]} failed"
   log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
   services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
     die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
-  startup_record "$since"
+  startup_record "$T0"
   run_event services-ready "" "${SERVICES[@]}"
   PHASE=committed
   shim_stop_recorded
 }
+
+T0=$(mono)  # the time the scripts take to bring the services back counts from here (startup_record)
 
 main() {
   parse_args "$@"

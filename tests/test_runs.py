@@ -198,3 +198,49 @@ def test_record_run_and_the_history_command(tmp_path: Path) -> None:
     empty = subprocess.run([*command[:-1], str(tmp_path / "none")], capture_output=True, text=True,
                            env=clean_env(), check=True, timeout=30)
     assert "no runs recorded" in empty.stdout
+
+
+def test_the_switched_event_carries_how_long_the_switch_took() -> None:
+    state = RunState()
+    state.apply(parse_event('{"t": 100, "event": "start"}'))
+    state.apply(parse_event('{"t": 104, "event": "switched", "seconds": 3.25, "services": []}'))
+    assert state.switch_seconds == 3.25 and state.phase is None and state.trainer_exit_at is None
+    state.apply(parse_event('{"t": 200, "event": "start"}'))
+    assert state.switch_seconds is None
+    with pytest.raises(ValueError, match="'seconds' is not a duration"):
+        parse_event('{"t": 5, "event": "switched", "seconds": -1}')
+
+
+def _paced(t: Tracker, clock: Clock, steps: range, every: float, save_at: int = 0, save: float = 0.0) -> None:
+    for step in steps:
+        clock.now += every
+        t.record(clock.now, step, 200, "log")
+        if save_at and step and step % save_at == 0:
+            clock.now += save
+
+
+def test_a_first_run_allows_its_longest_save_plus_the_way_back_not_the_default() -> None:
+    """No history and no MAINT_RESUME_SECONDS: the save-and-reload allowance is the longest save seen in
+    this run plus the time the scripts measured for the way back (else this run's switch in), never the
+    120 s default; before any is known, 0 (the ETA moves later at once when one shows up)."""
+    clock = Clock()
+    first = Tracker(resume_seconds=120, stall_seconds=300, retry=POLICY, clock=clock, first_run=True)
+    _paced(first, clock, range(0, 30), 0.5)
+    early = first.snapshot().eta_seconds
+    assert early is not None and early < 0.5 * 170 + 10  # the training left, no 120 s on top
+    first.run_changed(RunState(started_at=T0, switch_seconds=4.0))
+    clock.now += 0.01
+    _paced(first, clock, range(30, 60), 0.5, save_at=40, save=6.0)
+    left = first.snapshot().eta_seconds
+    assert left is not None
+    # 140 steps at 0.5 s, saves at 80, 120 and 160 predicted (6 s each), then the last save and the way back
+    assert abs(left - (140 * 0.5 + 3 * 6 + 6 + 4)) <= 8, left
+    measured = Tracker(resume_seconds=120, stall_seconds=300, retry=POLICY, clock=clock, first_run=True,
+                       startup_seconds=9.0)
+    measured.run_changed(RunState(started_at=T0, switch_seconds=4.0))
+    _paced(measured, clock, range(0, 60), 0.5, save_at=40, save=6.0)
+    with_startup = measured.snapshot().eta_seconds
+    assert with_startup is not None and abs(with_startup - left - 5) <= 3, (with_startup, left)
+    setting = Tracker(resume_seconds=120, stall_seconds=300, retry=POLICY, clock=clock)  # MAINT_RESUME_SECONDS
+    _paced(setting, clock, range(0, 60), 0.5, save_at=40, save=6.0)
+    assert (setting.snapshot().eta_seconds or 0) >= 120
