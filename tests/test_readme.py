@@ -90,6 +90,11 @@ def test_the_walkthrough_is_marked_and_every_substitution_is_used() -> None:
     assert "SUBSTITUTIONS" in text and "tests/test_readme.py" in text
 
 
+def _tail(text: str, size: int = 4000) -> str:
+    """The end of the walkthrough's output, without pip's notes about this machine's package index."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("WARNING: Location"))[-size:]
+
+
 @dataclass
 class Sample:
     t: float
@@ -241,12 +246,12 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         ns.find()
         deadline = time.monotonic() + 600  # a fresh venv on a busy machine, then about 80 s of training
         while not (tmp_path / "netns-ready").exists():
-            assert not rc_file.exists(), f"the walkthrough failed:\n{log.read_text()[-4000:]}"
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-4000:]
+            assert not rc_file.exists(), f"the walkthrough failed:\n{_tail(log.read_text())}"
+            assert time.monotonic() < deadline and proc.poll() is None, _tail(log.read_text())
             time.sleep(0.2)
         time.sleep(0.5)
         while not rc_file.exists():
-            assert time.monotonic() < deadline, f"the walkthrough did not finish:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"the walkthrough did not finish:\n{_tail(log.read_text())}"
             sample = _status(ns)
             if sample is not None:
                 samples.append(sample)
@@ -260,7 +265,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
             time.sleep(0.4)
         output = log.read_text()
         rc = int(rc_file.read_text())
-        assert rc == 0, f"the walkthrough failed (exit {rc}):\n{output[-4000:]}"
+        assert rc == 0, f"the walkthrough failed (exit {rc}):\n{_tail(output)}"
         # After it: both services through nginx, as the README's step 2 checked them before.
         for name in NAMES:
             code, _, body = ns.curl(f"http://{name}/")
@@ -270,12 +275,12 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     finally:
         ns.end()
     assert_no_stray_lines(output)
-    assert "exited with status 0" in output and "maintenance over" in output, output[-3000:]
-    assert "is NOT reachable" not in output, output[-3000:]
+    assert "exited with status 0" in output and "maintenance over" in output, _tail(output, 3000)
+    assert "is NOT reachable" not in output, _tail(output, 3000)
     assert "configuration OK" in output
 
     # During it: the shim's 503 through nginx, with Retry-After, no caching and the live ETA in German.
-    assert answers, f"no ETA was ever shown; samples: {samples[-5:]}\n{output[-3000:]}"
+    assert answers, f"no ETA was ever shown; samples: {samples[-5:]}\n{_tail(output, 3000)}"
     for code, headers, body in answers:
         assert code == 503 and int(headers["retry-after"]) >= 1 and headers["cache-control"] == "no-store"
         assert json.loads(body)["maintenance"]["eta"]["known"] is True and headers["content-language"] == "de"
