@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
+from .settings.env import DEFAULT_ENV_FILE, SettingsError
+from .settings.shim import Settings, load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,7 +86,7 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import serve  # imported here so `check` and `status` stay light
+    from .server import serve
 
     overrides = {"listen": args.listen} if args.listen else None
     return serve(_settings(args.env_file, overrides))
@@ -97,7 +98,7 @@ def _counted(what: str, count: int) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .scriptconf import listen_warnings, load_script_settings
+    from .settings.scripts import listen_warnings, load_script_settings
 
     settings, scripts, resolved = load_script_settings(args.env_file)  # the shim's settings and the scripts'
     from .main import create_app
@@ -142,7 +143,7 @@ def _env(args: argparse.Namespace) -> int:
     """The scripts' settings, resolved: `export` lines for bash (--shell), else NAME=value lines to read."""
     import shlex
 
-    from .scriptconf import listen_warnings, load_script_settings, shell_assignments
+    from .settings.scripts import listen_warnings, load_script_settings, shell_assignments
 
     settings, scripts, resolved = load_script_settings(args.env_file)
     for line in listen_warnings(settings, scripts):
@@ -220,7 +221,8 @@ def _history(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .runs import HISTORY_FILE, learn, read_history, record_run
+    from .progress.runs import learn, read_history, record_run
+    from .statedir import HISTORY_FILE
 
     state_dir = Path(args.state_dir) if args.state_dir else _settings(args.env_file).state_dir
     if state_dir is None:
@@ -255,7 +257,7 @@ def _notify(args: argparse.Namespace) -> int:
         return EXIT_OK
     from .logsetup import configure_logging
     from .notify import Facts, Notifier
-    from .runs import read_requests
+    from .progress.runs import read_requests
 
     configure_logging(settings.log_level, settings.log_format)
     facts = Facts(detail=args.detail or None)
@@ -272,7 +274,8 @@ def _notify(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .runs import REQUESTS_FILE, read_requests
+    from .progress.runs import read_requests
+    from .statedir import REQUESTS_FILE
 
     state_dir = Path(args.state_dir) if args.state_dir else _settings(args.env_file).state_dir
     if state_dir is None:

@@ -51,7 +51,7 @@ parse_args() {
 }
 
 # load_env: every setting, read, validated and resolved by the shim's own schema (`maintenance-shim env
-# --shell`, app/scriptconf.py; the one reference is docs/settings.md): the env file (--env-file, else
+# --shell`, app/settings/scripts.py; the one reference is docs/settings.md): the env file (--env-file, else
 # MAINT_ENV_FILE, else ./maintenance.env when present) under the environment, defaults filled in, each
 # exported, and the services as SERVICES and SERVICE_TAG. Nothing is parsed or checked here: a bad
 # setting stops with the shim's one line naming it.
@@ -146,7 +146,7 @@ settings_command() {
 # ---- small helpers -------------------------------------------------------------------------------
 
 # run_event NAME [STATUS [SERVICE...]]: tell the shim what happens around the training (one JSON line in
-# $STATE_DIR/events.jsonl; app/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
+# $STATE_DIR/events.jsonl; app/progress/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
 run_event() {
   local name=$1 status=${2:-} line item
   shift $(($# < 2 ? $# : 2))
@@ -581,13 +581,14 @@ describe_unhealthy() {
 # are the model): a new proxy is one new file. Each adapter defines
 #   proxy_describe       the proxy's name for messages
 #   proxy_check NAME     die unless this machine has what service NAME needs (files, tools); its
-#                        settings (with their defaults) are fields of app/scriptconf.py, validated there
+#                        settings (with their defaults) are fields of app/settings/scripts.py, validated there
 #   proxy_point NAME SIDE  make the pending config send NAME to SIDE (shim|live); the first move to the
 #                        shim saves what the live side was in $STATE_DIR/proxy/NAME.live. Safe to repeat,
 #                        and kept in files, so it survives the subshells of a rollback
 #   proxy_test           check the pending config before it goes live (PROXY_OUT says why not)
 #   proxy_reload         make the proxy apply it, and return when it has (PROXY_OUT says why not)
 #   proxy_where NAME     where NAME's switch lives, for messages ("include /etc/nginx/...")
+#   proxy_status NAME    (optional) its line in status_maintenance.sh; lib.sh's default uses proxy_where
 # and may use the include helpers below (nginx, caddy and traefik swap one included file per service).
 
 readonly MARKER='# maintenance-shim: this include points at the shim'
@@ -661,6 +662,23 @@ include_point() {
   fi
 }
 include_where() { printf 'include %s' "$(svc "$1" INCLUDE)"; }
+
+# live_saved NAME: where the live side of NAME's switch is saved, for status.
+live_saved() {
+  if [[ -f $STATE_DIR/proxy/$1.live ]]; then printf 'saved in %s' "$STATE_DIR/proxy/$1.live"; else printf 'not saved'; fi
+}
+
+# proxy_status NAME: a status line for NAME's switch (an adapter may define its own, as include_status below).
+proxy_status() { printf '%-9s %s %s; live side %s\n' "$1:" "$(proxy_name)" "$(proxy_where "$1")" "$(live_saved "$1")"; }
+
+# include_status NAME: the status of an include-switched service: whom the include sends traffic to.
+include_status() {
+  local inc target
+  inc=$(svc "$1" INCLUDE)
+  if grep -qF -- "$MARKER" "$inc" 2>/dev/null; then target="the shim at $(shim_addr_for "$1")"
+  else target="the live service"; fi
+  printf '%-9s %s include %s -> %s; live copy %s\n' "$1:" "$(proxy_name)" "$inc" "$target" "$(live_saved "$1")"
+}
 
 # proxy_to_shim: point every service at the shim, test, apply. Dies on failure; the caller's rollback
 # puts the live side back (and applies it when S_RELOADED says the proxy may have switched).

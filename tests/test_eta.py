@@ -1,4 +1,4 @@
-"""app/eta.py with a fake clock: accuracy tables for real run shapes, and properties over any input."""
+"""app/progress/eta.py with a fake clock: accuracy tables for real run shapes, and properties over any input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maintenance_shim.eta import MIN_REMAINING, Estimate, Estimator
+from maintenance_shim.progress.eta import MIN_REMAINING, Estimate, Estimator
 
 START = 1_800_000_000.0
 RESUME = 120.0

@@ -1,4 +1,4 @@
-"""app/logparse.py on logs written by the real tqdm, the forms trainers print, and hostile input."""
+"""app/progress/logparse.py on logs written by the real tqdm, the forms trainers print, and hostile input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tqdm import tqdm
 
-from maintenance_shim.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
+from maintenance_shim.progress.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
 
 
 def tqdm_log(path: Path | None = None, total: int = 20, **options: object) -> str:
@@ -365,7 +365,7 @@ def test_a_bar_past_its_total_keeps_its_total() -> None:
     ],
 )
 def test_side_task_bars_are_ignored_for_a_stated_reason(label: str, reason: str | None) -> None:
-    from maintenance_shim.logparse import side_task
+    from maintenance_shim.progress.logparse import side_task
 
     assert side_task(label) == reason
 

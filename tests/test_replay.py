@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from maintenance_shim.logparse import LogParser
-from maintenance_shim.status import ProgressUpdate, RetryPolicy, Snapshot, Tracker
+from maintenance_shim.progress.logparse import LogParser
+from maintenance_shim.progress.tracker import ProgressUpdate, RetryPolicy, Snapshot, Tracker
 
 DATA = Path(__file__).resolve().parent / "data" / "replay"
 ARTIFACTS = Path(os.environ.get("MAINT_TEST_ARTIFACTS", Path(__file__).resolve().parent / "artifacts"))

@@ -1,4 +1,4 @@
-"""app/runs.py and the Tracker after the last step: run events, learned save-and-reload time, history."""
+"""app/progress/runs.py and the Tracker after the last step: run events, learned save-and-reload time, history."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from maintenance_shim.i18n import load_translations
-from maintenance_shim.runs import (
-    HISTORY_FILE,
+from maintenance_shim.progress.runs import (
     EventsFollower,
     HistoryRecord,
     Learned,
@@ -23,8 +22,9 @@ from maintenance_shim.runs import (
     read_history,
     record_run,
 )
-from maintenance_shim.status import RetryPolicy, Tracker
-from maintenance_shim.texts import build_texts
+from maintenance_shim.progress.tracker import RetryPolicy, Tracker
+from maintenance_shim.statedir import HISTORY_FILE
+from maintenance_shim.web.texts import build_texts
 from tests.support import clean_env
 
 T0 = 1_800_000_000.0

@@ -1,4 +1,4 @@
-"""app/sources.py against real files: atomic and broken progress files, tqdm logs, truncation, rotation."""
+"""app/progress/sources.py against real files: atomic and broken progress files, tqdm logs, truncation, rotation."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from maintenance_shim.sources import (
+from maintenance_shim.progress.sources import (
     MAX_CATCH_UP,
     MAX_PROGRESS_FILE,
     TAIL_BYTES,
@@ -26,7 +26,7 @@ from maintenance_shim.sources import (
     ProgressFileFollower,
     parse_progress_file,
 )
-from maintenance_shim.status import ProgressUpdate
+from maintenance_shim.progress.tracker import ProgressUpdate
 
 LOGGER = "maintenance_shim.sources"
 JAN_15_2025 = datetime(2025, 1, 15, 8, tzinfo=UTC).timestamp()

@@ -53,7 +53,7 @@ def _state(directory: Path) -> ServingState:
 
 
 # What a request the killed process had accepted ends as: a reset or a close with no answer. An answer
-# leaves in one write (app/protocol.py's WholeAnswerCycle), so a killed server has sent all of it or none:
+# leaves in one write (app/uvicorn_ext/protocol.py's WholeAnswerCycle), so a killed server has sent all of it or none:
 # never an IncompleteRead.
 _LOST_IN_FLIGHT = {"ConnectionResetError", "RemoteDisconnected", "BrokenPipeError"}
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from maintenance_shim.settings_doc import env_example
 from tests.test_readme import README, walkthrough
+from tools.settings_doc import env_example
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

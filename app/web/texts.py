@@ -10,8 +10,8 @@ from datetime import tzinfo
 from babel.lists import format_list
 from babel.numbers import format_decimal, format_percent
 
-from .i18n import clock_time, relative_time
-from .status import NodeSnapshot, Progress, Snapshot
+from ..i18n import clock_time, relative_time
+from ..progress.tracker import NodeSnapshot, Progress, Snapshot
 
 
 @dataclass(frozen=True)

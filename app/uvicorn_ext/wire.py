@@ -15,10 +15,16 @@ uvicorn's loop as before.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
+try:  # uvicorn's own expressions: what its loop refuses, this refuses (contract.py names them)
+    from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
+
+    _CHECKS: tuple[re.Pattern[bytes], re.Pattern[bytes]] | None = (HEADER_RE, HEADER_VALUE_RE)
+except ImportError:  # a uvicorn without them: no answer gets lines, every head goes through uvicorn's loop
+    _CHECKS = None
 
 # The http.response.start key that carries an answer's HeadLines (servers ignore keys they do not know).
 HEAD_LINES = "maintenance_shim.head_lines"
@@ -49,10 +55,13 @@ def head_lines(headers: Iterable[tuple[bytes, bytes]]) -> HeadLines | None:
 def encode(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int | None] | None:
     """`headers` encoded as uvicorn's loop encodes them, with their Content-Length (None if they have
     none); None for a header uvicorn would refuse, or one that changes the connection's state."""
+    if _CHECKS is None:
+        return None
+    header_re, value_re = _CHECKS
     parts: list[bytes] = []
     length: int | None = None
     for name, value in headers:
-        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+        if header_re.search(name) or value_re.search(value):
             return None
         name = name.lower()
         if name == b"content-length":

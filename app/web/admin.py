@@ -12,12 +12,12 @@ from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from ..nodes import MAX_NODES, NODE_PATTERN, NodeLimitError
+from ..progress.eta import Phase
+from ..traffic import Traffic
 from .catchall import HEALTH_BODY
-from .eta import Phase
 from .ratelimit import FailureLimiter
 from .responder import RequestFacts, Responder
-from .status import MAX_NODES, NODE_PATTERN, NodeLimitError
-from .traffic import Traffic
 
 logger = logging.getLogger("maintenance_shim")
 MAX_PROGRESS_BODY = 16 * 1024
@@ -121,7 +121,7 @@ def create_admin(responder: Responder, admin_token: str | None, traffic: Traffic
         return Response(status_code=204)
 
     if traffic is not None:
-        from .metrics import add_metrics_route, registry_for
+        from ..metrics import add_metrics_route, registry_for
 
         add_metrics_route(app, registry_for(traffic, responder.tracker, traffic.since))
     return app

@@ -14,7 +14,6 @@ node coming back earliest. Without any node named, nothing of this shows.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
+from ..nodes import MAX_NODES, NodeLimitError, is_node_name
 from .eta import MIN_REMAINING, Estimate, Estimator, Phase, State
 from .runs import AfterPhase, Learned, ProgressSummary, RunState
 
@@ -32,19 +32,6 @@ Basis = Literal["progress", "history", "static", "setting"]
 _AFTER_FLOOR = 10.0
 # Sources that know the exact step and total win over ones that parse a log.
 _PRIORITY = {"push": 2, "file": 2, "log": 1}
-# Distinct nodes tracked at most, whatever an authenticated client pushes: memory stays bounded.
-MAX_NODES = 64
-NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-_NODE_RE = re.compile(NODE_PATTERN)
-
-
-def is_node_name(value: object) -> bool:
-    """A node name: 1-64 characters, letters, digits, '.', '_' or '-', not starting with a punctuation mark."""
-    return isinstance(value, str) and _NODE_RE.fullmatch(value) is not None
-
-
-class NodeLimitError(ValueError):
-    """An update named a new node while ``MAX_NODES`` are tracked already; nothing was changed."""
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import jinja2
 from babel import Locale
 from markupsafe import Markup, escape
 
+from ..i18n import Catalogs, bcp47, native_name, relative_time
+from ..progress.tracker import NodeSnapshot, Progress, Snapshot
+from ..settings.shim import ServiceKind
 from .branding import Brand, BrandError, accent_css
-from .config import ServiceKind
-from .i18n import Catalogs, bcp47, native_name, relative_time
 from .negotiate import Format
-from .status import NodeSnapshot, Progress, Snapshot
 from .texts import Texts, build_node_texts, build_texts
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")

@@ -28,8 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..nodes import NodeLimitError, is_node_name
 from .logparse import LogParser
-from .status import NodeLimitError, ProgressUpdate, is_node_name
+from .tracker import ProgressUpdate
 
 logger = logging.getLogger("maintenance_shim.sources")
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..settings.shim import Settings
 
 MAX_LOGO_BYTES = 6 * 1024  # 8 KiB as base64: the largest page (Thai, 21 KB) stays under 30 KB with it
 TEMPLATE_FILES = ("page.html", "page.css", "page.js")
-# The page's own card backgrounds (app/templates/page.css, --card): the accent colours text there (the
+# The page's own card backgrounds (app/web/templates/page.css, --card): the accent colours text there (the
 # state badge, the language links) and on a chip mixed from the accent and the card.
 LIGHT_BACKGROUND = "#ffffff"
 DARK_BACKGROUND = "#181c23"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from contextlib import suppress
 from dataclasses import dataclass
@@ -24,12 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from .status import MAX_NODES, is_node_name
+from ..nodes import MAX_NODES, is_node_name
+from ..statedir import default_state_dir
+from .env import SettingsError, describe_error, read_environment
 
 # page: HTML by default; api: JSON in FastAPI's {"detail": ...} shape; openai: JSON in OpenAI's error shape.
 ServiceKind = Literal["page", "api", "openai"]
 _KINDS: dict[str, ServiceKind] = {"page": "page", "api": "api", "openai": "openai"}
-DEFAULT_ENV_FILE = "maintenance.env"
 
 
 @dataclass(frozen=True)
@@ -102,17 +102,6 @@ class AdminAddress:
 
 
 ADMIN_SOCKET = "admin.sock"  # the default admin listener: a Unix socket in the state directory
-
-
-def default_state_dir(environ: dict[str, str] | None = None) -> Path:
-    """The state directory when MAINT_STATE_DIR is not set: /run/maintenance-shim for root, else
-    $XDG_RUNTIME_DIR/maintenance-shim, else /tmp/maintenance-shim-UID (the scripts' default too)."""
-    env = os.environ if environ is None else environ
-    if os.geteuid() == 0:
-        return Path("/run/maintenance-shim")
-    if env.get("XDG_RUNTIME_DIR"):
-        return Path(env["XDG_RUNTIME_DIR"]) / "maintenance-shim"
-    return Path(f"/tmp/maintenance-shim-{os.geteuid()}")  # noqa: S108 - the documented fallback
 
 
 def parse_admin_listen(text: str) -> AdminAddress | None:
@@ -251,7 +240,7 @@ class Settings(BaseModel):
     supervise: bool = True
     # `x-should-retry: true` on a 503 while the ETA is at most this far away, else `false` (SDK retry loops).
     sdk_retry_max_seconds: int = Field(default=120, ge=0)
-    # Limits where the shim faces the internet (app/protocol.py): nginx's 32 KiB of request head,
+    # Limits where the shim faces the internet (app/uvicorn_ext/protocol.py): nginx's 32 KiB of request head,
     # Apache's 100 header fields, a 10 s header timeout, and a cap on open connections per process.
     max_header_bytes: int = Field(default=32768, ge=1024, le=1048576)
     max_headers: int = Field(default=100, ge=16, le=10000)
@@ -265,7 +254,7 @@ class Settings(BaseModel):
     access_log_sample: float = Field(default=0.01, gt=0, le=1)
     notify_urls: list[str] = Field(default_factory=list)
     notify_language: str | None = None
-    # The operator's brand (app/branding.py), checked at start: a logo file, accent colours, a template
+    # The operator's brand (app/web/branding.py), checked at start: a logo file, accent colours, a template
     # override directory, the time zone of server-rendered times (default the system's).
     logo: Path | None = None
     logo_alt: str = ""
@@ -335,8 +324,6 @@ class Settings(BaseModel):
     @classmethod
     def _split_urls(cls, value: Any) -> Any:
         if isinstance(value, str):
-            from .notify import split_urls
-
             return split_urls(value)
         return value
 
@@ -481,117 +468,6 @@ def _check_locale(value: str) -> str:
         raise ValueError(f"{value!r} is not a known locale (e.g. en, ja, zh_Hans)") from None
 
 
-class SettingsError(Exception):
-    """Invalid configuration; `lines` has one readable line per bad setting."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """The `KEY=value` lines of an env file; raises SettingsError naming the line of a malformed one.
-
-    The one rule, for the shim and the scripts alike: blank lines and lines starting with `#` are skipped,
-    `export ` in front is allowed, and the value is quoted as in the shell (single quotes, double quotes,
-    backslashes) but never expanded: `$HOME` and `$(cmd)` stay as written. A value with blanks must be
-    quoted; a comment after a value is not allowed.
-    """
-    values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].strip()
-        key, sep, value = line.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise SettingsError([f"{path}:{number}: not a KEY=value line"])
-        values[key] = _unquote(value, f"{path}:{number}: {key}")
-    return values
-
-
-def _unquote(value: str, where: str) -> str:
-    """A shell word without expansion: quotes and backslashes removed as POSIX sh does, `$` kept literally."""
-    try:
-        words = shell_words(value)
-    except ValueError as error:  # no closing quotation, or a trailing backslash
-        raise SettingsError([f"{where}: {error} in {value!r}"]) from None
-    if len(words) > 1:
-        raise SettingsError([f"{where}: the value has blanks: quote it ('...'); comments go on lines of their own"])
-    return words[0] if words else ""
-
-
-def shell_words(text: str) -> list[str]:
-    """Split `text` into words the way POSIX sh quotes them (`'...'` literal; `"..."` where a backslash
-    escapes only `$`, a backquote, `"`, a backslash or a newline; a backslash outside quotes escapes the
-    next character), with no expansion at all; raises ValueError for an unclosed quote."""
-    words: list[str] = []
-    word: list[str] = []
-    in_word = False
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
-            i += 1
-            continue
-        in_word = True
-        if c == "'":
-            end = text.find("'", i + 1)
-            if end < 0:
-                raise ValueError("No closing quotation")
-            word.append(text[i + 1 : end])
-            i = end + 1
-        elif c == '"':
-            i += 1
-            while True:
-                if i >= n:
-                    raise ValueError("No closing quotation")
-                c = text[i]
-                if c == '"':
-                    i += 1
-                    break
-                if c == "\\" and i + 1 < n and text[i + 1] in '$`"\\\n':
-                    word.append(text[i + 1])
-                    i += 2
-                    continue
-                word.append(c)
-                i += 1
-        elif c == "\\":
-            if i + 1 >= n:
-                raise ValueError("No escaped character")
-            word.append(text[i + 1])
-            i += 2
-        else:
-            word.append(c)
-            i += 1
-    if in_word:
-        words.append("".join(word))
-    return words
-
-
-def read_environment(env_file: str | Path | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Every MAINT_* value: the env file (`./maintenance.env` when present), overridden by the environment
-    (`os.environ`, or exactly `environ` when given). The one place settings are read, for the shim and the
-    scripts (through `maintenance-shim env --shell`)."""
-    env = dict(os.environ if environ is None else environ)
-    path = Path(env_file) if env_file else Path(DEFAULT_ENV_FILE)
-    if env_file and not path.is_file():
-        raise SettingsError([f"--env-file: {path} does not exist"])
-    file_values = read_env_file(path) if path.is_file() else {}
-    # The environment wins over the file. Names keep their case (service names in MAINT_SERVICE_<name>_*
-    # are case-sensitive, as bash variables are); MAINT_X and maint_x are one setting.
-    merged: dict[str, tuple[str, str]] = {}
-    for source in (file_values, env):
-        for key, value in source.items():
-            if key.upper().startswith("MAINT_"):
-                merged[key.upper()] = (key, value)
-    return dict(merged.values())
-
-
 def load_settings(
     env_file: str | Path | None = None,
     environ: dict[str, str] | None = None,
@@ -645,14 +521,7 @@ _DISPLAY_NAME_RE = re.compile(
 )
 
 
-def describe_error(error: Any) -> str:
-    """One pydantic error as `MAINT_NAME: what is wrong (got ...)`."""
-    loc = [str(part) for part in error.get("loc", ())]
-    message = str(error.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    value = error.get("input")
-    if not loc:
-        return message
-    name = "MAINT_" + loc[0].upper()
-    shown = "" if loc[0] in ("admin_token", "notify_urls") or isinstance(value, dict) else f" (got {value!r})"
-    return f"{name}: {message}{shown}"
+def split_urls(text: str) -> list[str]:
+    """MAINT_NOTIFY_URLS: URLs separated by blanks, or by commas before the next `scheme://`."""
+    parts = re.split(r"\s+|,(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)", text)
+    return [part.strip() for part in parts if part.strip()]

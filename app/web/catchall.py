@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..uvicorn_ext.wire import HEAD_LINES, HeadLines, head_lines
 from .negotiate import Choice
 from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
-from .wire import HEAD_LINES, HeadLines, head_lines
 
 if TYPE_CHECKING:
-    from .status import Snapshot
-    from .traffic import CountKey, Observe, Tally, Traffic
+    from ..progress.tracker import Snapshot
+    from ..traffic import CountKey, Observe, Tally, Traffic
 
 RESERVED_PREFIX = "/_maintenance"
 MAX_ANSWERS = 1024  # entries in each answer cache; a full cache is emptied (random headers cannot grow it)

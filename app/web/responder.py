@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .i18n import bcp47
+from ..i18n import bcp47
+from ..progress.tracker import Snapshot, Tracker
 from .negotiate import Choice, Format, LocaleMatcher, cookie_value, negotiate, query_params
 from .render import Renderer, Service
-from .status import Snapshot, Tracker
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from ..statedir import EVENTS_FILE, HISTORY_FILE, REQUESTS_FILE, STARTUP_FILE, SUMMARY_FILE, write_json_atomically
+
 logger = logging.getLogger("maintenance_shim.runs")
 
-EVENTS_FILE = "events.jsonl"
-HISTORY_FILE = "history.jsonl"
 # Runs the learned times are taken from (the median of these).
 RECENT_RUNS = 5
 MAX_EVENTS_BYTES = 256 * 1024
@@ -301,9 +301,6 @@ class EventsFollower:
         return events
 
 
-SUMMARY_FILE = "progress-summary.json"
-
-
 @dataclass(frozen=True)
 class ProgressSummary:
     """What the shim saw of the training steps, for the run's history record."""
@@ -322,12 +319,6 @@ class RunRecorder(Protocol):
     def run_changed(self, run: RunState) -> None: ...
 
     def progress_summary(self) -> ProgressSummary | None: ...
-
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
 
 
 class RunWatcher:
@@ -376,9 +367,6 @@ def read_summary(state_dir: Path) -> ProgressSummary:
         return ProgressSummary()
 
 
-REQUESTS_FILE = "requests-summary.json"  # written by the shim (traffic.py) every second and at shutdown
-
-
 def read_requests(state_dir: Path) -> dict[str, Any] | None:
     """The shim's last request counts; None when missing or unreadable."""
     try:
@@ -386,9 +374,6 @@ def read_requests(state_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-STARTUP_FILE = "startup.json"  # the services' start-up time, written by the scripts each time they start them
 
 
 def read_startup(state_dir: Path) -> float | None:

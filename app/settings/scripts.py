@@ -1,5 +1,5 @@
 """The switching scripts' settings: validated here, in the same schema and from the same reading of the
-environment and the env file as the shim's (app/config.py), and handed to bash by `maintenance-shim env
+environment and the env file as the shim's (app/settings/shim.py), and handed to bash by `maintenance-shim env
 --shell` as resolved, quoted assignments. No setting is parsed or validated in scripts/.
 """
 
@@ -11,40 +11,37 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .config import (
-    ServiceKind,
-    Settings,
-    SettingsError,
-    SourcePath,
-    default_state_dir,
-    describe_error,
-    parse_listener,
-    read_environment,
-)
-from .status import is_node_name
+from ..statedir import default_state_dir
+from .env import SettingsError, describe_error, read_environment
+from .proxies import ProxySettings, registry
+from .shim import ServiceKind, Settings, SourcePath, parse_listener
+from .urls import check_http_url
 
-Switch = Literal["none", "port", "nginx", "caddy", "haproxy", "traefik"]
-INCLUDE_SWITCHES = ("nginx", "caddy", "traefik")  # the proxies switched by rewriting an include file
-SERVICE_KEYS: dict[str, str] = {  # MAINT_SERVICE_<name>_<KEY>: what each key is
+OWN_SWITCHES = ("none", "port")  # besides the registered proxies (settings/proxies/)
+COMMON_SERVICE_KEYS: dict[str, str] = {  # MAINT_SERVICE_<name>_<KEY>: what each key is (each proxy adds its own)
     "START": "command that starts the service",
     "STOP": "command that stops it",
     "DRAIN": "command that returns when no generation is in flight",
     "HEALTH_URL": "answers 2xx when the service is ready (default: a TCP connect to LISTEN)",
     "LISTEN": "HOST:PORT the service listens on (port mode: what the shim takes over)",
-    "INCLUDE": "nginx, Caddy or Traefik mode: the file holding the service's upstream",
+    "INCLUDE": "a proxy switched by an include file (nginx, Caddy, Traefik): the file holding the service's upstream",
     "PROXY_URL": "the service's URL through the proxy, to confirm each switch",
-    "HAPROXY_SERVER": "HAProxy mode: BACKEND/SERVER of the live service (default <name>/live)",
-    "HAPROXY_SHIM": "HAProxy mode: BACKEND/SERVER of the shim (default <backend>/shim)",
-    "TRAEFIK_SERVICE": "Traefik mode: the service's name in the dynamic config (default <name>)",
-    "NODES": "HAProxy mode, a fleet: the service's nodes, each a server of HAPROXY_SERVER's backend "
-    "(`gpu-1 gpu-2 gpu-3`); `--node NODE` takes one out, `with_maintenance.sh --rolling` each in turn",
 }
+SERVICE_KEYS: dict[str, str] = {
+    **COMMON_SERVICE_KEYS,
+    **{key: meaning for proxy in registry().values() for key, meaning in proxy.service_keys.items()},
+}
+
+
+def switches() -> tuple[str, ...]:
+    """Every value MAINT_SWITCH accepts."""
+    return (*OWN_SWITCHES, *registry())
+
+
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_BACKEND_SERVER_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
 _DISPLAY_KEY_RE = re.compile(r"DISPLAY_NAME(?:_[A-Z]{2,3}(?:_[A-Z0-9]+)?)?")
 _KINDS: dict[str, ServiceKind] = {"page": "page", "api": "api", "openai": "openai"}
 
@@ -83,7 +80,10 @@ class ScriptSettings(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    switch: Switch = Field("none", description="how traffic reaches the shim: a proxy, `port` takeover, or `none`")
+    switch: str = Field(
+        "none", description="how traffic reaches the shim: a proxy (" + ", ".join(f"`{name}`" for name in registry())
+        + "), `port` takeover, or `none`"
+    )
     services: str = Field("", description="the replaced services, e.g. `studio video:api images:openai`")
     shim_cmd: str | None = Field(
         None,
@@ -114,24 +114,18 @@ class ScriptSettings(BaseModel):
         description="lock, state, saved includes, shim log, run events and history (exported to the shim)",
     )
     shim_log: Path | None = Field(None, description="the shim's output")
-    nginx_bin: str = Field("nginx", description="the nginx to test and reload")
-    nginx_args: str = Field("", description="nginx's arguments, e.g. `-p /srv/nginx -c nginx.conf`")
-    nginx_test_cmd: str | None = Field(None, description="the command that tests the nginx config")
-    nginx_reload_cmd: str | None = Field(None, description="the command that reloads nginx")
-    caddy_bin: str = Field("caddy", description="the Caddy to validate and reload")
-    caddy_config: Path = Field(Path("/etc/caddy/Caddyfile"), description="the Caddyfile")
-    caddy_test_cmd: str | None = Field(
-        None, description="the command that validates the Caddyfile"
-    )
-    caddy_reload_cmd: str | None = Field(
-        None, description="the command that reloads Caddy"
-    )
-    haproxy_socket: str = Field(
-        "/run/haproxy/admin.sock", description="HAProxy's runtime API (stats socket, level admin): a path or HOST:PORT"
-    )
-    traefik_api: str = Field("http://127.0.0.1:8080", description="Traefik's API, to confirm a switch took effect")
     # MAINT_SERVICE_<name>_<KEY>, gathered by load_script_settings.
     service_keys: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
+    # Each registered proxy's own settings, validated by load_script_settings (defaults when built directly).
+    proxy_settings: dict[str, ProxySettings] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("switch")
+    @classmethod
+    def _check_switch(cls, value: str) -> str:
+        value = value.strip()
+        if value not in switches():
+            raise ValueError(f"{value!r} is not one of {', '.join(switches())}")
+        return value
 
     @field_validator("services")
     @classmethod
@@ -149,12 +143,6 @@ class ScriptSettings(BaseModel):
     def _check_verify_path(cls, value: str) -> str:
         if not value.startswith("/") or any(c.isspace() for c in value):
             raise ValueError(f"{value!r} must be a path starting with '/', without blanks")
-        return value
-
-    @field_validator("traefik_api")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        _check_http_url(value)
         return value
 
     @model_validator(mode="after")
@@ -187,7 +175,7 @@ class ScriptSettings(BaseModel):
         for key in ("HEALTH_URL", "PROXY_URL"):
             if keys.get(key):
                 try:
-                    _check_http_url(keys[key])
+                    check_http_url(keys[key])
                 except ValueError as error:
                     problems.append(f"{prefix}{key}: {error}")
         if keys.get("LISTEN"):
@@ -199,24 +187,11 @@ class ScriptSettings(BaseModel):
                 problems.append(f"{prefix}LISTEN: {error}")
         elif self.switch == "port":
             problems.append(f"{prefix}LISTEN is not set (needed by MAINT_SWITCH=port)")
-        if self.switch in INCLUDE_SWITCHES and not keys.get("INCLUDE"):
+        proxy = registry().get(self.switch)
+        if proxy is not None and proxy.include and not keys.get("INCLUDE"):
             problems.append(f"{prefix}INCLUDE is not set (needed by MAINT_SWITCH={self.switch})")
-        if self.switch == "traefik" and keys.get("INCLUDE") and not keys["INCLUDE"].endswith((".yml", ".yaml")):
-            problems.append(f"{prefix}INCLUDE: {keys['INCLUDE']} must be Traefik's .yml or .yaml file")
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", keys["TRAEFIK_SERVICE"]):
-            problems.append(f"{prefix}TRAEFIK_SERVICE: {keys['TRAEFIK_SERVICE']!r} is not a Traefik service name")
-        if keys.get("NODES"):
-            nodes = [node for node in re.split(r"[\s,]+", keys["NODES"].strip()) if node]
-            bad = [node for node in nodes if not is_node_name(node)]  # the rule of a progress report's "node"
-            if bad:
-                problems.append(f"{prefix}NODES: {bad[0]!r} is not a node name (letters, digits, '.', '_', '-')")
-            elif len(set(nodes)) != len(nodes):
-                problems.append(f"{prefix}NODES: a node is listed twice ({keys['NODES']!r})")
-            if self.switch != "haproxy":
-                problems.append(f"{prefix}NODES needs MAINT_SWITCH=haproxy (a balancer in front of the nodes)")
-        for key in ("HAPROXY_SERVER", "HAPROXY_SHIM"):
-            if not _BACKEND_SERVER_RE.match(keys[key]):
-                problems.append(f"{prefix}{key}: {keys[key]!r} is not BACKEND/SERVER")
+        for each in registry().values():
+            problems += each.check_service(prefix, keys, self.switch)
         unknown = sorted(
             key
             for key in set(self.service_keys.get(spec.name, {})) - set(SERVICE_KEYS)
@@ -232,9 +207,8 @@ class ScriptSettings(BaseModel):
         for name, kind, tag in parse_services(self.services):
             given = self.service_keys.get(name, {})
             keys = {key: given.get(key, "") for key in SERVICE_KEYS}
-            keys["HAPROXY_SERVER"] = keys["HAPROXY_SERVER"] or f"{name}/live"
-            keys["HAPROXY_SHIM"] = keys["HAPROXY_SHIM"] or f"{keys['HAPROXY_SERVER'].split('/')[0]}/shim"
-            keys["TRAEFIK_SERVICE"] = keys["TRAEFIK_SERVICE"] or name
+            for proxy in registry().values():
+                keys.update(proxy.service_defaults(name, keys))
             specs.append(ServiceSpec(name, kind, tag, keys))
         return specs
 
@@ -243,19 +217,15 @@ class ScriptSettings(BaseModel):
         (or on the user, or on XDG_RUNTIME_DIR in `environ`) filled in."""
         root = _is_root()
         state_dir = self.state_dir if self.state_dir is not None else default_state_dir(environ)
-        nginx = " ".join(filter(None, [self.nginx_bin, self.nginx_args]))
-        caddy = f"--config {self.caddy_config} --adapter caddyfile"
         values: dict[str, Any] = {
             **self.model_dump(exclude={"service_keys"}),
             "shim_nice": self.shim_nice if self.shim_nice is not None else (-5 if root else 0),
             "bind_retry_seconds": self.bind_retry_seconds if self.bind_retry_seconds is not None else 10,
             "state_dir": state_dir,
             "shim_log": self.shim_log or state_dir / "shim.log",
-            "nginx_test_cmd": self.nginx_test_cmd or f"{nginx} -t -q",
-            "nginx_reload_cmd": self.nginx_reload_cmd or f"{nginx} -s reload",
-            "caddy_test_cmd": self.caddy_test_cmd or f"{self.caddy_bin} validate {caddy}",
-            "caddy_reload_cmd": self.caddy_reload_cmd or f"{self.caddy_bin} reload {caddy}",
         }
+        for name, proxy in registry().items():
+            values.update(proxy.resolved(self.proxy_settings.get(name) or proxy.settings()))
         out = {f"MAINT_{name.upper()}": _text(value) for name, value in values.items()}
         for spec in self.service_specs:
             out.update({f"MAINT_SERVICE_{spec.name}_{key}": value for key, value in spec.keys.items()})
@@ -270,12 +240,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _check_http_url(value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-
-
 def load_script_settings(
     env_file: str | Path | None = None, environ: dict[str, str] | None = None
 ) -> tuple[Settings, ScriptSettings, dict[str, str]]:
@@ -283,7 +247,7 @@ def load_script_settings(
 
     Raises SettingsError with one line per bad setting (the shim's and the scripts'), each named.
     """
-    from .config import load_settings
+    from .shim import load_settings
 
     merged = read_environment(env_file, environ)
     errors: list[str] = []
@@ -298,15 +262,24 @@ def load_script_settings(
         if key.upper().startswith("MAINT_SERVICE_"):
             name, item = _split_service_key(key[len("MAINT_SERVICE_") :], upper.get("MAINT_SERVICES", ""))
             service_keys.setdefault(name, {})[item] = value
-    fields = {
-        key[len("MAINT_") :].lower(): value
-        for key, value in upper.items()
-        if key[len("MAINT_") :].lower() in ScriptSettings.model_fields and key != "MAINT_SERVICE_KEYS"
-    }
-    values = {k: v for k, v in fields.items() if v != ""}  # an empty value is the default
+    internal = {"service_keys", "proxy_settings"}
+    known = (set(ScriptSettings.model_fields) - internal).union(
+        *(proxy.settings.model_fields for proxy in registry().values())
+    )
+    fields = {key[len("MAINT_") :].lower(): value for key, value in upper.items() if key.startswith("MAINT_")}
+    values = {k: v for k, v in fields.items() if v != "" and k in known}  # an empty value is the default
+    proxy_settings: dict[str, ProxySettings] = {}
+    for name, proxy in registry().items():
+        try:
+            proxy_settings[name] = proxy.settings.model_validate(values)
+        except ValidationError as error:
+            for err in error.errors():
+                errors += describe_error(err).split("\n")
     scripts: ScriptSettings | None = None
     try:
-        scripts = ScriptSettings.model_validate({**values, "service_keys": service_keys})
+        scripts = ScriptSettings.model_validate(
+            {**values, "service_keys": service_keys, "proxy_settings": proxy_settings}
+        )
     except ValidationError as error:
         for err in error.errors():
             errors += describe_error(err).split("\n")

@@ -37,15 +37,17 @@ import logging
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
-from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
+from .limits import Limits
 from .wire import HEAD_LINES, HeadLines, encode
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
 
 logger = logging.getLogger("maintenance_shim")
 
@@ -57,7 +59,6 @@ LINGER_BYTES = 1024 * 1024  # ... but read no more than this meanwhile (then let
 SMALL_BODY_BYTES = 65536
 MAX_BODY_BYTES = 1024 * 1024  # a body the app reads (only /_maintenance/progress does) is never larger
 REPORT_EVERY = 10.0  # seconds between log lines about refused requests and connections
-SWEEP_TICKS = 2  # uvicorn ticks every 0.1 s: deadlines are checked every 0.2 s
 
 _STATUS_TEXT = {
     408: b"Request Timeout",
@@ -82,16 +83,6 @@ def _plain_response(status: int) -> bytes:
 
 
 _RESPONSES = {status: _plain_response(status) for status in _STATUS_TEXT}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The limits of one serving process (from Settings; `max_connections` already fits the fd limit)."""
-
-    max_header_bytes: int = 32768
-    max_headers: int = 100
-    header_timeout: float = 10.0
-    max_connections: int = 4096
 
 
 class _Refuse(Exception):
