@@ -183,6 +183,8 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print("eta:         unknown")
     print(f"retry-after: {data.get('retry_after')} s")
+    if data.get("notice"):
+        print(f"notice:      {data.get('notice')}")
     return EXIT_OK
 
 

@@ -109,7 +109,10 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
                 )
             for item in settings.train_logs:
                 followers.append(
-                    LogFollower(item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node)
+                    LogFollower(
+                        item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node,
+                        on_notice=tracker.notice,
+                    )
                 )
         tasks = [asyncio.create_task(follower.run()) for follower in followers]
         watcher = None

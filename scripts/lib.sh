@@ -186,6 +186,10 @@ mono() { local up; read -r up _ </proc/uptime; printf '%s' "${up/./}"; }  # cent
 # include file exists, the tool it needs is installed); the values themselves were validated by load_env.
 declare -a SERVICES=()
 declare -A SERVICE_TAG=()
+# Parsed by `env --shell` (settings/scripts.py): the shim's --listen values and where to reach them, the
+# shim listener answering for each proxied service, each service's own address and port.
+declare -a SHIM_SPECS=() SHIM_PROBES=()
+declare -A SHIM_ADDR=() SERVICE_PROBE=() SERVICE_PORT=()
 check_settings() {
   local name
   proxy_mode || return 0
@@ -196,32 +200,9 @@ check_settings() {
 # svc NAME KEY: the value of MAINT_SERVICE_<NAME>_<KEY>, or empty.
 svc() { local var="MAINT_SERVICE_${1}_$2"; printf '%s' "${!var:-}"; }
 
-# parse_addr HOST:PORT[=TAG] -> ADDR_HOST ADDR_PORT ADDR_TAG; ADDR_PROBE is where to connect to it.
-parse_addr() {
-  local spec=$1 addr=${1%%=*}
-  ADDR_TAG=; [[ $spec == *=* ]] && ADDR_TAG=${spec#*=}
-  [[ $addr =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] || die "'$spec' is not HOST:PORT[=SERVICE]"
-  ADDR_HOST=${BASH_REMATCH[1]}; ADDR_PORT=${BASH_REMATCH[2]}
-  case $ADDR_HOST in
-    0.0.0.0) ADDR_PROBE=127.0.0.1:$ADDR_PORT ;;
-    '[::]') ADDR_PROBE="[::1]:$ADDR_PORT" ;;
-    *) ADDR_PROBE=$ADDR_HOST:$ADDR_PORT ;;
-  esac
-}
-
 # shim_addr_for NAME: the shim listener (HOST:PORT) that answers for service NAME in proxy modes: the
 # MAINT_LISTEN entry tagged =NAME, else the first untagged entry, else the first entry.
-shim_addr_for() {
-  local item first='' untagged=''
-  words "$MAINT_LISTEN"
-  for item in "${WORDS[@]}"; do
-    parse_addr "$item"
-    [[ -z $first ]] && first=$ADDR_PROBE
-    [[ -z $ADDR_TAG && -z $untagged ]] && untagged=$ADDR_PROBE
-    if [[ ${ADDR_TAG%%:*} == "$1" ]]; then printf '%s' "$ADDR_PROBE"; return 0; fi
-  done
-  printf '%s' "${untagged:-$first}"
-}
+shim_addr_for() { printf '%s' "${SHIM_ADDR[$1]:-}"; }
 
 # ---- locking and state ---------------------------------------------------------------------------
 
@@ -485,19 +466,7 @@ shim_stop() {
 
 # shim_listen_specs: the --listen values for the shim: MAINT_LISTEN, or in port mode the services' own
 # addresses, each tagged with its service (and kind).
-shim_listen_specs() {
-  local name
-  SPECS=(); PROBES=()
-  if [[ $MAINT_SWITCH == port ]]; then
-    for name in "${SERVICES[@]}"; do
-      parse_addr "$(svc "$name" LISTEN)"
-      SPECS+=("$ADDR_HOST:$ADDR_PORT=${SERVICE_TAG[$name]}"); PROBES+=("$ADDR_PROBE")
-    done
-  else
-    words "$MAINT_LISTEN"
-    for name in "${WORDS[@]}"; do parse_addr "$name"; SPECS+=("$name"); PROBES+=("$ADDR_PROBE"); done
-  fi
-}
+shim_listen_specs() { SPECS=("${SHIM_SPECS[@]}"); PROBES=("${SHIM_PROBES[@]}"); }
 
 # ---- services ------------------------------------------------------------------------------------
 
@@ -544,9 +513,8 @@ services_wait_healthy() {
         [[ $(http_code "${url//\{node\}/$NODE}") == 2* ]] || next+=("$name")
       elif [[ -n $url ]]; then
         [[ $(http_code "$url") == 2* ]] || next+=("$name")
-      elif [[ -n $(svc "$name" LISTEN) ]]; then
-        parse_addr "$(svc "$name" LISTEN)"
-        port_listening "$ADDR_PROBE" || next+=("$name")
+      elif [[ -n ${SERVICE_PROBE[$name]:-} ]]; then
+        port_listening "${SERVICE_PROBE[$name]}" || next+=("$name")
       fi
     done
     pending=("${next[@]}")
@@ -775,7 +743,7 @@ free_port() {
 ports_of() {  # NAME... -> PORTS (the services' LISTEN ports)
   local name
   PORTS=()
-  for name; do parse_addr "$(svc "$name" LISTEN)"; PORTS+=("$ADDR_PORT"); done
+  for name; do PORTS+=("${SERVICE_PORT[$name]}"); done
 }
 any_port_bound() { local port; for port; do port_bound "$port" && return 0; done; return 1; }
 

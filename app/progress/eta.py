@@ -16,8 +16,9 @@ Rules (docs/progress.md explains them for operators):
   the whole window by more than ``change_share`` (12 %), the window restarts there, so a real change (a
   larger batch, a longer sequence) is followed within about 20 s while jitter, which moves one half, is
   not.
-- Recurring pauses: the pauses still to come are added. A first pause at step P predicts one every P
-  steps (eval_steps, save_steps) until step 2P passes without one; pauses at a regular step interval
+- Recurring pauses: the pauses still to come are added. A pause seen once is not a rhythm (diffusers
+  validates after epoch 0, then every N epochs; a save at P may be a one-off): it predicts none until it
+  recurs. Pauses at a regular step interval
   count one mean pause per period still ahead (one at the total itself is after the last step: the
   Hugging Face Trainer's final evaluation); irregular ones are amortized: their total per step since the
   warm-up, per remaining step. Hiccups under 1 s are only cut out of the rate, and a pause seen across
@@ -32,8 +33,9 @@ Rules (docs/progress.md explains them for operators):
   earlier, is gradual: after a sample ``dt`` seconds after the previous one it closes
   ``1 - exp(-dt / smooth_seconds)`` of the gap to the raw finish.
 - States: ``unknown`` without samples or total; ``estimating`` while the rate is not established;
-  ``finishing`` once step >= total: remaining is resume_seconds counted from the first sample at the
-  total, then ``overdue`` with remaining ``overdue_floor``. Otherwise ``stalled`` after ``stall_seconds``
+  ``finishing`` once step >= total: remaining is resume_seconds (plus, before any run history, the mean
+  pause seen mid-run: the final save or validation) counted from the first sample at the total, then
+  ``overdue`` with remaining ``overdue_floor``. Otherwise ``stalled`` after ``stall_seconds``
   without a new step (outside a reported pause phase), ``overdue`` when the shown finish has passed, else
   ``training``. Remaining in ``stalled`` and training ``overdue`` is "if steps resumed now".
 - A step lower than the last is a new run (a restart from a checkpoint): everything is forgotten. One
@@ -132,6 +134,7 @@ class Estimator:
         ready_seconds: float = 3.0,
         change_seconds: float = 15.0,
         change_share: float = 0.12,
+        final_work: bool = False,
     ) -> None:
         if not (math.isfinite(resume_seconds) and resume_seconds >= 0):
             raise ValueError(f"resume_seconds must be a finite number >= 0, not {resume_seconds!r}")
@@ -148,6 +151,7 @@ class Estimator:
         self.ready_seconds = ready_seconds
         self.change_seconds = change_seconds
         self.change_share = change_share
+        self.final_work = final_work
         self.reset()
 
     def reset(self) -> None:
@@ -241,7 +245,7 @@ class Estimator:
         if total is None:
             return make("unknown", None)
         if self._done_at is not None:
-            left = self._done_at + self.resume_seconds - now
+            left = self._done_at + self.after_last_step - now
             if left > 0:
                 return make("finishing", max(MIN_REMAINING, left))
             return make("overdue", self.overdue_floor)
@@ -281,6 +285,18 @@ class Estimator:
         return self._longest_pause
 
     @property
+    def after_last_step(self) -> float:
+        """Seconds from the last step until the services are back, in ``finishing``: ``resume_seconds``, plus
+        (with ``final_work``: no run history teaches it yet) the trainer's own work after its last step, a
+        final save or validation, taken to be as long as its mean pause mid-run (the same kind of work). Only
+        after the last step: a trainer with no final save exits at once, and its exit (the scripts' event)
+        then says what follows; counted into the ETA while training, a one-off mid-run save would be
+        predicted again at the end of every run."""
+        if not self.final_work or self._pauses == 0:
+            return self.resume_seconds
+        return self.resume_seconds + self._pause_seconds / self._pauses
+
+    @property
     def pause_per_step(self) -> float:
         """Recurring pause seconds per step, once two pauses have been seen; else 0."""
         if self._pauses < 2 or self._last_step is None:
@@ -296,12 +312,8 @@ class Estimator:
             return 0.0
         starts = self._pause_steps[-8:]
         if self._pauses == 1:
-            # One pause at step P: trainers pause every P steps (eval_steps, save_steps, an epoch), so
-            # expect the next at 2P and so on, until 2P has passed without one (then it was a one-off).
-            first = starts[0]
-            if first <= 0 or step > 2 * first + max(_MERGE_STEPS, first // 4):
-                return 0.0
-            return _count_ahead(2 * first, first, total) * self._pause_seconds
+            # One pause is not a rhythm (diffusers validates after epoch 0, then every N epochs).
+            return 0.0
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         if gaps and min(gaps) > 0 and max(gaps) <= _PERIODIC * min(gaps):
             period = statistics.median(gaps)
@@ -313,19 +325,20 @@ class Estimator:
         """True once the rate rests on enough normal intervals and seconds to show an ETA."""
         return self._normal_count >= self.ready_intervals and self._normal_seconds >= self.ready_seconds
 
-    def _add_pause(self, seconds: float) -> None:
+    def _add_pause(self, seconds: float, at: int | None = None) -> None:
         """Count pause time for the amortization: hiccups under ``_MIN_PAUSE`` are only cut out of the
         rate; a pause within ``_MERGE_STEPS`` of the previous one is the same pause (a slow save seen
         across two intervals), not a second one."""
         if seconds < _MIN_PAUSE or self._warm_step is None or self._last_step is None:
             return  # before the first real interval it is part of the warm-up
+        step = self._last_step if at is None else at
         self._longest_pause = max(self._longest_pause, seconds)
         self._pause_seconds += seconds
-        if self._pause_step is None or self._last_step - self._pause_step > _MERGE_STEPS:
+        if self._pause_step is None or step - self._pause_step > _MERGE_STEPS:
             self._pauses += 1
-            self._pause_steps.append(self._last_step)
+            self._pause_steps.append(step)
             del self._pause_steps[:-32]
-        self._pause_step = self._last_step
+        self._pause_step = step
 
     def _close_interval(self, t: float, step: int, *, forced_pause: bool) -> None:
         """A step change at ``t``: split the interval since the last one into normal and pause time."""
@@ -339,7 +352,9 @@ class Estimator:
         if median is not None and (forced_pause or seconds / steps > self.outlier_factor * median):
             excess = seconds - steps * median
             if excess > 0:
-                self._add_pause(excess)
+                # Over several steps (a log line every N steps), the pause was at a printed step, most likely
+                # the later one (trainers evaluate and save at round steps, and print at round steps).
+                self._add_pause(excess, at=step if steps > 1 else None)
                 seconds = steps * median
         elif forced_pause and median is None:
             return  # a pause too early to tell its length from the steps around it: skip the interval

@@ -35,6 +35,8 @@ from .tracker import ProgressUpdate
 logger = logging.getLogger("maintenance_shim.sources")
 
 OnProgress = Callable[[ProgressUpdate], None]
+# Called with a sentence for the operator (None clears it): a log whose trainer's progress is invisible.
+OnNotice = Callable[[str | None], None]
 
 MAX_PROGRESS_FILE = 64 * 1024
 TAIL_BYTES = 64 * 1024
@@ -44,6 +46,14 @@ MAX_CATCH_UP = 1024 * 1024
 _RACY_SECONDS = 2.0
 # Bytes before the read offset kept to notice a log truncated and regrown past our offset between polls.
 _GUARD_BYTES = 64
+# Training announced this long ago (seconds) with no progress in the log since: the progress is invisible.
+INVISIBLE_AFTER = 120.0
+INVISIBLE_NOTICE = (
+    "training started but its log shows no progress: a Rich progress bar writing into a pipe or file draws "
+    "nothing until the end; run the trainer under with_maintenance.sh (it gives Rich a wide terminal: "
+    "TTY_COMPATIBLE=1, TTY_INTERACTIVE=1, COLUMNS=200) or use the trainer's plain-text switch "
+    "(LTX trainers: --disable-progress-bars)"
+)
 
 
 class _WarnOnce:
@@ -270,9 +280,15 @@ class LogFollower(_Follower):
         tail_bytes: int = TAIL_BYTES,
         history_seconds: float | None = None,
         node: str | None = None,
+        on_notice: OnNotice | None = None,
+        invisible_after: float = INVISIBLE_AFTER,
     ) -> None:
         self.path = Path(path)
         self.on_progress = on_progress
+        self.on_notice = on_notice
+        self.notice: str | None = None
+        self._announced_at: float | None = None
+        self.invisible_after = invisible_after
         self.poll_interval = poll_interval
         self.tail_bytes = tail_bytes
         self.history_seconds = history_seconds
@@ -294,14 +310,38 @@ class LogFollower(_Follower):
     def _start(self, size: int) -> None:
         """Begin a file afresh: from its start when small, else from its last ``tail_bytes``."""
         self.parser.reset()
+        self._announced_at = None
+        self._set_notice(None)
         self._decoder.reset()
         self._guard = b""
         self.offset = max(0, size - self.tail_bytes)
         # Starting mid-file lands mid-line; that fragment could look like a bar with a wrong label.
         self._skip_to_line = self.offset > 0
 
+    def _set_notice(self, notice: str | None) -> None:
+        if notice == self.notice:
+            return
+        self.notice = notice
+        if notice is not None:
+            logger.warning("%s: %s", self.path, notice)
+        if self.on_notice is not None:
+            self.on_notice(notice)
+
+    def _check_visible(self, now: float) -> None:
+        """Training announced (LTX's 'Starting training...', a 'Running training' banner) and no progress
+        for ``INVISIBLE_AFTER`` seconds since: say that the progress is invisible, and how to fix it."""
+        if self.parser.progress_found:
+            self._announced_at = None
+            self._set_notice(None)
+        elif self.parser.training_announced:
+            if self._announced_at is None:
+                self._announced_at = now
+            elif now - self._announced_at >= self.invisible_after:
+                self._set_notice(INVISIBLE_NOTICE)
+
     def _poll(self) -> None:
         self._initial, self._first = self._first, False
+        self._check_visible(time.time())
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -360,6 +400,7 @@ class LogFollower(_Follower):
             self._warn("binary", "log contains binary data; only its text is read")
         dropped = self.parser.dropped_lines
         updates = self.parser.feed(text)
+        self._check_visible(time.time())
         if self.parser.dropped_lines > dropped:
             self._warn("long-line", "log has lines longer than %d bytes; they are skipped", self.parser.max_partial)
         if not updates:
@@ -376,6 +417,6 @@ class LogFollower(_Follower):
             ProgressUpdate(
                 now, last.step, last.total, "log",
                 scope=last.scope, epoch=last.epoch, epochs=last.epochs,
-                epoch_step=last.epoch_step, epoch_total=last.epoch_total, node=self.node,
+                epoch_step=last.epoch_step, epoch_total=last.epoch_total, node=self.node, pending=last.pending,
             )
         )

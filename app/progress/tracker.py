@@ -53,6 +53,9 @@ class ProgressUpdate:
     epoch_step: int | None = None
     epoch_total: int | None = None
     node: str | None = None
+    # The source saw no training progress yet (what it took for it was a side task: a bar that finished
+    # before training): the state is 'estimating', never 'finishing' or 'overdue'.
+    pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Snapshot:
     trainer_status: int | None = None
     services: tuple[str, ...] = ()
     nodes: tuple[NodeSnapshot, ...] = ()
+    # A sentence for the operator about the progress sources (a log whose progress is invisible), or None.
+    notice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,13 @@ class Tracker:
         self._run: RunState | None = None
         self._cached: Snapshot | None = None
         self._valid_until = 0.0
+        self._notice: str | None = None
+
+    def notice(self, text: str | None) -> None:
+        """A progress source's sentence for the operator (None clears it); shown on status."""
+        with self._lock:
+            self._notice = text
+            self._valid_until = 0.0
 
     @property
     def stall_seconds(self) -> float:
@@ -234,7 +246,8 @@ class Tracker:
             followed = sources.get(update.source)
             if followed is None:
                 followed = sources[update.source] = _Followed(
-                    Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds)
+                    Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds,
+                              final_work=self._learned.resume is None)
                 )
             # The allowance is in the shown finish each sample moves (earlier only gradually): set it first.
             followed.estimator.resume_seconds = self._allowance(followed.estimator)
@@ -256,6 +269,8 @@ class Tracker:
             return cached
         with self._lock:
             snapshot = self._compute(now)
+            if self._notice is not None:
+                snapshot = replace(snapshot, notice=self._notice)
             self._cached = snapshot
             self._valid_until = math.floor(now) + 1.0
         return snapshot
@@ -323,6 +338,9 @@ class Tracker:
             from_history = run.started_at + self._learned.duration - now
             if from_history > 0:
                 return self._make(now, "training", from_history, None, source="history", basis="history")
+        if best is not None and best[1].last is not None and best[1].last.pending:
+            # Model loading, caching, a baseline sample: training has not started.
+            return self._make(now, "estimating", None, None, source=name)
         if estimate is not None and progress is not None and progress.scope == "epoch":
             # Only the current epoch is known: progress and rate, but no whole-run ETA dressed up as one.
             state: State = "stalled" if estimate.state == "stalled" else "training"
@@ -353,6 +371,7 @@ class Tracker:
         the shown ETA moves later at once when a save shows up, but earlier only gradually."""
         if self._learned.resume is not None or not self._first_run:
             return self._resume_seconds
+        estimator.final_work = False  # the final save is in this allowance already (its longest save)
         back = self._startup
         if back is None and self._run is not None:
             back = self._run.switch_seconds  # never measured: the switch in stands in for the way back

@@ -330,6 +330,7 @@ def shell_assignments(settings: Settings, scripts: ScriptSettings, resolved: dic
     lines.append(f"PROGRESS_FILE={shlex.quote(_untagged(settings.progress_files))}")
     lines.append("SERVICES=(" + " ".join(shlex.quote(spec.name) for spec in specs) + ")")
     lines.append("SERVICE_TAG=(" + " ".join(f"[{spec.name}]={shlex.quote(spec.tag)}" for spec in specs) + ")")
+    lines += _address_assignments(settings, scripts)
     return "\n".join(lines) + "\n"
 
 
@@ -339,6 +340,58 @@ def _sources_text(items: tuple[SourcePath, ...]) -> str:
 
 def _untagged(items: tuple[SourcePath, ...]) -> str:
     return next((str(item.path) for item in items if item.node is None), "")
+
+
+def probe_address(host: str, port: int) -> str:
+    """Where to connect to a listener bound to `host`: a wildcard address becomes loopback."""
+    if host == "0.0.0.0":
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _address_assignments(settings: Settings, scripts: ScriptSettings) -> list[str]:
+    """The addresses the scripts use, parsed here once: SHIM_SPECS (the shim's --listen values) with
+    SHIM_PROBES (where to reach each), SHIM_ADDR[name] (the shim listener answering for a proxied service:
+    tagged =name, else the first untagged, else the first), SERVICE_PROBE[name] and SERVICE_PORT[name] (a
+    service's own LISTEN)."""
+    specs: list[str] = []
+    probes: list[str] = []
+    service_probe: dict[str, str] = {}
+    service_port: dict[str, str] = {}
+    for spec in scripts.service_specs:
+        if spec.keys.get("LISTEN"):
+            own = parse_listener(spec.keys["LISTEN"])
+            service_probe[spec.name] = probe_address(own.host, own.port)
+            service_port[spec.name] = str(own.port)
+            if scripts.switch == "port":
+                host = f"[{own.host}]" if ":" in own.host else own.host
+                specs.append(f"{host}:{own.port}={spec.tag}")
+                probes.append(service_probe[spec.name])
+    shim_addr: dict[str, str] = {}
+    if scripts.switch != "port":
+        listeners = [(text, parse_listener(text)) for text in settings.listen]
+        specs = [text for text, _ in listeners]
+        probes = [probe_address(item.host, item.port) for _, item in listeners]
+        untagged = next((probe for probe, (_, item) in zip(probes, listeners, strict=True) if not item.service), "")
+        for spec in scripts.service_specs:
+            tagged = [probe for probe, (_, item) in zip(probes, listeners, strict=True) if item.service == spec.name]
+            shim_addr[spec.name] = (tagged or [untagged or (probes[0] if probes else "")])[0]
+
+    def array(name: str, values: list[str]) -> str:
+        return f"{name}=(" + " ".join(shlex.quote(value) for value in values) + ")"
+
+    def table(name: str, values: dict[str, str]) -> str:
+        return f"{name}=(" + " ".join(f"[{key}]={shlex.quote(value)}" for key, value in values.items()) + ")"
+
+    return [
+        array("SHIM_SPECS", specs),
+        array("SHIM_PROBES", probes),
+        table("SHIM_ADDR", shim_addr),
+        table("SERVICE_PROBE", service_probe),
+        table("SERVICE_PORT", service_port),
+    ]
 
 
 def listen_warnings(settings: Settings, scripts: ScriptSettings) -> list[str]:

@@ -188,6 +188,8 @@ class Renderer:
         }
         if snapshot.nodes:
             maintenance["nodes"] = [_node_json(node, locale) for node in snapshot.nodes]
+        if snapshot.notice is not None:
+            maintenance["notice"] = snapshot.notice
         return maintenance
 
     def body(self, snapshot: Snapshot, service: Service, locale: str, fmt: Format) -> bytes:
