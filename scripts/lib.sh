@@ -130,13 +130,13 @@ settings_command() {
   local venv=${MAINT_VENV:-$LIB_DIR/../.venv} found
   if [[ -n ${MAINT_SHIM_CMD:-} ]]; then
     read -r -a SETTINGS_CMD <<<"$MAINT_SHIM_CMD"
-    found=$(command -v -- "${SETTINGS_CMD[0]}") ||
-      die "MAINT_SHIM_CMD: '${SETTINGS_CMD[0]}' is not an executable command (PATH=$PATH)"
+    found=$(type -P -- "${SETTINGS_CMD[0]}") ||
+      die "MAINT_SHIM_CMD: '${SETTINGS_CMD[0]}' is not an executable file (PATH=$PATH)"
   elif [[ -x $venv/bin/maintenance-shim ]]; then
     SETTINGS_CMD=("$venv/bin/maintenance-shim"); found=$(cd -- "$venv/bin" && pwd)/maintenance-shim
   else
     SETTINGS_CMD=(maintenance-shim)
-    found=$(command -v maintenance-shim) ||
+    found=$(type -P maintenance-shim) ||
       die "cannot find maintenance-shim: looked for $(cd -- "$LIB_DIR/.." && pwd)/.venv/bin/maintenance-shim (scripts/run.sh --install creates it), then on PATH ($PATH), and MAINT_SHIM_CMD is not set"
   fi
   [[ $found == /* ]] || found=$(cd -- "$(dirname -- "$found")" && pwd)/${found##*/}

@@ -142,7 +142,9 @@ run_once() {
     # columns is cut before its step count (LTX-Video-Trainer's 'Training Step …'). At least 200 columns.
     if [[ ! ${COLUMNS:-} =~ ^[0-9]+$ ]] || ((COLUMNS < 200)); then COLUMNS=200; fi
     export COLUMNS
-    env ${NODE:+MAINT_NODE="$NODE"} MAINT_PROGRESS_FILE="$PROGRESS_FILE" --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
+    # (env's options before its NAME=VALUE words: after one, the rest is the command.)
+    env --default-signal=INT,QUIT ${NODE:+MAINT_NODE="$NODE"} MAINT_PROGRESS_FILE="$PROGRESS_FILE" \
+      setsid -- "${ARGS[@]}" <&0 9>&- \
       > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$TRAIN_LOG") \
       2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$TRAIN_LOG" >&2) &
     CMD_PID=$!
