@@ -18,7 +18,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 DEFAULT_URL = "http://127.0.0.1:8080"
-COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary")
+COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary", "serving", "event",
+            "runtime", "gpu")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +74,37 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--state-dir", metavar="PATH", help="default MAINT_STATE_DIR")
     summary.add_argument("--json", action="store_true", help="print the counts as JSON")
     summary.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_STATE_DIR")
+    serving = commands.add_parser("serving", help="who serves: the supervisor's state file (the scripts read it)")
+    serving.add_argument("--state-dir", metavar="PATH", required=True)
+    serving.add_argument("--shell", action="store_true", help="print SERVING_* assignments for bash's eval")
+    event = commands.add_parser("event", help="append a run event to MAINT_STATE_DIR/events.jsonl (the scripts do)")
+    event.add_argument("name", help="start, trainer-exit, services-starting, services-waiting or services-ready")
+    event.add_argument("services", nargs="*", help="the services it concerns")
+    event.add_argument("--status", type=int, help="the trainer's exit status (trainer-exit)")
+    event.add_argument("--state-dir", metavar="PATH", required=True)
+    runtime = commands.add_parser(
+        "runtime", help="sleep, wake or check a service's inference server (MAINT_SERVICE_<name>_RUNTIME)"
+    )
+    runtime.add_argument("action", choices=("sleep", "wake", "ready"))
+    runtime.add_argument("--service", required=True, help="the service's name in MAINT_SERVICES")
+    runtime.add_argument("--env-file", metavar="PATH", help="settings file (default ./maintenance.env if present)")
+    gpu = commands.add_parser("gpu", help="wait until the GPUs' memory is free (nvidia-smi; with_maintenance.sh does)")
+    gpu.add_argument("--wait", type=float, default=60.0, metavar="SECONDS", help="how long to wait (default 60)")
+    gpu.add_argument("--below", type=int, default=1024, metavar="MIB",
+                     help="MiB in use per GPU that still counts as free (default 1024)")
     return parser
+
+
+def _runtime(args: argparse.Namespace) -> int:
+    from .runtime_cli import run
+
+    return run(args.action, args.service, args.env_file)
+
+
+def _gpu(args: argparse.Namespace) -> int:
+    from .gpu import wait_free
+
+    return wait_free(args.wait, args.below)
 
 
 def _settings(env_file: str | None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -344,6 +375,46 @@ def _history_table(records: Sequence[Any]) -> str:
                      for row in rows)
 
 
+def _serving(args: argparse.Namespace) -> int:
+    import shlex
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from .supervise import read_serving_state
+
+    state = read_serving_state(Path(args.state_dir))
+    values = asdict(state) if state is not None else {}
+    if not args.shell:
+        print(json.dumps(values))
+        return EXIT_OK
+    names = ("supervisor", "serving", "serving_start", "restarts", "last_exit", "last_restart_at")
+    bash = {"serving": "PID", "serving_start": "START", "last_restart_at": "LAST_AT"}
+    for name in names:
+        value = values.get(name)
+        text = "0" if name == "restarts" and value is None else ("" if value is None else str(value))
+        print(f"SERVING_{bash.get(name, name.upper())}={shlex.quote(text)}")
+    return EXIT_OK
+
+
+def _event(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .progress.runs import event_line
+    from .statedir import EVENTS_FILE
+
+    try:
+        line = event_line(time.time(), args.name, args.status, tuple(args.services))
+    except ValueError as error:
+        return _fail(f"event: {error}", EXIT_BAD_SETTINGS)
+    try:
+        with (Path(args.state_dir) / EVENTS_FILE).open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    except OSError as error:
+        return _fail(f"cannot write {Path(args.state_dir) / EVENTS_FILE}: {error}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad settings, with one line per bad setting)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -352,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(arguments)
     command: str = args.command
     handlers = {"serve": _serve, "check": _check, "env": _env, "status": _status, "progress": _progress,
-                "history": _history, "notify": _notify, "summary": _summary}
+                "history": _history, "notify": _notify, "summary": _summary, "serving": _serving, "event": _event,
+                "runtime": _runtime, "gpu": _gpu}
     try:
         return handlers[command](args)
     except SettingsError as error:

@@ -34,6 +34,9 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+SERVING_FILE = "shim-serving.json"  # written by the supervisor (supervise.py), read by the scripts via `serving`
+
+
 REQUESTS_FILE = "requests-summary.json"  # written by the shim (traffic.py) every second and at shutdown
 
 

@@ -239,3 +239,19 @@ def test_a_first_run_allows_its_longest_save_plus_the_way_back_not_the_default()
     assert abs(eta(True, resume=120) - eta(False) - (6 + 4)) <= 2  # the longest save, then the switch in
     assert abs(eta(True, resume=120, startup=9.0) - eta(False) - (6 + 9)) <= 2  # the way back, measured
     assert eta(False, resume=120) - eta(False) >= 110  # MAINT_RESUME_SECONDS set: it stands
+
+
+def test_the_event_command_writes_what_the_shim_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The scripts write their run events through `maintenance-shim event` (no JSON built in bash)."""
+    from maintenance_shim.cli import main
+    from maintenance_shim.progress.runs import parse_event
+
+    assert main(["event", "start", "studio", "video", "--state-dir", str(tmp_path)]) == 0
+    assert main(["event", "trainer-exit", "--status", "3", "--state-dir", str(tmp_path)]) == 0
+    assert main(["event", "nonsense", "--state-dir", str(tmp_path)]) == 2
+    assert "unknown event 'nonsense'" in capsys.readouterr().err
+    events = [parse_event(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e.event, e.status, e.services) for e in events] == [
+        ("start", None, ("studio", "video")),
+        ("trainer-exit", 3, ()),
+    ]

@@ -130,6 +130,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
                                   "shim_stop_timeout"]),
     ("Hooks, locks and waits", ["lock_timeout", "drain_timeout", "stop_timeout", "start_timeout", "health_timeout",
                                 "bind_retry_seconds", "state_dir"]),
+    ("The GPU check (with_maintenance.sh)", ["gpu_free_timeout", "gpu_free_mib"]),
 ]
 # Each proxy's own settings follow, a section each, from its module (app/settings/proxies/).
 GATHERED = {"messages", "display_names", "service_keys", "proxy_settings"}  # not one variable each

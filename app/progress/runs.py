@@ -84,6 +84,14 @@ def parse_event(line: str) -> RunEvent:
     return RunEvent(float(t), event, status, tuple(services), None if seconds is None else float(seconds))
 
 
+def event_line(t: float, event: str, status: int | None = None, services: tuple[str, ...] = ()) -> str:
+    """One events-file line, as parse_event reads it; ValueError for an event it would refuse."""
+    line = json.dumps({"t": t, "event": event, **({"status": status} if status is not None else {}),
+                       "services": list(services)}, separators=(",", ":"))
+    parse_event(line)
+    return line
+
+
 @dataclass
 class RunState:
     """The current run as the events describe it."""
