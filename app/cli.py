@@ -46,8 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     progress = commands.add_parser("progress", help="report training progress")
     progress.add_argument("--step", type=int, required=True)
     progress.add_argument("--total", type=int)
-    target = progress.add_mutually_exclusive_group(required=True)
-    target.add_argument("--url", help="push to a running shim (token from MAINT_ADMIN_TOKEN)")
+    target = progress.add_mutually_exclusive_group()
+    target.add_argument(
+        "--url",
+        help="push to a running shim's admin listener: http://HOST:PORT or unix:/PATH (token from "
+        "MAINT_ADMIN_TOKEN); default: MAINT_ADMIN_LISTEN's, the socket admin.sock in the state directory",
+    )
     target.add_argument("--file", help="write the progress file atomically")
     progress.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_ADMIN_TOKEN")
     history = commands.add_parser("history", help="the last runs (from MAINT_STATE_DIR/history.jsonl)")
@@ -127,7 +131,7 @@ def _counted(what: str, count: int) -> str:
 def _check(args: argparse.Namespace) -> int:
     from .settings.scripts import listen_warnings, load_script_settings
 
-    settings, scripts, _ = load_script_settings(args.env_file)  # the shim's settings and the scripts'
+    settings, scripts, resolved = load_script_settings(args.env_file)  # the shim's settings and the scripts'
     from .main import create_app
 
     create_app(settings)  # the brand too: logo, colours, time zone, and every page rendered once
@@ -155,8 +159,13 @@ def _check(args: argparse.Namespace) -> int:
         )
         if value
     ]
+    state_dir = resolved["MAINT_STATE_DIR"]
+    nothing = (
+        "nothing set here (under scripts/with_maintenance.sh: the command's tqdm/Rich output, "
+        f"{state_dir}/train.log, and the callbacks' {state_dir}/progress.json; else the ETA is unknown)"
+    )
     print(f"configuration OK: listen {listeners}; languages {', '.join(settings.languages)}; "
-          f"progress from {', '.join(sources) or 'nothing (ETA unknown)'}; switch {scripts.switch}"
+          f"progress from {', '.join(sources) or nothing}; switch {scripts.switch}"
           + (f" for {', '.join(spec.tag for spec in scripts.service_specs)}" if scripts.service_specs else ""))
     return EXIT_OK
 
@@ -218,23 +227,27 @@ def _progress(args: argparse.Namespace) -> int:
 
         write_progress_file(args.file, args.step, args.total)
         return EXIT_OK
-    token = _settings(args.env_file).admin_token
+    settings = _settings(args.env_file)
+    token = settings.admin_token
     if token is None:
         return _fail("MAINT_ADMIN_TOKEN is not set; the push endpoint needs it", EXIT_BAD_SETTINGS)
-    body = json.dumps({"step": args.step, "total": args.total}).encode()
-    request = urllib.request.Request(  # noqa: S310 - operator-given URL
-        args.url.rstrip("/") + "/_maintenance/progress",
-        data=body,
-        method="PUT",
-        headers={"Authorization": f"Bearer {token.get_secret_value()}", "Content-Type": "application/json"},
-    )
+    from .integrations._core import push_endpoint, put_progress
+
+    url = args.url
+    if url is None:
+        admin = settings.admin_address
+        if admin is None:
+            return _fail("MAINT_ADMIN_LISTEN is off: give --url or --file", EXIT_BAD_SETTINGS)
+        url = admin.url or f"unix:{admin.path}"
     try:
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310
-            return EXIT_OK
+        put_progress(push_endpoint(url), token.get_secret_value(), {"step": args.step, "total": args.total}, 5.0)
     except urllib.error.HTTPError as error:
         return _fail(f"the shim refused the report: HTTP {error.code}")
+    except ValueError as error:
+        return _fail(str(error), EXIT_BAD_SETTINGS)
     except (urllib.error.URLError, OSError) as error:
-        return _fail(f"no shim answering at {args.url}: {error}")
+        return _fail(f"no shim answering at {url}: {error}")
+    return EXIT_OK
 
 
 def _history(args: argparse.Namespace) -> int:

@@ -31,13 +31,17 @@ def create_tracker(settings: Settings, started: datetime | None = None) -> Track
     """The Tracker for these settings; a duration ETA counts from `started` (default: now). With a state
     dir, the history of recent runs teaches the save-and-reload time."""
     learned = None
+    startup = None
     if settings.state_dir is not None:
-        from .progress.runs import learn, read_history
+        from .progress.runs import learn, read_history, read_startup
         from .statedir import HISTORY_FILE
 
         learned = learn(read_history(settings.state_dir / HISTORY_FILE))
+        startup = read_startup(settings.state_dir)
     return Tracker(
         learned=learned,
+        first_run=settings.state_dir is not None and "resume_seconds" not in settings.model_fields_set,
+        startup_seconds=startup,
         resume_seconds=settings.resume_seconds,
         stall_seconds=settings.stall_seconds,
         retry=RetryPolicy(settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown),

@@ -97,6 +97,25 @@ def bind_admin(address: AdminAddress) -> socket.socket:
         raise BindError(f"MAINT_ADMIN_LISTEN: {error} (choose another address, or off)") from None
 
 
+def bind_default_admin(address: AdminAddress) -> socket.socket | None:
+    """The default admin listener, admin.sock in the state directory (created 0700 when missing). It never
+    stops start-up: when it cannot be had (another live shim there, a path too long) this shim runs without
+    one, and says how to name another (MAINT_ADMIN_LISTEN)."""
+    assert address.path is not None
+    try:
+        if len(bytes(address.path)) > 107:
+            raise BindError(f"cannot listen on unix:{address.path}: the path is longer than 107 bytes")
+        address.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return bind_unix(address.path)
+    except (BindError, OSError) as error:
+        logger.warning(
+            "no admin listener: %s; set MAINT_ADMIN_LISTEN (unix:PATH or HOST:PORT) or MAINT_STATE_DIR for one",
+            error,
+        )
+        return None
+
+
+
 FD_RESERVE = 64  # descriptors kept free for listeners, logs, followed files, threads and the event loop
 FD_CEILING = 1 << 20  # what an unlimited hard limit is raised to when fs.nr_open cannot be read
 
@@ -160,7 +179,13 @@ def serve(settings: Settings) -> int:
     try:
         for listener in settings.listeners:
             sockets.append(bind(listener, settings.bind_retry_seconds, BACKLOG))
-        if admin is not None:
+        if admin is not None and admin.default:
+            admin_socket = bind_default_admin(admin)
+            if admin_socket is None:
+                admin = None
+            else:
+                sockets.append(admin_socket)
+        elif admin is not None:
             sockets.append(bind_admin(admin))
     except BindError as error:
         for sock in sockets:

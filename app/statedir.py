@@ -7,6 +7,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+
+def default_state_dir(environ: dict[str, str] | None = None) -> Path:
+    """The state directory when MAINT_STATE_DIR is not set: /run/maintenance-shim for root, else
+    $XDG_RUNTIME_DIR/maintenance-shim, else /tmp/maintenance-shim-UID (the scripts' default too)."""
+    env = os.environ if environ is None else environ
+    if os.geteuid() == 0:
+        return Path("/run/maintenance-shim")
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / "maintenance-shim"
+    return Path(f"/tmp/maintenance-shim-{os.geteuid()}")  # noqa: S108 - the documented fallback
+
+
 EVENTS_FILE = "events.jsonl"
 
 
@@ -26,3 +38,8 @@ SERVING_FILE = "shim-serving.json"  # written by the supervisor (supervise.py), 
 
 
 REQUESTS_FILE = "requests-summary.json"  # written by the shim (traffic.py) every second and at shutdown
+
+
+# The time the scripts took to bring the services back, written by stop_maintenance.sh each time (lib.sh
+# startup_record): the first guess at the save-and-reload time before any run is in the history.
+STARTUP_FILE = "startup.json"

@@ -66,6 +66,9 @@ load_env() {
   settings_command
   out=$("${SETTINGS_CMD[@]}" "${args[@]}" 9>&-) || die "the settings are not valid (see above)"
   eval "$out"
+  # No MAINT_SHIM_CMD in the env file: the shim is the one that just read the settings.
+  [[ -n $MAINT_SHIM_CMD ]] || MAINT_SHIM_CMD="${SETTINGS_CMD[*]}"
+  export MAINT_SHIM_CMD
   STATE_DIR=$MAINT_STATE_DIR
   STATE_FILE=$STATE_DIR/state
   [[ -z $NODE ]] || node_scope
@@ -122,19 +125,26 @@ nodes_out() {
   return 0
 }
 
-# settings_command: the maintenance-shim that resolves the settings, in SETTINGS_CMD: MAINT_SHIM_CMD from
-# the environment, else the venv next to these scripts (scripts/run.sh and scripts/test.sh create it),
-# else maintenance-shim on PATH. (MAINT_SHIM_CMD in the env file says which shim the scripts run; it is
-# read with the file, so it cannot also say how to read the file.)
+# settings_command: the maintenance-shim that resolves the settings, in SETTINGS_CMD, its first word an
+# absolute path: MAINT_SHIM_CMD from the environment when set, else the .venv/ beside these scripts
+# (scripts/run.sh creates it), else maintenance-shim on PATH. load_env exports it as MAINT_SHIM_CMD (unless
+# the env file names another), so the child scripts and the shim they start use the same one.
 declare -a SETTINGS_CMD=()
 settings_command() {
-  local venv=${MAINT_VENV:-$LIB_DIR/../.venv}
-  if [[ -n ${MAINT_SHIM_CMD:-} ]]; then read -r -a SETTINGS_CMD <<<"$MAINT_SHIM_CMD"
-  elif [[ -x $venv/bin/maintenance-shim ]]; then SETTINGS_CMD=("$venv/bin/maintenance-shim")
-  else SETTINGS_CMD=(maintenance-shim)
+  local venv=${MAINT_VENV:-$LIB_DIR/../.venv} found
+  if [[ -n ${MAINT_SHIM_CMD:-} ]]; then
+    read -r -a SETTINGS_CMD <<<"$MAINT_SHIM_CMD"
+    found=$(type -P -- "${SETTINGS_CMD[0]}") ||
+      die "MAINT_SHIM_CMD: '${SETTINGS_CMD[0]}' is not an executable file (PATH=$PATH)"
+  elif [[ -x $venv/bin/maintenance-shim ]]; then
+    SETTINGS_CMD=("$venv/bin/maintenance-shim"); found=$(cd -- "$venv/bin" && pwd)/maintenance-shim
+  else
+    SETTINGS_CMD=(maintenance-shim)
+    found=$(type -P maintenance-shim) ||
+      die "cannot find maintenance-shim: looked for $(cd -- "$LIB_DIR/.." && pwd)/.venv/bin/maintenance-shim (scripts/run.sh --install creates it), then on PATH ($PATH), and MAINT_SHIM_CMD is not set"
   fi
-  command -v "${SETTINGS_CMD[0]}" >/dev/null ||
-    die "cannot find maintenance-shim to read the settings: install it (scripts/run.sh), or set MAINT_SHIM_CMD in the environment"
+  [[ $found == /* ]] || found=$(cd -- "$(dirname -- "$found")" && pwd)/${found##*/}
+  SETTINGS_CMD[0]=$found
 }
 
 # ---- small helpers -------------------------------------------------------------------------------
@@ -147,8 +157,8 @@ run_event() {
   local -a quoted=()
   for item; do quoted+=("\"$item\""); done
   local IFS=,
-  line=$(printf '{"t":%s,"event":"%s"%s,"services":[%s]}' "${EPOCHREALTIME/,/.}" "$name" \
-    "${status:+,\"status\":$status}" "${quoted[*]}")
+  line=$(printf '{"t":%s,"event":"%s"%s%s,"services":[%s]}' "${EPOCHREALTIME/,/.}" "$name" \
+    "${status:+,\"status\":$status}" "${EVENT_SECONDS:+,\"seconds\":$EVENT_SECONDS}" "${quoted[*]}")
   printf '%s\n' "$line" >>"$STATE_DIR/events.jsonl" 2>/dev/null || warn "cannot write $STATE_DIR/events.jsonl"
 }
 
@@ -334,7 +344,8 @@ shim_launch() {
   local -a cmd args=(serve)
   local spec
   read -r -a cmd <<<"$MAINT_SHIM_CMD"
-  command -v "${cmd[0]}" >/dev/null || die "MAINT_SHIM_CMD: '${cmd[0]}' is not an executable command"
+  command -v -- "${cmd[0]}" >/dev/null ||
+    die "MAINT_SHIM_CMD: '${cmd[0]}' is not an executable command (PATH=$PATH)"
   for spec; do args+=(--listen "$spec"); done
   [[ -n ${MAINT_ENV_FILE:-} ]] && args+=(--env-file "$MAINT_ENV_FILE")
   printf '\n==== %s %s: %s %s\n' "$(date '+%F %T')" "$PROG" "$MAINT_SHIM_CMD" "${args[*]}" >>"$MAINT_SHIM_LOG"
@@ -396,7 +407,8 @@ shim_stop_recorded() {
 serving_read() {
   local json re
   SERVING_SUPERVISOR='' SERVING_PID='' SERVING_START='' SERVING_RESTARTS=0 SERVING_LAST_EXIT='' SERVING_LAST_AT=
-  json=$(<"$STATE_DIR/shim-serving.json") 2>/dev/null || return 0
+  [[ -r $STATE_DIR/shim-serving.json ]] || return 0  # never written (--no-supervise), or already removed
+  json=$(cat -- "$STATE_DIR/shim-serving.json" 2>/dev/null) || return 0
   re='"supervisor": ([0-9]+), "serving": ([0-9]+), "serving_start": "([0-9]*)", "restarts": ([0-9]+)'
   [[ $json =~ $re ]] || return 0
   SERVING_SUPERVISOR=${BASH_REMATCH[1]} SERVING_PID=${BASH_REMATCH[2]} SERVING_START=${BASH_REMATCH[3]}
@@ -520,6 +532,16 @@ services_wait_healthy() {
     if (( $(mono) >= deadline )); then UNHEALTHY=("${pending[@]}"); return 1; fi
     sleep 0.2
   done
+}
+# since CS: centiseconds (from mono) as seconds, e.g. 1.25.
+since() { local cs=$(( $(mono) - $1 )); printf '%d.%02d' "$((cs / 100))" "$((cs % 100))"; }
+
+# startup_record SINCE: the scripts took from SINCE (mono: stop_maintenance.sh's start) until the services
+# answered again; kept in $STATE_DIR/startup.json, the shim's first guess at the time from the trainer's
+# end to the services' return before any run is in the history (app/runs.py read_startup).
+startup_record() {
+  printf '{"seconds": %s, "t": %s}\n' "$(since "$1")" "$(now)" >"$STATE_DIR/startup.json" 2>/dev/null ||
+    warn "cannot write $STATE_DIR/startup.json"
 }
 # runtime_preset NAME: the service frees the GPU through a runtime preset, not its own STOP/START hooks.
 runtime_preset() { [[ $(svc "$1" RUNTIME) != command && -n $(svc "$1" RUNTIME) ]]; }
@@ -683,6 +705,24 @@ proxy_to_live() {
   proxy_cmd reload || return 1
   proxy_settle live
   for name in "${SERVICES[@]}"; do rm -f -- "$STATE_DIR/proxy/$name.live"; done
+}
+
+# proxy_report_live: after the switch back, every PROXY_URL must reach its service: 502, 504 or no answer
+# through the proxy means the proxy cannot reach it (an upstream on the wrong port, a service that is not
+# there). Each such service is said loudly, on an error line of its own; returns 1 when there was one.
+proxy_report_live() {
+  local name url code bad=0
+  for name in "${SERVICES[@]}"; do
+    url=$(svc "$name" PROXY_URL)
+    [[ -n $url ]] || continue
+    code=$(http_code "$url")
+    case $code in
+      502|504|000)
+        bad=1
+        say error 'error: ' "$name is NOT reachable through $(proxy_name): $url answers ${code/#000/nothing (refused or timed out)}; check its upstream ($(proxy_where "$name")) against where the service listens" ;;
+    esac
+  done
+  return "$bad"
 }
 
 # proxy_settle shim|live: wait until each PROXY_URL shows the expected side (when set), then

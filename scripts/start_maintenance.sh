@@ -57,7 +57,10 @@ start_proxy() {
   local name
   shim_listen_specs
   [[ $MAINT_SHIM_MANAGED == external ]] || log "starting the shim on ${SPECS[*]}"
+  local t0
+  t0=$(mono)
   shim_start "${SPECS[@]}"
+  OWN_CS=$((OWN_CS + $(mono) - t0))
   log "the shim answers on ${PROBES[*]} (health, 503 with Retry-After${MAINT_CORS_ORIGINS:+, CORS preflight})"
   if proxy_mode; then
     proxy_to_shim
@@ -70,8 +73,7 @@ start_proxy() {
     done
   fi
   if ((${#SERVICES[@]})); then
-    hooks_run DRAIN "$MAINT_DRAIN_TIMEOUT" "${SERVICES[@]}" ||
-      warn "draining did not finish: ${FAILED[*]}; stopping anyway"
+    drain "${SERVICES[@]}"
     for name in "${SERVICES[@]}"; do state_set "S_STOPPED_$name" 1; done
     hooks_run STOP "$MAINT_STOP_TIMEOUT" "${SERVICES[@]}" || die "stopping ${FAILED[*]} failed"
   fi
@@ -80,12 +82,25 @@ start_proxy() {
 start_port() {
   shim_listen_specs
   log "trial run of the shim on spare loopback ports"
+  local t0
+  t0=$(mono)
   port_trial
-  hooks_run DRAIN "$MAINT_DRAIN_TIMEOUT" "${SERVICES[@]}" ||
-    warn "draining did not finish: ${FAILED[*]}; stopping anyway"
+  OWN_CS=$((OWN_CS + $(mono) - t0))
+  drain "${SERVICES[@]}"
   log "stopping ${SERVICES[*]}; the shim takes ${SPECS[*]} as soon as they are free"
   port_takeover "${SERVICES[@]}"
   log "the shim answers on ${PROBES[*]}"
+}
+
+T0=$(mono)  # the switch in, timed from here: the `switched` event; the way back has no drain and no shim
+OWN_CS=0    # to start, so their time (the drain, the shim's start-up and checks) is left out of it
+
+# drain NAME...: the DRAIN hooks.
+drain() {
+  local t0
+  t0=$(mono)
+  hooks_run DRAIN "$MAINT_DRAIN_TIMEOUT" "$@" || warn "draining did not finish: ${FAILED[*]}; stopping anyway"
+  OWN_CS=$((OWN_CS + $(mono) - t0))
 }
 
 main() {
@@ -135,6 +150,7 @@ main() {
   esac
 
   state_set S_STATE active
+  EVENT_SECONDS=$(since "$((T0 + OWN_CS))") run_event switched
   PHASE=finished
   if [[ -n $NODE ]]; then
     log "node $NODE is out (services stopped on it: ${SERVICES[*]}); bring it back with stop_maintenance.sh --node $NODE"

@@ -46,6 +46,10 @@ main() {
       exit 0
     fi
     printf 'not in maintenance (state dir %s)\n' "$STATE_DIR"
+    if proxy_mode; then
+      proxy_load
+      proxy_report_live || { printf 'warning:  a service does not answer through %s (see above)\n' "$(proxy_name)"; exit 1; }
+    fi
     if [[ -f $STATE_DIR/state.last ]]; then
       STATE_FILE=$STATE_DIR/state.last
       state_load

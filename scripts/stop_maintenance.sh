@@ -95,6 +95,7 @@ stop_proxy() {
     proxy_to_live || die "$(proxy_name) did not take the live side back: $(tail -n 1 <<<"$PROXY_OUT")"
     log "$(proxy_name) sends ${SERVICES[*]} to the services again"
   fi
+  [[ -n $NODE ]] || startup_record "$T0"
   PHASE=committed
   shim_stop_recorded
 }
@@ -109,10 +110,13 @@ stop_port() {
   log "waiting up to ${MAINT_HEALTH_TIMEOUT}s for the health checks of ${SERVICES[*]}"
   services_wait_healthy "$MAINT_HEALTH_TIMEOUT" "${SERVICES[@]}" ||
     die "$(describe_unhealthy) did not pass its health check within ${MAINT_HEALTH_TIMEOUT}s"
+  startup_record "$T0"
   run_event services-ready "" "${SERVICES[@]}"
   PHASE=committed
   shim_stop_recorded
 }
+
+T0=$(mono)  # the time the scripts take to bring the services back counts from here (startup_record)
 
 main() {
   parse_args "$@"
@@ -164,6 +168,9 @@ main() {
   fi
   print_summary
   notify back
+  if proxy_mode && [[ -z $NODE ]] && ! proxy_report_live; then
+    say error 'error: ' "the switch back is done, but a service above does not answer through $(proxy_name)"
+  fi
 }
 
 # print_summary: what the run turned away (the shim wrote its final counts to the state dir as it stopped;

@@ -110,19 +110,23 @@ main() {
 run_once() {
   local -a node_args=()
   [[ -z $NODE ]] || node_args=(--node "$NODE")
-  if [[ -z ${MAINT_TRAIN_LOG:-} ]]; then
-    MAINT_TRAIN_LOG=$STATE_DIR/train.log
-    : >"$MAINT_TRAIN_LOG"
+  # The log the shim follows and the progress file, as the settings say (`env --shell`: TRAIN_LOG and
+  # PROGRESS_FILE are their untagged paths); unset, files in the state dir, emptied for this run, and
+  # exported so the shim started below follows them.
+  if [[ -n $TRAIN_LOG ]]; then
+    mkdir -p -- "$(dirname -- "$TRAIN_LOG")"
+  else
+    TRAIN_LOG=$STATE_DIR/train.log
+    : >"$TRAIN_LOG"
+    export MAINT_TRAIN_LOG=$TRAIN_LOG${MAINT_TRAIN_LOG:+,$MAINT_TRAIN_LOG}
   fi
-  export MAINT_TRAIN_LOG  # the shim started below follows it
+  touch -- "$TRAIN_LOG" || die "MAINT_TRAIN_LOG: cannot write $TRAIN_LOG"
   # Trainer callbacks (maintenance_shim.integrations) write here, and the shim follows it.
-  if [[ -z ${MAINT_PROGRESS_FILE:-} ]]; then
-    MAINT_PROGRESS_FILE=$STATE_DIR/progress.json
-    rm -f -- "$MAINT_PROGRESS_FILE"
+  if [[ -z $PROGRESS_FILE ]]; then
+    PROGRESS_FILE=$STATE_DIR/progress.json
+    rm -f -- "$PROGRESS_FILE"
+    export MAINT_PROGRESS_FILE=$PROGRESS_FILE${MAINT_PROGRESS_FILE:+,$MAINT_PROGRESS_FILE}
   fi
-  export MAINT_PROGRESS_FILE
-  mkdir -p -- "$(dirname -- "$MAINT_TRAIN_LOG")"
-  touch -- "$MAINT_TRAIN_LOG" || die "MAINT_TRAIN_LOG: cannot write $MAINT_TRAIN_LOG"
 
   trap 'on_signal INT' INT
   trap 'on_signal TERM' TERM
@@ -138,7 +142,7 @@ run_once() {
   [[ -n $SIGNALLED ]] || gpu_check
 
   if [[ -z $SIGNALLED ]]; then
-    log "running${NODE:+ on node $NODE}: ${ARGS[*]} (output also appended to $MAINT_TRAIN_LOG)"
+    log "running${NODE:+ on node $NODE}: ${ARGS[*]} (output also appended to $TRAIN_LOG)"
     # CMD gets its own session so a Ctrl-C reaches it once, through on_signal(); the default INT/QUIT
     # handling is restored because bash starts background jobs with them ignored. The tee processes
     # ignore the signals so CMD can still write while it shuts down.
@@ -151,9 +155,11 @@ run_once() {
     # columns is cut before its step count (LTX-Video-Trainer's 'Training Step …'). At least 200 columns.
     if [[ ! ${COLUMNS:-} =~ ^[0-9]+$ ]] || ((COLUMNS < 200)); then COLUMNS=200; fi
     export COLUMNS
-    env ${NODE:+MAINT_NODE="$NODE"} --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
-      > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG") \
-      2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG" >&2) &
+    # (env's options before its NAME=VALUE words: after one, the rest is the command.)
+    env --default-signal=INT,QUIT ${NODE:+MAINT_NODE="$NODE"} MAINT_PROGRESS_FILE="$PROGRESS_FILE" \
+      setsid -- "${ARGS[@]}" <&0 9>&- \
+      > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$TRAIN_LOG") \
+      2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$TRAIN_LOG" >&2) &
     CMD_PID=$!
     wait_child "$CMD_PID"
     CMD_RC=$CHILD_RC

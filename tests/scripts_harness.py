@@ -47,6 +47,35 @@ def _require(tool: str) -> str:
     return path
 
 
+# bash's own error lines ("lib.sh: line 414: ...: No such file or directory"): a script must never print
+# one, on any path; every script run by the suite is checked (issue 22).
+STRAY_LINE = re.compile(r"line [0-9]+:")
+
+
+def assert_no_stray_lines(*outputs: str | bytes | None) -> None:
+    """Fail on any line of a script's output that bash printed as an error of its own."""
+    for output in outputs:
+        text = output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+        stray = [line for line in text.splitlines() if STRAY_LINE.search(line)]
+        assert not stray, f"a script printed bash's own error line(s): {stray}"
+
+
+class ScriptProcess(subprocess.Popen[str]):
+    """A script run in the background; its output is checked for stray bash error lines when collected."""
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        out, err = super().communicate(input, timeout)
+        assert_no_stray_lines(out, err)
+        return out, err
+
+
+def run_script(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """subprocess.run of a script with its output captured as text, checked for stray bash error lines."""
+    done: subprocess.CompletedProcess[str] = subprocess.run(args, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    assert_no_stray_lines(done.stdout, done.stderr)
+    return done
+
+
 def _write_artifact(name: str, text: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / name).write_text(text)
@@ -234,13 +263,10 @@ class Setup:
         return env
 
     def run(self, script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SCRIPTS / script), *args], env=self.env(), cwd=self.tmp, capture_output=True,
-            text=True, timeout=timeout,
-        )
+        return run_script([str(SCRIPTS / script), *args], env=self.env(), cwd=self.tmp, timeout=timeout)
 
     def popen(self, script: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        return ScriptProcess(
             [str(SCRIPTS / script), *args], env=self.env(), cwd=self.tmp, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )

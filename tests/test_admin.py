@@ -237,3 +237,31 @@ def test_a_taken_admin_port_is_named(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"MAINT_ADMIN_LISTEN: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_two_shims_with_their_own_state_dirs_start_side_by_side(start_shim: ShimFactory, tmp_path: Path) -> None:
+    """No admin setting at all: each shim's admin listener is admin.sock in its own state dir (issue 22); the
+    CLI and the trainer callbacks reach it there; a third shim on an occupied state dir still starts."""
+    from maintenance_shim.integrations._core import PushReporter
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    first, second = (start_shim(env={**PUSH_ENV, "MAINT_ADMIN_LISTEN": "", "MAINT_STATE_DIR": str(d)}) for d in dirs)
+    for directory in dirs:
+        sock = directory / "admin.sock"
+        assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(directory.stat().st_mode) == 0o700
+    pushed = subprocess.run(
+        [sys.executable, "-m", "maintenance_shim", "progress", "--step", "5", "--total", "50"],
+        env=clean_env({"MAINT_ADMIN_TOKEN": TOKEN, "MAINT_STATE_DIR": str(dirs[0])}), capture_output=True,
+        text=True, timeout=30, check=False,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    reporter = PushReporter(f"unix:{dirs[1] / 'admin.sock'}", TOKEN, total=90)
+    reporter.update(9)
+    reporter.close()
+    assert reporter.sent == 1 and reporter.failures == 0
+    first_progress, second_progress = status_of(first)["progress"], status_of(second)["progress"]
+    assert isinstance(first_progress, dict) and first_progress["step"] == 5
+    assert isinstance(second_progress, dict) and second_progress["step"] == 9
+    third = start_shim(env={**PUSH_ENV, "MAINT_ADMIN_LISTEN": "", "MAINT_STATE_DIR": str(dirs[0])})
+    assert third.proc.poll() is None and "no admin listener" in third.output()
+    assert "another process is listening there" in third.output()

@@ -20,7 +20,9 @@ def test_defaults_with_no_configuration(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.languages == [
         "en", "ja", "zh_Hans", "zh_Hant", "ko", "es", "fr", "de", "pt_BR", "ru", "id", "vi", "th", "ar"
     ]
-    assert settings.admin_address is not None and str(settings.admin_address) == "127.0.0.1:8099"
+    # the admin listener: a Unix socket in the state directory (two shims never collide on a port)
+    assert settings.admin_address is not None and settings.admin_address.path is not None
+    assert settings.admin_address.path.name == "admin.sock" and settings.admin_address.default
     assert settings.supervise is True
     assert (settings.retry_after_min, settings.retry_after_max, settings.retry_after_unknown) == (5, 3600, 60)
     assert settings.json_paths == ["/api/"] and settings.cors_origins == [] and settings.admin_token is None

@@ -293,13 +293,14 @@ def test_importing_the_package_imports_no_framework() -> None:
         ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/_maintenance/progress"),
         ("https://shim.example/_maintenance/progress", "https://shim.example/_maintenance/progress"),
         ("http://proxy.example/gpu1", "http://proxy.example/gpu1/_maintenance/progress"),
+        ("unix:/run/maintenance-shim/admin.sock", "unix:/run/maintenance-shim/admin.sock"),
     ],
 )
 def test_push_endpoint(url: str, endpoint: str) -> None:
     assert push_endpoint(url) == endpoint
 
 
-@pytest.mark.parametrize("url", ["127.0.0.1:8080", "file:///etc/passwd", "http://"])
+@pytest.mark.parametrize("url", ["127.0.0.1:8080", "file:///etc/passwd", "http://", "unix:admin.sock"])
 def test_push_endpoint_refuses_non_http(url: str) -> None:
     with pytest.raises(ValueError):
         push_endpoint(url)

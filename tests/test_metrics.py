@@ -359,8 +359,9 @@ def test_stop_prints_a_summary_matching_the_load(tmp_path: Path, kill_midway: bo
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAINT_")} | {"MAINT_ENV_FILE": str(env_file)}
 
     def run(script: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(ROOT / "scripts" / script)], env=env, cwd=tmp_path, capture_output=True,
-                              text=True, timeout=90)
+        from tests.scripts_harness import run_script
+
+        return run_script([str(ROOT / "scripts" / script)], env=env, cwd=tmp_path, timeout=90)
 
     try:
         for name in ports:

@@ -307,8 +307,9 @@ def _env_file(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 
 def _script(name: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / "scripts" / name)], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+    from tests.scripts_harness import run_script
+
+    return run_script([str(ROOT / "scripts" / name)], env=env, cwd=cwd, timeout=60)
 
 
 def test_the_scripts_notify_start_back_and_a_rolled_back_switch(webhook: Webhook, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ import pytest
 
 from tests.haproxy_harness import DEPLOY, HAProxy, haproxy_bin, local_globals
 from tests.loadgen import Load
-from tests.scripts_harness import SCRIPTS, STANDIN, _shim_cmd, _write_artifact
+from tests.scripts_harness import SCRIPTS, STANDIN, _shim_cmd, _write_artifact, run_script
 from tests.support import (
     PortInUse,
     Shim,
@@ -82,8 +82,7 @@ class Fleet:
     ) -> subprocess.CompletedProcess[str]:
         """A script with the fleet's env file (and `env`, for a trainer CMD), none of our MAINT_ settings."""
         full = clean_env({"MAINT_ENV_FILE": str(self.env_file), **(env or {})})
-        return subprocess.run([str(SCRIPTS / script), *args], env=full, cwd=self.tmp, capture_output=True,
-                              text=True, timeout=timeout)
+        return run_script([str(SCRIPTS / script), *args], env=full, cwd=self.tmp, timeout=timeout)
 
     def pid(self, node: str) -> int | None:
         try:

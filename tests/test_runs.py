@@ -201,6 +201,47 @@ def test_record_run_and_the_history_command(tmp_path: Path) -> None:
     assert "no runs recorded" in empty.stdout
 
 
+def test_the_switched_event_carries_how_long_the_switch_took() -> None:
+    state = RunState()
+    state.apply(parse_event('{"t": 100, "event": "start"}'))
+    state.apply(parse_event('{"t": 104, "event": "switched", "seconds": 3.25, "services": []}'))
+    assert state.switch_seconds == 3.25 and state.phase is None and state.trainer_exit_at is None
+    state.apply(parse_event('{"t": 200, "event": "start"}'))
+    assert state.switch_seconds is None
+    with pytest.raises(ValueError, match="'seconds' is not a duration"):
+        parse_event('{"t": 5, "event": "switched", "seconds": -1}')
+
+
+def _paced(t: Tracker, clock: Clock, steps: range, every: float, save_at: int = 0, save: float = 0.0) -> None:
+    for step in steps:
+        clock.now += every
+        t.record(clock.now, step, 200, "log")
+        if save_at and step and step % save_at == 0:
+            clock.now += save
+
+
+def test_a_first_run_allows_its_longest_save_plus_the_way_back_not_the_default() -> None:
+    """No history and no MAINT_RESUME_SECONDS: the save-and-reload allowance is the longest save seen in
+    this run plus the time the scripts measured for the way back (else this run's switch in), never the
+    120 s default; before any is known, 0 (the ETA moves later at once when one shows up). Compared with
+    the same samples under an allowance of 0 (MAINT_RESUME_SECONDS=0), so only the allowance is measured."""
+
+    def eta(first_run: bool, resume: float = 0.0, startup: float | None = None, saves: bool = True) -> float:
+        clock = Clock()
+        t = Tracker(resume_seconds=resume, stall_seconds=300, retry=POLICY, clock=clock, first_run=first_run,
+                    startup_seconds=startup)
+        t.run_changed(RunState(started_at=T0, switch_seconds=4.0))
+        _paced(t, clock, range(0, 60), 0.5, save_at=40 if saves else 0, save=6.0)
+        value = t.snapshot().eta_seconds
+        assert value is not None
+        return float(value)
+
+    assert abs(eta(True, resume=120, saves=False) - eta(False, saves=False) - 4) <= 2  # the switch in only
+    assert abs(eta(True, resume=120) - eta(False) - (6 + 4)) <= 2  # the longest save, then the switch in
+    assert abs(eta(True, resume=120, startup=9.0) - eta(False) - (6 + 9)) <= 2  # the way back, measured
+    assert eta(False, resume=120) - eta(False) >= 110  # MAINT_RESUME_SECONDS set: it stands
+
+
 def test_the_event_command_writes_what_the_shim_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The scripts write their run events through `maintenance-shim event` (no JSON built in bash)."""
     from maintenance_shim.cli import main

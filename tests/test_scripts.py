@@ -10,6 +10,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,11 +28,13 @@ from tests.scripts_harness import (
     SCRIPTS,
     SERVICES,
     Hammer,
+    ScriptProcess,
     Setup,
     Target,
     _require,
     _shim_cmd,
     _write_artifact,
+    run_script,
 )
 from tests.support import free_port, request, stop_pid, wait_until
 
@@ -425,6 +429,63 @@ def test_with_maintenance_passes_the_failure_status_through(setup: Setup, traine
     s.assert_live()
 
 
+def test_with_maintenance_tees_to_the_train_log_the_settings_name(setup: Setup, trainer: Path) -> None:
+    """MAINT_TRAIN_LOG from the env file (not the environment): the command's output goes there, and the
+    shim the scripts start follows that file (its progress shows), not $MAINT_STATE_DIR/train.log."""
+    s = setup
+    shim_port = free_port()
+    log = s.tmp / "logs" / "custom-train.log"
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_TRAIN_LOG=str(log))
+    proc = s.popen("with_maintenance.sh", "--", sys.executable, str(trainer), "30", "0.08", "0")
+    status = _watch_run(s, proc, shim_port)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    progress = status.get("progress")
+    assert isinstance(progress, dict) and progress["step"] > 0 and progress["total"] == 30, status
+    assert "30/30" in log.read_text() and f"output also appended to {log}" in err
+    assert not (s.state_dir / "train.log").exists()
+    s.assert_live()
+
+
+def test_the_scripts_find_the_shim_beside_them_with_no_setting(setup: Setup, tmp_path: Path) -> None:
+    """No MAINT_SHIM_CMD and no maintenance-shim on PATH: the .venv/ beside scripts/ is found, and the child
+    scripts get its absolute path. Without that venv, the error says where the scripts looked."""
+    s = setup
+    del s.settings["MAINT_SHIM_CMD"]
+    s.write_env(MAINT_LISTEN=f"127.0.0.1:{free_port()}")
+    copy = tmp_path / "copy"
+    shutil.copytree(SCRIPTS, copy / "scripts")
+    (copy / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    env = {**s.env(), "PATH": "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    assert shutil.which("maintenance-shim", path=env["PATH"]) is None
+    done = run_script([str(copy / "scripts" / "with_maintenance.sh"), "--", "true"], env=env, cwd=s.tmp, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"{copy}/.venv/bin/maintenance-shim serve" in (s.state_dir / "shim.log").read_text()
+    (copy / ".venv").unlink()
+    missing = run_script([str(copy / "scripts" / "start_maintenance.sh")], env=env, cwd=s.tmp, timeout=60)
+    assert missing.returncode == 1
+    assert f"looked for {copy}/.venv/bin/maintenance-shim" in missing.stderr and "MAINT_SHIM_CMD" in missing.stderr
+    s.assert_live()
+
+
+def test_a_service_that_answers_502_through_nginx_after_the_switch_back_is_reported(nginx_setup: Setup) -> None:
+    """The live include names a port where nothing listens (the README's drift between 8000 and 7861):
+    the health checks pass, but nginx answers 502. stop_maintenance.sh and status_maintenance.sh say so."""
+    s = nginx_setup
+    assert s.nginx is not None
+    include = s.nginx.include("studio")  # the first server block: nginx's default for a bare 127.0.0.1 URL
+    include.write_text(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{free_port()}", include.read_text()))
+    s.nginx.proc.send_signal(signal.SIGHUP)
+    s.write_env(MAINT_SERVICE_studio_PROXY_URL=f"http://127.0.0.1:{s.nginx.port}/")
+    assert s.run("start_maintenance.sh").returncode == 0
+    stopped = s.run("stop_maintenance.sh")
+    assert stopped.returncode == 0, stopped.stderr
+    url = f"http://127.0.0.1:{s.nginx.port}/"
+    assert f"error: studio is NOT reachable through nginx: {url} answers 502" in stopped.stderr
+    status = s.run("status_maintenance.sh")
+    assert status.returncode == 1 and "studio is NOT reachable through nginx" in status.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_with_maintenance_interrupted_brings_services_back(
     setup: Setup, trainer: Path, sig: signal.Signals
@@ -573,8 +634,8 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
     s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", MAINT_LIGHTNING_AUTO=auto)
     truth, t0 = tmp_path / "truth.jsonl", time.time()
     env = {**s.env(), "CAPTURE_TRUTH": str(truth), "CAPTURE_T0": str(t0), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
-                            cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = ScriptProcess([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
+                         cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen: list[tuple[float, dict[str, object]]] = []
     # About a minute on an idle 2-core machine; six on one loaded ten times over (issue 26): the deadline
     # only stops a hung run.

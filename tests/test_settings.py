@@ -14,6 +14,7 @@ from maintenance_shim.settings.env import SettingsError, read_env_file
 from maintenance_shim.settings.proxies import registry
 from maintenance_shim.settings.scripts import ScriptSettings, load_script_settings
 from maintenance_shim.settings.shim import load_settings
+from tests.scripts_harness import run_script
 from tests.support import ROOT, clean_env
 
 SCRIPTS = ROOT / "scripts"
@@ -131,6 +132,7 @@ def test_a_malformed_env_file_line_is_named(tmp_path: Path, line: str, words: st
         ("MAINT_SERVICE_studio_HEALTH_URL=localhost:7860", "MAINT_SERVICE_studio_HEALTH_URL"),
         ("MAINT_SERVICE_studio_HEALTHURL=http://x", "MAINT_SERVICE_studio_HEALTHURL"),
         ("MAINT_SERVICE_studio_LISTEN=99999", "MAINT_SERVICE_studio_LISTEN"),
+        ("MAINT_SERVICE_vidoe_HEALTH_URL=http://127.0.0.1:7861/healthz", "MAINT_SERVICE_vidoe_HEALTH_URL"),
         ("MAINT_VERIFY_PATH=health", "MAINT_VERIFY_PATH"),
     ],
 )
@@ -151,10 +153,10 @@ def test_check_names_a_bad_script_setting_with_exit_2(tmp_path: Path, line: str,
 def test_the_scripts_refuse_a_bad_setting_with_pythons_line(tmp_path: Path) -> None:
     env_file = tmp_path / "maintenance.env"
     env_file.write_text("MAINT_SWITCH=port\nMAINT_SERVICES=studio\nMAINT_LOCK_TIMEOUT=soon\n")
-    done = subprocess.run(
+    done = run_script(
         [str(SCRIPTS / "start_maintenance.sh"), "--env-file", str(env_file)],
         env=clean_env({"MAINT_SHIM_CMD": SHIM_CMD, "XDG_RUNTIME_DIR": str(tmp_path)}), cwd=tmp_path,
-        capture_output=True, text=True, timeout=30, check=False,
+        timeout=30, check=False,
     )
     assert done.returncode != 0
     assert "MAINT_LOCK_TIMEOUT: Input should be a valid integer" in done.stderr

@@ -62,7 +62,10 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
         ("train_log", "trainer log to follow for tqdm-style progress; or `NODE=PATH` entries, as for "
                       "`MAINT_PROGRESS_FILE` (`gpu-1=/mnt/a/train.log,gpu-2=/mnt/b/train.log`)"),
         ("resume_seconds", "time from the last training step until the services answer again (save + reload), "
-                           "until run history has taught it"),
+                           "until run history has taught it; unset, a first run uses its longest checkpoint "
+                           "save so far plus the scripts' measured time to bring the services back "
+                           "(`startup.json` in the state dir; else this run's switch in), each 0 until known "
+                           "(the default below applies only where there is no state dir)"),
         ("stall_seconds", "no progress for this long means `stalled`"),
         ("state_dir", "the state dir (the scripts export it to the shim they start): the shim follows the run "
                       "events there and the run history teaches its ETA; the scripts' default is below"),
@@ -70,7 +73,9 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
     ("The admin listener", [
         ("admin_listen", "the only listener serving the progress push, metrics and the API docs (the public "
                          "ones answer 404 there): `HOST:PORT`, `unix:PATH` (mode 0660), or `off`; a port of its "
-                         "own, not one of `MAINT_LISTEN`"),
+                         "own, not one of `MAINT_LISTEN`. Unset: the socket `admin.sock` in the state dir "
+                         "(`MAINT_STATE_DIR`, else the scripts' default), so shims with their own state dirs "
+                         "never collide; push to it with `MAINT_PUSH_URL=unix:PATH`"),
         ("admin_token", "bearer token for `PUT /_maintenance/progress` (16+ characters; `openssl rand -hex 32`); "
                         "unset disables it"),
     ]),
@@ -254,7 +259,7 @@ def markdown() -> str:
         "|---|---|---|",
         "| `MAINT_ENV_FILE` | the env file (or `--env-file`) | `./maintenance.env` if present |",
         "| `MAINT_SHIM_CMD` | also the command the scripts read the settings with, when set in the environment | "
-        "the venv's, else `maintenance-shim` on `PATH` |",
+        "the venv's (`.venv/bin/maintenance-shim` beside `scripts/`), else `maintenance-shim` on `PATH` |",
         "| `MAINT_VENV` | the venv `scripts/run.sh` creates and the scripts look in for `maintenance-shim` | "
         "`.venv` next to `scripts/` |",
         "| `MAINT_TEST_VENV` | the venv `scripts/test.sh` creates | `.venv` next to `scripts/` |",
@@ -276,7 +281,7 @@ EXAMPLE_HEAD = """\
 # and $(cmd) stay as written. Quote a value with blanks; comments go on lines of their own. A variable
 # set in the environment wins over this file. Commented-out lines show the default.
 
-# ==== An example: two services behind nginx ====================================================
+# ==== An example: two services behind nginx (the README's walkthrough) ==========================
 #MAINT_SWITCH=nginx
 #MAINT_SERVICES='studio video:api'
 #MAINT_LISTEN=127.0.0.1:8081=studio,127.0.0.1:8082=video:api
@@ -284,13 +289,13 @@ EXAMPLE_HEAD = """\
 #MAINT_SERVICE_studio_STOP='systemctl stop studio'
 #MAINT_SERVICE_studio_START='systemctl start studio'
 #MAINT_SERVICE_studio_HEALTH_URL=http://127.0.0.1:7860/health
+#MAINT_SERVICE_studio_PROXY_URL=http://studio.example.com/
 #MAINT_SERVICE_studio_DISPLAY_NAME='Image Studio'
 #MAINT_SERVICE_video_INCLUDE=/etc/nginx/maintenance-shim/video.upstream.conf
 #MAINT_SERVICE_video_STOP='systemctl stop video-api'
 #MAINT_SERVICE_video_START='systemctl start video-api'
-#MAINT_SERVICE_video_HEALTH_URL=http://127.0.0.1:8000/healthz
-#MAINT_CORS_ORIGINS=https://studio.example.com
-#MAINT_PROGRESS_FILE=/run/maintenance/progress.json
+#MAINT_SERVICE_video_HEALTH_URL=http://127.0.0.1:7861/healthz
+#MAINT_SERVICE_video_PROXY_URL=http://video-api.example.com/
 """
 
 

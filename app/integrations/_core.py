@@ -6,9 +6,11 @@ Standard library only: importing this module never imports torch, transformers o
 from __future__ import annotations
 
 import atexit
+import http.client
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import urllib.error
@@ -49,11 +51,61 @@ class Target(Protocol):
         ...
 
 
+UNIX_PREFIX = "unix:"  # MAINT_PUSH_URL=unix:/run/maintenance-shim/admin.sock: the admin listener's socket
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the shim's default admin listener, admin.sock in its state directory)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def put_progress(endpoint: str, token: str, document: dict[str, object], timeout: float) -> None:
+    """PUT one progress document to ``endpoint`` (from push_endpoint: http(s) or ``unix:PATH``); raises
+    urllib.error.HTTPError for an answer >= 400 and OSError when nothing answers."""
+    body = json.dumps(document).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if endpoint.startswith(UNIX_PREFIX):
+        connection = _UnixConnection(endpoint[len(UNIX_PREFIX) :], timeout)
+        try:
+            connection.request("PUT", PUSH_PATH, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except http.client.HTTPException as error:
+            raise OSError(f"{endpoint}: {error!r}") from None
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise urllib.error.HTTPError(endpoint, response.status, response.reason, response.headers, None)
+        return
+    request = urllib.request.Request(endpoint, data=body, method="PUT", headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - checked to be http(s)
+        pass
+
+
 def push_endpoint(url: str) -> str:
-    """The progress endpoint for a shim URL: a base URL gets ``/_maintenance/progress`` appended."""
-    parts = urllib.parse.urlsplit(url.strip())
+    """The progress endpoint for a shim URL: a base URL gets ``/_maintenance/progress`` appended; the admin
+    listener's Unix socket is ``unix:/absolute/path`` (the path of the socket, nothing after it)."""
+    value = url.strip()
+    if value.startswith(UNIX_PREFIX):
+        if not value[len(UNIX_PREFIX) :].startswith("/"):
+            raise ValueError(f"push URL unix:PATH needs an absolute path, not {url!r}")
+        return value
+    parts = urllib.parse.urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"push URL must be http:// or https://, not {url!r}")
+        raise ValueError(f"push URL must be http://, https:// or unix:/path, not {url!r}")
     path = parts.path.rstrip("/")
     if not path.endswith(PUSH_PATH):
         path += PUSH_PATH
@@ -165,15 +217,8 @@ class PushReporter:
             document["phase"] = phase
         if self.node is not None:
             document["node"] = self.node
-        request = urllib.request.Request(  # noqa: S310 - the operator's URL, checked to be http(s)
-            self.endpoint,
-            data=json.dumps(document).encode(),
-            method="PUT",
-            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout):  # noqa: S310
-                pass
+            put_progress(self.endpoint, self._token, document, self.timeout)
         except urllib.error.HTTPError as error:
             self._failed(f"HTTP {error.code} {error.reason}")
         except (OSError, ValueError) as error:

@@ -280,6 +280,11 @@ class Estimator:
         return max(_HOLD_SECONDS, 2.0 * self._longest_pause)
 
     @property
+    def longest_pause(self) -> float:
+        """The longest pause (an evaluation, a checkpoint save) seen in this run so far, in seconds."""
+        return self._longest_pause
+
+    @property
     def after_last_step(self) -> float:
         """Seconds from the last step until the services are back, in ``finishing``: ``resume_seconds``, plus
         (with ``final_work``: no run history teaches it yet) the trainer's own work after its last step, a

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ..statedir import EVENTS_FILE, HISTORY_FILE, REQUESTS_FILE, SUMMARY_FILE, write_json_atomically
+from ..statedir import EVENTS_FILE, HISTORY_FILE, REQUESTS_FILE, STARTUP_FILE, SUMMARY_FILE, write_json_atomically
 
 logger = logging.getLogger("maintenance_shim.runs")
 
@@ -54,6 +54,7 @@ class RunEvent:
     event: str
     status: int | None = None
     services: tuple[str, ...] = ()
+    seconds: float | None = None  # `switched`: how long the switch in took (its drain left out)
 
 
 def parse_event(line: str) -> RunEvent:
@@ -67,7 +68,7 @@ def parse_event(line: str) -> RunEvent:
     t, event = data.get("t"), data.get("event")
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
         raise ValueError(f"'t' is not a time: {t!r}")
-    if event != "start" and event not in _EVENT_PHASES:
+    if event not in ("start", "switched") and event not in _EVENT_PHASES:
         raise ValueError(f"unknown event {event!r}")
     status = data.get("status")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
@@ -75,7 +76,12 @@ def parse_event(line: str) -> RunEvent:
     services = data.get("services") or []
     if not isinstance(services, list) or not all(isinstance(item, str) for item in services):
         raise ValueError("'services' is not a list of names")
-    return RunEvent(float(t), event, status, tuple(services))
+    seconds = data.get("seconds")
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 86400
+    ):
+        raise ValueError(f"'seconds' is not a duration: {seconds!r}")
+    return RunEvent(float(t), event, status, tuple(services), None if seconds is None else float(seconds))
 
 
 def event_line(t: float, event: str, status: int | None = None, services: tuple[str, ...] = ()) -> str:
@@ -96,13 +102,18 @@ class RunState:
     phase: AfterPhase | None = None
     services: tuple[str, ...] = ()
     ready_at: float | None = None
+    switch_seconds: float | None = None  # the scripts' switch in, measured: a first guess at the way back
 
     def apply(self, event: RunEvent) -> None:
         """Take one event into account."""
         if event.event == "start":
             self.trainer_exit_at = self.trainer_status = self.phase = self.ready_at = None
+            self.switch_seconds = None
             self.services = ()
             self.started_at = event.t
+            return
+        if event.event == "switched":
+            self.switch_seconds = event.seconds
             return
         phase = _EVENT_PHASES[event.event]
         if phase == "trainer-exited":
@@ -371,6 +382,17 @@ def read_requests(state_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_startup(state_dir: Path) -> float | None:
+    """Seconds the services last took from their START hooks to a passed health check, as the scripts
+    measured it (stop_maintenance.sh, a rollback); None when never measured or unreadable."""
+    try:
+        data = json.loads((state_dir / STARTUP_FILE).read_text(encoding="utf-8"))
+        seconds = float(data["seconds"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return seconds if 0 <= seconds <= 86400 else None
 
 
 def read_run(state_dir: Path) -> RunState:

@@ -146,8 +146,14 @@ class Tracker:
         static_deadline: datetime | None = None,
         clock: Callable[[], float] = time.time,
         learned: Learned | None = None,
+        first_run: bool = False,
+        startup_seconds: float | None = None,
     ) -> None:
         self._learned = learned or Learned()
+        # resume_seconds is only the default (MAINT_RESUME_SECONDS not set): before any history, the run's
+        # own save pauses and the services' measured start-up stand in for it (_allowance).
+        self._first_run = first_run
+        self._startup = startup_seconds
         # The save-and-reload time: learned from recent runs, else the operator's MAINT_RESUME_SECONDS.
         if self._learned.resume is not None:
             resume_seconds = self._learned.resume
@@ -243,6 +249,8 @@ class Tracker:
                     Estimator(resume_seconds=self._resume_seconds, stall_seconds=self._stall_seconds,
                               final_work=self._learned.resume is None)
                 )
+            # The allowance is in the shown finish each sample moves (earlier only gradually): set it first.
+            followed.estimator.resume_seconds = self._allowance(followed.estimator)
             followed.estimator.add(update.t, update.step, update.total, update.phase)
             followed.last = update
             self._valid_until = 0.0
@@ -315,14 +323,16 @@ class Tracker:
         estimate: Estimate | None = None
         progress = None
         name: str | None = None
+        allowance = self._resume_seconds
         if best is not None:
             name, followed = best
+            allowance = followed.estimator.resume_seconds = self._allowance(followed.estimator)
             estimate = followed.estimator.estimate(now)
             progress = _progress(estimate, followed.last)
         if run is not None and run.trainer_exit_at is not None:
             # After the last step the scripts say what is happening: no 'overdue' while they do.
             basis: Basis = "history" if self._learned.reload is not None else "setting"
-            return self._make(now, "finishing", self._after_remaining(now, run, estimate), progress,
+            return self._make(now, "finishing", self._after_remaining(now, run, estimate, allowance), progress,
                               source=name, run=run, basis=basis)
         if best is None and run is not None and run.started_at is not None and self._learned.duration is not None:
             from_history = run.started_at + self._learned.duration - now
@@ -353,7 +363,21 @@ class Tracker:
             return self._make(now, "overdue", None, progress, source="static")
         return self._make(now, "unknown", None, progress, source=name)
 
-    def _after_remaining(self, now: float, run: RunState, estimate: Estimate | None) -> float:
+    def _allowance(self, estimator: Estimator) -> float:
+        """The save-and-reload time added after the last step: learned from the run history; else
+        MAINT_RESUME_SECONDS when it is set; else (a first run) the longest save pause seen in this run plus
+        the time the scripts last took to bring the services back (startup.json), or, never measured, the
+        time this run's switch in took; each 0 until known. Low rather than high:
+        the shown ETA moves later at once when a save shows up, but earlier only gradually."""
+        if self._learned.resume is not None or not self._first_run:
+            return self._resume_seconds
+        estimator.final_work = False  # the final save is in this allowance already (its longest save)
+        back = self._startup
+        if back is None and self._run is not None:
+            back = self._run.switch_seconds  # never measured: the switch in stands in for the way back
+        return estimator.longest_pause + (back or 0.0)
+
+    def _after_remaining(self, now: float, run: RunState, estimate: Estimate | None, allowance: float) -> float:
         """Time left once the trainer has exited: the learned reload time from its exit, else the
         save-and-reload time from the last step; at least ``_AFTER_FLOOR`` while the scripts work."""
         if run.phase == "ready":
@@ -365,7 +389,7 @@ class Tracker:
             anchor = run.trainer_exit_at
             if estimate is not None and estimate.updated_at is not None:
                 anchor = min(anchor, estimate.updated_at)
-            left = anchor + self._resume_seconds - now
+            left = anchor + allowance - now
         return max(_AFTER_FLOOR, left)
 
     def _make(

@@ -15,9 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import runtimes
+from ..statedir import default_state_dir
 from .env import SettingsError, describe_error, read_environment
 from .proxies import ProxySettings, registry
-from .shim import ServiceKind, Settings, parse_listener
+from .shim import ServiceKind, Settings, SourcePath, parse_listener
 from .urls import check_http_url
 
 OWN_SWITCHES = ("none", "port")  # besides the registered proxies (settings/proxies/)
@@ -96,7 +97,11 @@ class ScriptSettings(BaseModel):
         + "), `port` takeover, or `none`"
     )
     services: str = Field("", description="the replaced services, e.g. `studio video:api images:openai`")
-    shim_cmd: str = Field("maintenance-shim", description="the shim command (split on blanks)")
+    shim_cmd: str | None = Field(
+        None,
+        description="the shim command (split on blanks); unset: the scripts' own, found as for reading the "
+        "settings (the `.venv/` beside scripts/, then `maintenance-shim` on PATH)",
+    )
     shim_managed: Literal["script", "external"] = Field(
         "script", description="`script` (the scripts run the shim) or `external` (systemd does; not with port mode)"
     )
@@ -148,10 +153,8 @@ class ScriptSettings(BaseModel):
 
     @field_validator("shim_cmd")
     @classmethod
-    def _check_shim_cmd(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("is empty")
-        return value.strip()
+    def _check_shim_cmd(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("verify_path")
     @classmethod
@@ -170,6 +173,15 @@ class ScriptSettings(BaseModel):
         if self.switch != "none" and not self.service_specs:
             raise ValueError(f"MAINT_SERVICES is empty; MAINT_SWITCH={self.switch} needs the services to switch")
         problems = [line for spec in self.service_specs for line in self._check_service(spec)]
+        listed = {spec.name for spec in self.service_specs}
+        problems += [
+            f"MAINT_SERVICE_{name}_{key}: {name!r} is not a service in MAINT_SERVICES "
+            f"({', '.join(sorted(listed)) or 'none listed'}); a misspelled name?"
+            for name, keys in sorted(self.service_keys.items())
+            if name not in listed
+            for key in sorted(keys)
+            if not _DISPLAY_KEY_RE.fullmatch(key)  # the shim's own key, for any listener's tag
+        ]
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -252,14 +264,7 @@ class ScriptSettings(BaseModel):
         """Every script setting as the scripts see it: MAINT_NAME -> value, defaults that depend on others
         (or on the user, or on XDG_RUNTIME_DIR in `environ`) filled in."""
         root = _is_root()
-        if self.state_dir is not None:
-            state_dir = self.state_dir
-        elif root:
-            state_dir = Path("/run/maintenance-shim")
-        elif environ.get("XDG_RUNTIME_DIR"):
-            state_dir = Path(environ["XDG_RUNTIME_DIR"]) / "maintenance-shim"
-        else:
-            state_dir = Path(f"/tmp/maintenance-shim-{os.geteuid()}")  # noqa: S108 - the documented fallback
+        state_dir = self.state_dir if self.state_dir is not None else default_state_dir(environ)
         values: dict[str, Any] = {
             **self.model_dump(exclude={"service_keys"}),
             "shim_nice": self.shim_nice if self.shim_nice is not None else (-5 if root else 0),
@@ -368,13 +373,28 @@ def shell_assignments(settings: Settings, scripts: ScriptSettings, resolved: dic
         # say() in lib.sh logs JSON lines with it; notify() calls `maintenance-shim notify` when it is set.
         "MAINT_LOG_FORMAT": settings.log_format,
         "MAINT_NOTIFY_URLS": " ".join(settings.notify_urls),
+        # with_maintenance.sh tees the command's output to the log the shim follows, and gives the
+        # command the progress file: both as the settings say (NODE=PATH entries kept as written).
+        "MAINT_TRAIN_LOG": _sources_text(settings.train_logs),
+        "MAINT_PROGRESS_FILE": _sources_text(settings.progress_files),
     }
     lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted({**resolved, **shared}.items())]
     specs = scripts.service_specs
+    # The untagged path of each (the one this machine's trainer writes), for with_maintenance.sh.
+    lines.append(f"TRAIN_LOG={shlex.quote(_untagged(settings.train_logs))}")
+    lines.append(f"PROGRESS_FILE={shlex.quote(_untagged(settings.progress_files))}")
     lines.append("SERVICES=(" + " ".join(shlex.quote(spec.name) for spec in specs) + ")")
     lines.append("SERVICE_TAG=(" + " ".join(f"[{spec.name}]={shlex.quote(spec.tag)}" for spec in specs) + ")")
     lines += _address_assignments(settings, scripts)
     return "\n".join(lines) + "\n"
+
+
+def _sources_text(items: tuple[SourcePath, ...]) -> str:
+    return ",".join(f"{item.node}={item.path}" if item.node else str(item.path) for item in items)
+
+
+def _untagged(items: tuple[SourcePath, ...]) -> str:
+    return next((str(item.path) for item in items if item.node is None), "")
 
 
 def probe_address(host: str, port: int) -> str:

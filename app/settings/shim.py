@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from ..nodes import MAX_NODES, is_node_name
+from ..statedir import default_state_dir
 from .env import SettingsError, describe_error, read_environment
 
 # page: HTML by default; api: JSON in FastAPI's {"detail": ...} shape; openai: JSON in OpenAI's error shape.
@@ -81,6 +82,9 @@ class AdminAddress:
     host: str = ""
     port: int = 0
     path: Path | None = None
+    # The default: a socket in the state directory, not asked for by name. It never stops start-up: a
+    # path that is too long, or a live shim already there, leaves this shim without an admin listener.
+    default: bool = False
 
     def __str__(self) -> str:
         if self.path is not None:
@@ -97,7 +101,7 @@ class AdminAddress:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
 
-DEFAULT_ADMIN_LISTEN = "127.0.0.1:8099"
+ADMIN_SOCKET = "admin.sock"  # the default admin listener: a Unix socket in the state directory
 
 
 def parse_admin_listen(text: str) -> AdminAddress | None:
@@ -224,7 +228,8 @@ class Settings(BaseModel):
     stall_seconds: float = Field(default=300, gt=0)
     admin_token: SecretStr | None = None
     # The admin listener: the progress push, metrics and the API docs answer here only (404 on the public ones).
-    admin_listen: str = DEFAULT_ADMIN_LISTEN
+    # None: a Unix socket in the state directory (admin_address); TCP only when named.
+    admin_listen: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     json_paths: list[str] = Field(default_factory=lambda: ["/api/"])
     health_paths: list[str] = Field(default_factory=list)
@@ -384,9 +389,9 @@ class Settings(BaseModel):
 
     @field_validator("admin_listen")
     @classmethod
-    def _check_admin_listen(cls, value: str) -> str:
-        if not value.strip():
-            return DEFAULT_ADMIN_LISTEN
+    def _check_admin_listen(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         parse_admin_listen(value)
         return value.strip()
 
@@ -437,7 +442,11 @@ class Settings(BaseModel):
 
     @property
     def admin_address(self) -> AdminAddress | None:
-        """The parsed MAINT_ADMIN_LISTEN; None when it is off."""
+        """The parsed MAINT_ADMIN_LISTEN; None when it is off. Unset: `admin.sock` in the state directory
+        (MAINT_STATE_DIR, else the scripts' default), so two shims with their own state dirs never collide
+        and the directory's permissions are the access control."""
+        if self.admin_listen is None:
+            return AdminAddress(path=(self.state_dir or default_state_dir()) / ADMIN_SOCKET, default=True)
         return parse_admin_listen(self.admin_listen)
 
     def eta_deadline(self, started: datetime) -> datetime | None:
