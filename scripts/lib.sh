@@ -405,17 +405,11 @@ shim_stop_recorded() {
 # SERVING_SUPERVISOR, SERVING_PID, SERVING_START, SERVING_RESTARTS, SERVING_LAST_EXIT and SERVING_LAST_AT
 # ("" when absent).
 serving_read() {
-  local json re
+  local -a shim
   SERVING_SUPERVISOR='' SERVING_PID='' SERVING_START='' SERVING_RESTARTS=0 SERVING_LAST_EXIT='' SERVING_LAST_AT=
   [[ -r $STATE_DIR/shim-serving.json ]] || return 0  # never written (--no-supervise), or already removed
-  json=$(cat -- "$STATE_DIR/shim-serving.json" 2>/dev/null) || return 0
-  re='"supervisor": ([0-9]+), "serving": ([0-9]+), "serving_start": "([0-9]*)", "restarts": ([0-9]+)'
-  [[ $json =~ $re ]] || return 0
-  SERVING_SUPERVISOR=${BASH_REMATCH[1]} SERVING_PID=${BASH_REMATCH[2]} SERVING_START=${BASH_REMATCH[3]}
-  SERVING_RESTARTS=${BASH_REMATCH[4]}
-  re='"last_exit": "([^"]*)", "last_restart_at": "([^"]*)"'
-  [[ $json =~ $re ]] && { SERVING_LAST_EXIT=${BASH_REMATCH[1]}; SERVING_LAST_AT=${BASH_REMATCH[2]}; }
-  return 0
+  read -r -a shim <<<"$MAINT_SHIM_CMD"
+  eval "$("${shim[@]}" serving --shell --state-dir "$STATE_DIR" 9>&- 2>/dev/null)" || true
 }
 
 # serving_summary SUPERVISOR_PID: what status_maintenance.sh says about the server the supervisor keeps.
