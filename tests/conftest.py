@@ -51,7 +51,7 @@ MODULE_MARKS = {
     "test_scripts_caddy": ("proxies", "e2e"), "test_scripts_haproxy": ("proxies", "e2e"),
     "test_scripts_traefik": ("proxies", "e2e"), "test_fallback": ("proxies", "e2e"), "test_rolling": ("proxies", "e2e"),
     "test_install": ("e2e",), "test_bench_smoke": ("e2e",), "test_suite": ("e2e",), "test_plugins": ("e2e",),
-    "test_runtimes": ("e2e",), "test_runtime_vllm": ("e2e",),
+    "test_runtimes": ("e2e",), "test_runtime_vllm": ("e2e",), "test_readme": ("proxies", "e2e"),
 }
 SLOW = ("e2e", "proxies", "browser", "trainers", "vllm")
 

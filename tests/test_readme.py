@@ -18,37 +18,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.readme_walkthrough import README, walkthrough
 from tests.scripts_harness import STANDIN, _write_artifact, assert_no_stray_lines
 from tests.support import ROOT
 
-README = ROOT / "README.md"
 TRAINER = Path(__file__).resolve().parent / "readme_trainer.py"
 NAMES = ("studio.example.com", "video-api.example.com")
 PORTS = {"studio": 7860, "video": 7861}
-FENCE = re.compile(r"^(?P<indent> *)```sh walkthrough\n(?P<body>.*?)^(?P=indent)```$", re.S | re.M)
 
 
-def walkthrough(text: str) -> list[str]:
-    """The `sh walkthrough` blocks of the README, each dedented as a reader would copy it."""
-    blocks = []
-    for match in FENCE.finditer(text):
-        indent = match["indent"]
-        lines = [line[len(indent) :] if line.startswith(indent) else line for line in match["body"].splitlines()]
-        blocks.append(textwrap.dedent("\n".join(lines)) + "\n")
-    return blocks
 
 
 def _hook(service: str, action: str) -> str:
@@ -249,7 +238,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
             assert not rc_file.exists(), f"the walkthrough failed:\n{_tail(log.read_text())}"
             assert time.monotonic() < deadline and proc.poll() is None, _tail(log.read_text())
             time.sleep(0.2)
-        time.sleep(0.5)
+        time.sleep(0.5)  # sleep-ok: a moment for the shim to come up; the loop below waits for conditions
         while not rc_file.exists():
             assert time.monotonic() < deadline, f"the walkthrough did not finish:\n{_tail(log.read_text())}"
             sample = _status(ns)

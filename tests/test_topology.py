@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_readme import README, walkthrough
+from tests.readme_walkthrough import README, walkthrough
 from tools.settings_doc import env_example
 
 ROOT = Path(__file__).resolve().parent.parent
