@@ -53,7 +53,7 @@ MAX_PROGRESS_FILE = 64 * 1024
 TAIL_BYTES = 64 * 1024
 # More new log than this in one poll means we fell behind: skip to its tail, the progress is at the end.
 # Also the most the parser examines per poll.
-MAX_CATCH_UP = 256 * 1024
+MAX_CATCH_UP = 1024 * 1024
 # Log lines longer than this (characters) are skipped unexamined: progress lines are a few hundred.
 MAX_LINE = 2048
 # A poll running longer than this (a stalled mount) is warned about once; the next waits for it.
