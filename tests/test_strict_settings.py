@@ -94,11 +94,8 @@ def test_an_endless_template_stops_start_up_within_the_limit(tmp_path: Path) -> 
 def test_a_template_reaches_no_python(tmp_path: Path) -> None:
     """MAINT_TEMPLATE_DIR runs sandboxed: `os.popen` through a template's globals is refused at start-up."""
     marker = tmp_path / "ran"
-    templates = _template_dir(
-        tmp_path,
-        "{{ texts.__class__.__init__.__globals__['__builtins__']['__import__']('os')"
-        f".popen('touch {marker}').read() }}",
-    )
+    # The classic escape: Jinja's own `cycler` global, its module's `os`. Unsandboxed, it ran the command.
+    templates = _template_dir(tmp_path, f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}")
     _refused(_run(["check"], {"MAINT_TEMPLATE_DIR": str(templates)}, tmp_path), "MAINT_TEMPLATE_DIR")
     assert not marker.exists()
 
