@@ -2,8 +2,9 @@
 
 Usage: python bench/log_flood.py [--seconds S] [--out FILE]
 
-One shim (supervised, as deployed) follows MAINT_TRAIN_LOG. A client on loopback sends GETs one after
-another on a kept-alive connection and records each latency. Phases of `--seconds` each, on the same shim:
+One shim (supervised, as deployed) follows MAINT_TRAIN_LOG. A client on loopback sends a GET every 5 ms
+on a kept-alive connection and records each latency from the request's scheduled time (a blocked event
+loop delays every request due meanwhile). Phases of `--seconds` each, on the same shim:
 
 - `quiet`: nobody writes the log;
 - `1MB-lines`: a writer appends lines of 1,000,000 `━` (Rich's bar character, 3 MB of UTF-8) five times a
@@ -28,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -58,31 +58,52 @@ def wait_ready(port: int, timeout: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+INTERVAL = 0.005  # a request every 5 ms, on schedule
+
+
 def measure(port: int, seconds: float) -> list[float]:
-    """Latencies (ms) of sequential GETs on one kept-alive connection for `seconds`."""
+    """Latencies (ms) of GETs scheduled every INTERVAL on one kept-alive connection for `seconds`, each
+    counted from its scheduled time: a loop blocked for a second delays every request due meanwhile, as it
+    would delay real clients (no coordinated omission)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     latencies = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        start = time.perf_counter()
+    start = time.perf_counter()
+    count = int(seconds / INTERVAL)
+    for index in range(count):
+        due = start + index * INTERVAL
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
         conn.request("GET", "/v1/models", headers={"Accept": "application/json"})
         response = conn.getresponse()
         response.read()
-        latencies.append((time.perf_counter() - start) * 1000)
+        latencies.append((time.perf_counter() - due) * 1000)
         assert response.status == 503, response.status
     conn.close()
     return latencies
 
 
-def writer(log: Path, line: str, per_second: float, stop: threading.Event, step: list[int]) -> None:
-    """Append `line` plus a real Rich progress line `per_second` times a second until `stop`."""
-    with log.open("a", encoding="utf-8") as handle:
-        while not stop.is_set():
-            step[0] += 1
-            handle.write(line + "\n")
-            handle.write(f"Epoch 0/9 {BAR * 20} {step[0]}/100000 0:00:01 • 0:10:00 5.00it/s\n")
-            handle.flush()
-            stop.wait(1 / per_second)
+WRITER = """
+import sys, time
+path, count, tail, per_second = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+line = "━" * count + tail
+step = 0
+with open(path, "a", encoding="utf-8") as handle:
+    while True:
+        step += 1
+        handle.write(line + "\\n")
+        handle.write(f"Epoch 0/9 {'━' * 20} {step}/100000 0:00:01 • 0:10:00 5.00it/s\\n")
+        handle.flush()
+        print(step, flush=True)
+        time.sleep(1 / per_second)
+"""
+
+
+def writer(log: Path, count: int, tail: str, per_second: float) -> subprocess.Popen[str]:
+    """The trainer: another process appending `count` bar characters and `tail`, then a real Rich progress
+    line, `per_second` times a second; it prints each step it wrote."""
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(count), tail, str(per_second)],
+                            stdout=subprocess.PIPE, text=True)
 
 
 def shown_step(port: int) -> int | None:
@@ -122,24 +143,23 @@ def main() -> int:
             wait_ready(port)
             measure(port, 1.0)  # warm-up
             results["quiet"] = summary(measure(port, args.seconds))
-            for name, line, rate in (
-                ("1MB-lines", BAR * 1_000_000, 5.0),
-                ("60k-lines", BAR * 60_000 + " 3/10 0:00:01 • 0:00:02 2.00it/s", 10.0),
-                ("2k-lines", BAR * 2_000, 50.0),
+            for name, count, tail, rate in (
+                ("1MB-lines", 1_000_000, "", 5.0),
+                ("60k-lines", 60_000, " 3/10 0:00:01 • 0:00:02 2.00it/s", 10.0),
+                ("2k-lines", 2_000, "", 50.0),
             ):
-                stop, step = threading.Event(), [0]
-                thread = threading.Thread(target=writer, args=(log, line, rate, stop, step))
-                thread.start()
+                trainer = writer(log, count, tail, rate)
                 try:
                     results[name] = summary(measure(port, args.seconds))
                 finally:
-                    stop.set()
-                    thread.join()
+                    trainer.terminate()
+                    out, _ = trainer.communicate(timeout=15)
+                last = int(out.split()[-1]) if out.split() else None
                 deadline = time.monotonic() + 10
-                while shown_step(port) != step[0] and time.monotonic() < deadline:
+                while shown_step(port) != last and time.monotonic() < deadline:
                     time.sleep(0.1)
                 results[name]["log_mb_written"] = round(log.stat().st_size / 1e6, 1)
-                results[name]["progress_read_after"] = shown_step(port) == step[0]
+                results[name]["progress_read_after"] = shown_step(port) == last
                 log.write_text("")  # truncated: the next phase starts on a small file
         finally:
             proc.send_signal(signal.SIGTERM)
