@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from maintenance_shim.config import load_settings
+from maintenance_shim.settings.shim import load_settings
 from tests.support import clean_env, free_port
 
 SHIM_CMD = str(Path(sys.executable).with_name("maintenance-shim"))
