@@ -2,12 +2,14 @@
 
 Rendering can never fail a request: when a body cannot be built (an operator's template that raises on
 some progress, a bug), the answer is a plain localized 503 with the policy's Retry-After, the error is
-logged once, and the health endpoints say so (``render_failing``) until the bodies render again.
+logged once, and the health endpoints say so (``render_failing``) until the bodies render again (or, for
+an answer nobody asks for again, for ``FAILING_SECONDS``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -20,6 +22,8 @@ from .render import Renderer, Service
 logger = logging.getLogger("maintenance_shim")
 
 Headers = list[tuple[bytes, bytes]]
+# Health reports a render failure for this long after it was last seen (seconds).
+FAILING_SECONDS = 60.0
 
 CONTENT_TYPES: dict[Format, bytes] = {
     "html": b"text/html; charset=utf-8",
@@ -103,13 +107,20 @@ class Responder:
         self._choices: dict[ChoiceKey, Choice] = {}
         self._snapshot: Snapshot | None = None
         self._cache: dict[tuple[str, str, Format, bool], Reply] = {}
-        # (service, locale, format) whose body failed to render last time; logged errors (by type and text).
-        self._failing: set[tuple[str, str, str]] = set()
-        self._logged: set[str] = set()
+        # (service, locale, format) -> when its body last failed to render (monotonic seconds).
+        self._failing: dict[tuple[str, str, str], float] = {}
+        self._logged: set[str] = set()  # errors logged already (by type and text)
 
     @property
     def render_failing(self) -> bool:
-        """True while some answer could not be rendered and went out as the plain fallback (health says so)."""
+        """True while an answer could not be rendered lately and went out as the plain fallback (health says
+        so): until it renders again, or for FAILING_SECONDS after its last failure."""
+        if not self._failing:
+            return False
+        recent = time.monotonic() - FAILING_SECONDS
+        for key, when in list(self._failing.items()):
+            if when < recent:
+                self._failing.pop(key, None)
         return bool(self._failing)
 
     def service_for(self, server: tuple[str, int] | None) -> Service:
@@ -186,11 +197,11 @@ class Responder:
         except Exception as error:
             self._render_failed(failing, error)
             return self.fallback_reply(locale, snapshot.retry_after)
-        self._failing.discard(failing)
+        self._failing.pop(failing, None)
         return reply
 
     def _render_failed(self, failing: tuple[str, str, str], error: Exception) -> None:
-        self._failing.add(failing)
+        self._failing[failing] = time.monotonic()
         key = f"{type(error).__name__}: {error}"[:500]
         if key not in self._logged and len(self._logged) < 100:
             self._logged.add(key)
@@ -248,7 +259,7 @@ class Responder:
         except Exception as error:
             self._render_failed(failing, error)
             return self.fallback_reply(locale, snapshot.retry_after)
-        self._failing.discard(failing)
+        self._failing.pop(failing, None)
         headers: Headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
