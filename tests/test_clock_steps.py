@@ -20,8 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support import clean_env, free_port, request, stop_pid
 
+pytestmark = pytest.mark.e2e  # real `maintenance-shim` processes
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 TOTAL = 2000
 RATE = 4.0  # steps a second, paced by this test

@@ -14,6 +14,7 @@ import pytest
 from maintenance_shim.settings.shim import load_settings
 from tests.support import clean_env, free_port
 
+pytestmark = pytest.mark.e2e  # real `maintenance-shim` processes
 SHIM_CMD = str(Path(sys.executable).with_name("maintenance-shim"))
 
 
