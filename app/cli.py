@@ -120,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     overrides = {"listen": args.listen} if args.listen else None
-    return serve(_settings(args.env_file, overrides))
+    return serve(_settings(args.env_file, overrides), reload_settings=lambda: _settings(args.env_file, overrides))
 
 
 def _counted(what: str, count: int) -> str:

@@ -9,14 +9,18 @@ import os
 import resource
 import socket
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from .logsetup import configure_logging, uvicorn_log_config
-from .main import create_app
+from .main import create_app, create_tracker
+from .settings.env import SettingsError
 from .settings.shim import AdminAddress, Listener, Settings
-from .supervise import Supervisor
+from .supervise import Supervisor, server_signals
 from .uvicorn_ext import Limits, http_protocol
 from .uvicorn_ext.server import ShimServer, _RefusedHandshakeFilter
 
@@ -169,11 +173,13 @@ def settle_heap() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
-def serve(settings: Settings) -> int:
-    """Serve until SIGINT/SIGTERM; returns the process exit code."""
+def serve(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM/SIGQUIT; on SIGHUP (supervised), `reload_settings` gives the settings the
+    next server is built from. Returns the process exit code."""
     configure_logging(settings.log_level, settings.log_format)
     main_pid = os.getpid()
-    app = create_app(settings)
+    started = datetime.now().astimezone()  # a duration ETA (MAINT_ETA=45m) counts from here, reloads too
+    app = create_app(settings, create_tracker(settings, started))
     sockets: list[socket.socket] = []
     admin = settings.admin_address
     try:
@@ -198,6 +204,29 @@ def serve(settings: Settings) -> int:
         logger.info("admin listener (progress push, metrics, API docs) on %s", admin)
     else:
         logger.info("no admin listener (MAINT_ADMIN_LISTEN=off): progress comes from files and logs only")
+    run_server = _server_runner(settings, app, sockets, announce=True)
+
+    def reload() -> Callable[[], int]:
+        assert reload_settings is not None
+        fresh = reload_settings()
+        if fresh.listeners != settings.listeners or fresh.admin_address != admin:
+            raise SettingsError(["MAINT_LISTEN and MAINT_ADMIN_LISTEN change only with a restart"])
+        configure_logging(fresh.log_level, fresh.log_format)
+        return _server_runner(fresh, create_app(fresh, create_tracker(fresh, started)), sockets, announce=False)
+
+    settle_heap()
+    try:
+        if not settings.supervise:
+            return run_server()
+        return Supervisor(run_server, settings.state_dir, sockets,
+                          reload=reload if reload_settings is not None else None).run()
+    finally:
+        if admin is not None and admin.path is not None and os.getpid() == main_pid:
+            admin.path.unlink(missing_ok=True)
+
+
+def _server_runner(settings: Settings, app: ASGIApp, sockets: list[socket.socket], announce: bool) -> Callable[[], int]:
+    """The function that serves `app` on `sockets` with these settings' limits (in the forked server)."""
     limits = Limits(
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
@@ -205,7 +234,8 @@ def serve(settings: Settings) -> int:
         max_connections=connection_limit(settings.max_connections, raise_fd_limit()),
     )
     http = http_protocol(limits)
-    logger.info("limits: %s", http.description)
+    if announce:
+        logger.info("limits: %s", http.description)
     config = uvicorn.Config(
         app,
         http=http.http,
@@ -222,16 +252,10 @@ def serve(settings: Settings) -> int:
     logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeFilter())
 
     def run_server() -> int:
+        server_signals(settings.supervise)
         server = ShimServer(config, http.guard, supervised=settings.supervise)
         # Server.run (not asyncio.run(server.serve())) keeps uvicorn's uvloop loop factory.
         server.run(sockets=sockets)
         return 0 if server.started else EXIT_BIND_FAILED
 
-    settle_heap()
-    try:
-        if not settings.supervise:
-            return run_server()
-        return Supervisor(run_server, settings.state_dir, sockets).run()
-    finally:
-        if admin is not None and admin.path is not None and os.getpid() == main_pid:
-            admin.path.unlink(missing_ok=True)
+    return run_server

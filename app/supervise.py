@@ -8,6 +8,15 @@ the server's start-up (tens of milliseconds), not an interpreter start.
 
 If the parent itself is killed, the server keeps serving, unsupervised: the state file names it, so the
 scripts can still stop it.
+
+Signals, one meaning each, to either process (docs/design.md):
+
+- SIGTERM, SIGINT, SIGQUIT: a graceful stop of both; the shim exits 0.
+- SIGHUP: reload the settings. The parent reads them again; when they are valid and keep the listeners,
+  it forks a server built from them, then stops the old one gracefully (both accept meanwhile: no gap). Bad
+  settings are logged and the running ones stay. The server passes a SIGHUP on to its parent.
+- SIGUSR1, SIGUSR2: no meaning; logged and ignored, never fatal.
+- A server that dies of any other signal (SIGKILL, SIGSEGV, the OOM killer) is forked again.
 """
 
 from __future__ import annotations
@@ -35,7 +44,12 @@ STATE_FILE = SERVING_FILE
 CRASH_LIMIT = 5  # restarts within CRASH_WINDOW seconds before giving up: a server that cannot stay up
 CRASH_WINDOW = 30.0
 EXIT_GAVE_UP = 1
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# A server that ends by one of these was asked to stop (uvicorn raises the signal it caught again).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Stop both when the parent gets one of these (SIGQUIT is forwarded as SIGTERM: the server stops gracefully).
+_PARENT_STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+_IGNORED = (signal.SIGUSR1, signal.SIGUSR2)
+_HANDLED = (*_PARENT_STOP, signal.SIGHUP, *_IGNORED)
 
 
 @dataclass
@@ -101,10 +115,15 @@ class Supervisor:
         sockets: list[socket.socket] | None = None,
         crash_limit: int = CRASH_LIMIT,
         crash_window: float = CRASH_WINDOW,
+        reload: Callable[[], Callable[[], int]] | None = None,
     ) -> None:
         """`sockets` are the listeners the server inherits; the parent closes its copies when told to stop,
-        so that the ports are free as soon as the server has closed its own (port takeover hands them back)."""
+        so that the ports are free as soon as the server has closed its own (port takeover hands them back).
+        `reload` (on SIGHUP) returns the next server's `serve_child` from settings read again, or raises an
+        exception whose text says why they cannot be used."""
         self.serve_child = serve_child
+        self.reload = reload
+        self._retired: set[int] = set()  # servers replaced after a reload, stopping gracefully
         self.sockets = sockets or []
         self.state_path = state_dir / STATE_FILE if state_dir is not None else None
         self.crash_limit = crash_limit
@@ -117,13 +136,21 @@ class Supervisor:
     def run(self) -> int:
         """Serve until asked to stop; returns the exit code for the process."""
         ready_r, ready_w = os.pipe()
-        previous = {sig: signal.signal(sig, self._on_stop) for sig in _STOP_SIGNALS}
+        self._ready = (ready_r, ready_w)
+        previous = {sig: signal.getsignal(sig) for sig in _HANDLED}
+        for sig in _PARENT_STOP:
+            signal.signal(sig, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        for sig in _IGNORED:
+            signal.signal(sig, _log_ignored)
         last_exit: str | None = None
+        self._last_exit: str | None = None
         try:
             while True:
                 self.child = self._fork(ready_r, ready_w)
                 if self.stop_signal is not None:  # asked to stop while forking
                     self._forward(self.stop_signal)
+                self._last_exit = last_exit
                 self._write_state(last_exit)
                 status = self._wait(self.child)
                 started = self._drain(ready_r)
@@ -155,7 +182,9 @@ class Supervisor:
                 logger.error("the server (PID %d) %s; starting a new one on the same sockets", self.child, how)
         finally:
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            for pid in self._retired:  # still finishing their connections: they end on their own
+                logger.info("the replaced server (PID %d) finishes its connections on its own", pid)
             os.close(ready_r)
             os.close(ready_w)
             self._clear_state()
@@ -166,8 +195,8 @@ class Supervisor:
             code = 70
             try:
                 os.close(ready_r)
-                for sig in _STOP_SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own once it runs
+                for sig in _HANDLED:
+                    signal.signal(sig, signal.SIG_DFL)  # the server installs its own (server_signals)
                 os.environ["MAINT_SERVING_READY_FD"] = str(ready_w)
                 code = self.serve_child()
             except BaseException:
@@ -178,14 +207,41 @@ class Supervisor:
         return pid
 
     def _wait(self, pid: int) -> int:
+        """The wait status of the current server (`self.child`, which a reload may change meanwhile);
+        replaced servers that end meanwhile are reaped quietly."""
         while True:
             try:
-                _, status = os.waitpid(pid, 0)
-                return status
+                ended, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 return 0
             except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
                 continue
+            if ended == self.child:
+                return status
+            if ended in self._retired:
+                self._retired.discard(ended)
+                logger.info("the replaced server (PID %d) %s", ended, describe_status(status))
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: settings read again; a server built from them replaces the running one, without a gap."""
+        if self.stop_signal is not None or not self.child:
+            return
+        if self.reload is None:
+            logger.warning("SIGHUP: nothing to reload (no settings source); serving on")
+            return
+        try:
+            serve_child = self.reload()
+        except Exception as error:
+            logger.error("SIGHUP: the settings were not reloaded (%s); serving on with the running ones", error)
+            return
+        self.serve_child = serve_child
+        old = self.child
+        self.child = self._fork(*self._ready)
+        self._retired.add(old)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old, signal.SIGTERM)  # graceful: it finishes its connections; the new one accepts
+        logger.info("SIGHUP: settings reloaded; the server (PID %d) replaces PID %d", self.child, old)
+        self._write_state(self._last_exit)
 
     @staticmethod
     def _drain(ready_r: int) -> bool:
@@ -197,8 +253,12 @@ class Supervisor:
             return False
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        signum = signal.SIGTERM if signum == signal.SIGQUIT else signum
         self.stop_signal = signum
         self._forward(signum)
+        for pid in self._retired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
         for sock in self.sockets:
             sock.close()
 
@@ -230,6 +290,28 @@ class Supervisor:
             return
         with contextlib.suppress(OSError):
             self.state_path.unlink(missing_ok=True)
+
+
+def _log_ignored(signum: int, frame: FrameType | None) -> None:
+    logger.info("%s has no meaning for the shim; ignored", signal.Signals(signum).name)
+
+
+def server_signals(supervised: bool) -> None:
+    """In the serving process, before uvicorn installs its SIGTERM/SIGINT handlers: SIGQUIT stops it as
+    SIGTERM does, SIGHUP goes to the supervisor (which reloads the settings), SIGUSR1/SIGUSR2 are ignored."""
+    parent = os.getppid() if supervised else 0
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        if parent and os.getppid() == parent:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(parent, signal.SIGHUP)
+        else:
+            logger.warning("SIGHUP: settings are reloaded by the supervisor only (MAINT_SUPERVISE); serving on")
+
+    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGQUIT, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+    for sig in _IGNORED:
+        signal.signal(sig, _log_ignored)
 
 
 def signal_ready() -> None:

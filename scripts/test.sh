@@ -7,7 +7,8 @@ set -Eeuo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MAINT_TEST_VENV:-$root/.venv}
 python=${PYTHON:-python3}
-apt_packages=(nginx-light caddy haproxy socat chromium fonts-noto-cjk fonts-noto-core wrk valgrind shellcheck curl procps prometheus)
+apt_packages=(nginx-light caddy haproxy socat chromium fonts-noto-cjk fonts-noto-core wrk valgrind shellcheck curl procps prometheus
+  faketime)
 # npm installs axe-core for tests/test_a11y.py: Debian's, unless a Node.js is there that brings its own.
 command -v npm >/dev/null || apt_packages+=(npm)
 

@@ -146,7 +146,7 @@ def test_collector_reads_counts_state_and_progress(tmp_path: Path) -> None:
     traffic.hit(("studio", "html", "ja", 503), _scope("203.0.113.1"))
     now = time.time()
     for index in range(8):
-        tracker.record(now - 8 + index, 100 + index * 10, 1000, "push")
+        tracker.record(tracker.now() - 8 + index, 100 + index * 10, 1000, "push")
     families = {f.name: f for f in text_string_to_metric_families(
         generate_latest(registry_for(traffic, tracker, now - 60)).decode()
     )}

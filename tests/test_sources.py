@@ -83,7 +83,7 @@ def test_progress_file_write_then_rename_is_followed(progress_path: Path) -> Non
         (200, 3000, "file"),
         (300, 3000, "file"),
     ]
-    assert abs(recorder.calls[-1][0] - time.time()) < 5
+    assert abs(recorder.calls[-1][0] - time.monotonic()) < 5  # the Tracker's clock: monotonic
 
 
 def test_progress_file_updated_at_and_free_fields(progress_path: Path) -> None:
@@ -91,11 +91,15 @@ def test_progress_file_updated_at_and_free_fields(progress_path: Path) -> None:
     follower = ProgressFileFollower(progress_path, recorder)
     write_atomically(progress_path, json.dumps({"step": 5, "total": 10, "updated_at": 1_700_000_000}))
     follower.poll_once()
-    assert recorder.calls[-1] == (1_700_000_000.0, 5, 10, "file")
+    t, *rest = recorder.calls[-1]
+    assert rest == [5, 10, "file"]
+    # On the Tracker's monotonic clock, as long ago as updated_at says (2023-11-14).
+    assert abs(t - (time.monotonic() - (time.time() - 1_700_000_000))) < 5
     document = {"step": 6, "total": 10, "updated_at": "2025-01-15T08:00:00Z", "phase": "train", "message": "hi"}
     write_atomically(progress_path, json.dumps(document))
     follower.poll_once()
-    assert recorder.calls[-1][0] == JAN_15_2025
+    # On the monotonic clock, as long ago as updated_at says.
+    assert abs(recorder.calls[-1][0] - (time.monotonic() - (time.time() - JAN_15_2025))) < 5
     assert follower.last == FileProgress(6, 10, JAN_15_2025, "train", "hi")
 
 
@@ -104,7 +108,7 @@ def test_updated_at_in_the_future_is_clamped_to_now(progress_path: Path) -> None
     follower = ProgressFileFollower(progress_path, recorder)
     write_atomically(progress_path, json.dumps({"step": 1, "total": 2, "updated_at": time.time() + 3600}))
     follower.poll_once()
-    assert recorder.calls[-1][0] <= time.time()
+    assert recorder.calls[-1][0] <= time.monotonic()
 
 
 PARSE_CASES = [

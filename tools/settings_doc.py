@@ -44,18 +44,19 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
                           "video back in about 45 minutes (15:30 UTC)`), which requests, httpx, aiohttp and wget "
                           "show in their errors; `off`: the stock `Service Unavailable` ([http.md](http.md))"),
         ("retry_after_min", "lower clamp for `Retry-After`"),
-        ("retry_after_max", "upper clamp for `Retry-After`"),
+        ("retry_after_max", "upper clamp for `Retry-After` (these three: at most a year)"),
         ("retry_after_unknown", "`Retry-After` while the ETA is unknown"),
     ]),
     ("Languages", [
-        ("languages", "offered locales, each with a catalog in `app/locales/`, in the switcher's order "
-                      "([translations.md](translations.md))"),
+        ("languages", "offered locales, each with a catalog in `app/locales/` (one without stops start-up, as "
+                      "`check` does), in the switcher's order ([translations.md](translations.md))"),
         ("default_language", "fallback locale"),
         ("lang_cookie", "cookie holding the user's language (reuse the real site's)"),
     ]),
     ("Progress and ETA", [
-        ("eta", "static ETA: a duration from shim start (`45m`, `1h30m`, `900`) or an ISO-8601 time (no zone = "
-                "local time)"),
+        ("eta", "static ETA: a duration from shim start (`45m`, `1h30m`, `2h`, `90s`, or `900` seconds; every "
+                "unit written: `1h30` is an error, write `1h30m`) or an ISO-8601 time (no zone = local time); in "
+                "the future and at most 365 days ahead"),
         ("progress_file", "JSON progress file written by the trainer ([progress.md](progress.md)); or "
                           "comma-separated `NODE=PATH` entries, one per GPU node (`gpu-1=/mnt/a/progress.json`), "
                           "beside at most one plain `PATH`"),
@@ -66,7 +67,7 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
                            "save so far plus the scripts' measured time to bring the services back "
                            "(`startup.json` in the state dir; else this run's switch in), each 0 until known "
                            "(the default below applies only where there is no state dir)"),
-        ("stall_seconds", "no progress for this long means `stalled`"),
+        ("stall_seconds", "no progress for this long means `stalled` (at most a week)"),
         ("state_dir", "the state dir (the scripts export it to the shim they start): the shim follows the run "
                       "events there and the run history teaches its ETA; the scripts' default is below"),
     ]),
@@ -80,14 +81,17 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
                         "unset disables it"),
     ]),
     ("The operator's brand", [
-        ("logo", "an SVG or PNG file (at most 6 KiB), shown on the page as an image"),
+        ("logo", "an SVG or PNG file (a regular file of at most 6 KiB, checked before it is read), shown on "
+                 "the page as an image"),
         ("logo_alt", "the logo's text for people who cannot see it (needed with a logo)"),
         ("accent_color", "`#rrggbb` for the badge, the progress bar and the links on the light page; at least "
                          "4.5:1 against white"),
         ("accent_color_dark", "the same on the dark page; at least 4.5:1 against `#181c23`"),
         ("template_dir", "a directory whose `page.html`, `page.css` or `page.js` replace the built-in ones "
                          "(`{% extends 'base/page.html' %}` reaches the built-in page); rendered once per "
-                         "language at start, inline CSS and JS hashed into the CSP"),
+                         "language at start (within 10 s in all, or start-up stops), inline CSS and JS hashed "
+                         "into the CSP. Sandboxed (Jinja2's `SandboxedEnvironment`): a template reaches the "
+                         "values it is given and no Python beyond; each file at most 256 KiB"),
         ("timezone", "IANA zone of server-rendered times (`Europe/Berlin`); the page's script shows the viewer's "
                      "own zone"),
     ]),

@@ -1,4 +1,4 @@
-"""Training ETA from (wall-clock, step) samples of one source: pure maths, the clock is always an argument.
+"""Training ETA from (monotonic time, step) samples of one source: pure maths, the clock is always an argument.
 
 Rules (docs/progress.md explains them for operators):
 
@@ -98,7 +98,7 @@ class Estimate:
 
 
 class _Interval(NamedTuple):
-    end: float  # wall-clock time the interval ended
+    end: float  # time the interval ended (monotonic seconds)
     seconds: float  # normal (non-pause) seconds
     steps: int
 
@@ -118,7 +118,8 @@ def _ratio(intervals: Sequence[_Interval] | deque[_Interval]) -> float | None:
 
 
 class Estimator:
-    """Feed ``add(t, step, total, phase)`` samples, ask ``estimate(now)``; time is wall-clock seconds."""
+    """Feed ``add(t, step, total, phase)`` samples, ask ``estimate(now)``; times are monotonic seconds (a
+    wall-clock step must never reach here: intervals would stretch or shrink)."""
 
     def __init__(
         self,
@@ -180,7 +181,7 @@ class Estimator:
         self._done_at: float | None = None
 
     def add(self, t: float, step: int, total: int | None, phase: str | None = None) -> None:
-        """Record that ``step`` of ``total`` was reached at wall-clock ``t``; a step going back resets."""
+        """Record that ``step`` of ``total`` was reached at time ``t``; a step going back resets."""
         if not math.isfinite(t) or step < 0:
             return
         if total is not None and total <= 0:
@@ -230,7 +231,7 @@ class Estimator:
         self._smooth()
 
     def estimate(self, now: float) -> Estimate:
-        """The state and remaining seconds at wall-clock ``now``; does not change the estimator."""
+        """The state and remaining seconds at time ``now``; does not change the estimator."""
         if self._last_t is None or self._last_step is None:
             return Estimate("unknown", None, None, None, None, None)
         rate, total, step, last_t = self._rate, self._total, self._last_step, self._last_t

@@ -60,8 +60,9 @@ _BAR = re.compile(
 # Unknown total: '{desc}: {n_fmt}{unit} [{elapsed}, {rate}{postfix}]'.
 _OPEN_BAR = re.compile(rf"(?<![\w.])(?P<n>{_NUM})[A-Za-z]{{0,20}} \[(?P<inner>\d+:\d\d(?::\d\d)?,[^\]]{{0,2000}})\]")
 # Rich's bar: '{description} {bar} {completed}/{total} {elapsed} • {remaining} {rate}{metrics}'.
+# The lookbehind tries a match only where a run of bar characters starts: a line of them costs linear time.
 _RICH_BAR = re.compile(
-    r"[━╸╺╾╼]{2,400}\s{1,8}(?P<n>\d+)/(?P<total>\d+)\s{1,8}(?P<inner>\d+:\d\d:\d\d\b.{0,2000})"
+    r"(?<![━╸╺╾╼])[━╸╺╾╼]{2,400}\s{1,8}(?P<n>\d+)/(?P<total>\d+)\s{1,8}(?P<inner>\d+:\d\d:\d\d\b.{0,2000})"
 )
 # Rich with the count before the bar (MofNCompleteColumn, or a text column such as LTX-2's '{completed}/{total}'):
 # 'Training Step  120/2000 ━━━━ Loss: ...', 'Training 120/2000 ━━━━ Loss: ... 0:08:25 ETA: 2:11:54'.
@@ -122,6 +123,9 @@ _SCALE = {"": 1, "k": 1_000, "M": 1_000_000, "G": 1_000_000_000, "T": 1_000_000_
 _HINTS = ("%|", "it", "/s", "s/", "step", "Step", "STEP", "━", "'epoch'")
 
 MAX_PARTIAL = 64 * 1024
+# Steps and totals beyond this are not progress (the push API's own cap): a bar or line showing one is
+# ignored, so it can neither reach the ETA nor become the locked training bar.
+MAX_COUNT = 10**12
 
 
 Scope = Literal["run", "epoch"]
@@ -163,7 +167,8 @@ def strip_ansi(text: str) -> str:
 
 def _number(text: str) -> float:
     scale = _SCALE.get(text[-1:], 1) if text[-1:].isalpha() else 1
-    return float(text.rstrip("kMGT")) * scale
+    # Capped: a printed number too large for a float would make int() raise; MAX_COUNT rejects it anyway.
+    return min(float(text.rstrip("kMGT")) * scale, 1e18)
 
 
 def _rate(inner: str) -> float | None:
@@ -373,7 +378,7 @@ class LogParser:
         return LogProgress(step=step, total=total, rate=None, label="step", form="line")
 
     def _take(self, progress: LogProgress | None, found: list[LogProgress]) -> None:
-        if progress is None:
+        if progress is None or progress.step > MAX_COUNT or (progress.total or 0) > MAX_COUNT:
             return
         progress = self._past_total(progress)
         if progress.label and _EPOCH_BAR_LABEL.match(progress.label) and progress.total:
@@ -395,6 +400,8 @@ class LogParser:
         if stitched is None:
             return
         progress = stitched
+        if progress.step > MAX_COUNT or (progress.total or 0) > MAX_COUNT:
+            return
         # The same step again (tqdm's closing refresh, a bar re-read when completed) is no news.
         key = (progress.step, progress.total, progress.label)
         if key == self._last:

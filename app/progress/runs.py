@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from ..files import open_regular
 from ..statedir import EVENTS_FILE, HISTORY_FILE, REQUESTS_FILE, STARTUP_FILE, SUMMARY_FILE, write_json_atomically
 
 logger = logging.getLogger("maintenance_shim.runs")
@@ -216,13 +217,19 @@ def learn(records: Sequence[HistoryRecord], recent: int = RECENT_RUNS) -> Learne
 def read_history(path: Path) -> list[HistoryRecord]:
     """The records in ``path``; a missing file is no history, a bad line is skipped with one warning."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_HISTORY_BYTES + 1)
+        fd, info = open_regular(path)  # a FIFO or a device there is refused, never waited on
     except FileNotFoundError:
         return []
     except OSError as error:
         logger.warning("%s: cannot read the run history: %s", path, error)
         return []
+    try:
+        data = os.pread(fd, MAX_HISTORY_BYTES + 1, max(0, info.st_size - MAX_HISTORY_BYTES - 1))
+    except OSError as error:
+        logger.warning("%s: cannot read the run history: %s", path, error)
+        return []
+    finally:
+        os.close(fd)
     if len(data) > MAX_HISTORY_BYTES:
         # Keep the newest part: whole lines after the first newline of the tail.
         data = data[-MAX_HISTORY_BYTES:].split(b"\n", 1)[-1]
@@ -282,9 +289,11 @@ class EventsFollower:
         if stat.st_size == self._offset:
             return []
         try:
-            with open(self.path, "rb") as file:
-                file.seek(self._offset)
-                data = file.read(MAX_EVENTS_BYTES)
+            fd, _ = open_regular(self.path)
+            try:
+                data = os.pread(fd, MAX_EVENTS_BYTES, self._offset)
+            finally:
+                os.close(fd)
         except OSError as error:
             logger.warning("%s: cannot read the events file: %s", self.path, error)
             return []

@@ -11,26 +11,40 @@ node's progress apart.
 A run that was already over when the shim started is history, not the current run: what the first read
 finds is ignored when it is at its total, or when the file was last written more than
 ``history_seconds`` (the stall time) ago; the follower then waits for new progress.
+
+Nothing here can hold up an answer. Each poll runs in a daemon thread of its own while the event loop
+serves; a poll still running after ``STUCK_SECONDS`` (a stalled network mount) is warned about once and
+waited for, never stacked. Only regular files are opened (``files.open_regular``): a FIFO, a device or a
+socket at the path is a warning, not a hang. The log is read at most ``MAX_CATCH_UP`` bytes a poll, and a
+line longer than ``MAX_LINE`` characters is skipped unexamined, so a megabyte of progress characters
+costs the parser nothing. Steps and totals are bounded where they enter (``MAX_COUNT``, the push API's cap).
+
+Times are the monotonic clock (``time.monotonic``): a wall-clock step (NTP, a resumed VM) moves no
+interval. A progress file's own ``updated_at`` (wall clock) only says how long ago it was written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
+from ..files import kind, open_regular, read_regular
 from ..nodes import NodeLimitError, is_node_name
 from .logparse import LogParser
-from .tracker import ProgressUpdate
+from .tracker import MAX_COUNT, ProgressUpdate
 
 logger = logging.getLogger("maintenance_shim.sources")
 
@@ -41,7 +55,12 @@ OnNotice = Callable[[str | None], None]
 MAX_PROGRESS_FILE = 64 * 1024
 TAIL_BYTES = 64 * 1024
 # More new log than this in one poll means we fell behind: skip to its tail, the progress is at the end.
+# Also the most the parser examines per poll.
 MAX_CATCH_UP = 1024 * 1024
+# Log lines longer than this (characters) are skipped unexamined: progress lines are a few hundred.
+MAX_LINE = 2048
+# A poll running longer than this (a stalled mount) is warned about once; the next waits for it.
+STUCK_SECONDS = 5.0
 # A file changed this recently may change again within the same mtime tick without changing size.
 _RACY_SECONDS = 2.0
 # Bytes before the read offset kept to notice a log truncated and regrown past our offset between polls.
@@ -75,6 +94,11 @@ class _WarnOnce:
         self.seen.clear()
 
 
+def _finish(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class ProgressFileError(ValueError):
     """A progress file that cannot be used; ``kind`` names the problem without its changing details."""
 
@@ -105,6 +129,8 @@ def _integer(value: Any, name: str, *, minimum: int) -> int:
         value = int(value)
     if value < minimum:
         raise ProgressFileError(name, f"{name} must be >= {minimum}: {value!r}")
+    if value > MAX_COUNT:
+        raise ProgressFileError(name, f"{name} must be <= {MAX_COUNT:.0e}: {value!r}")
     return int(value)
 
 
@@ -164,10 +190,27 @@ class _Follower:
     _what = "source"
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled, each poll in a daemon thread: a file that blocks (a stalled mount) holds up
+        only its own follower, never the event loop, and never the process's exit."""
+        loop = asyncio.get_running_loop()
         while True:
-            self.poll_once()
+            done = loop.create_future()
+            threading.Thread(target=self._poll_in_thread, args=(loop, done), daemon=True,
+                             name=f"follow {self._what}").start()
+            try:
+                await asyncio.wait_for(asyncio.shield(done), STUCK_SECONDS)
+            except TimeoutError:
+                self._warn("stuck", "reading the %s has taken over %.0f s (a stalled mount?); answers go on with "
+                           "the last good progress", self._what, STUCK_SECONDS)
+                await done
             await asyncio.sleep(self.poll_interval)
+
+    def _poll_in_thread(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+        try:
+            self.poll_once()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (the shim stopped)
+                loop.call_soon_threadsafe(_finish, done)
 
     def poll_once(self) -> None:
         """One poll: read what changed and report progress; problems are logged, never raised."""
@@ -214,7 +257,8 @@ class ProgressFileFollower(_Follower):
     def _poll(self) -> None:
         # Only what the very first poll finds can be an old run; a file that appears later is new.
         first, self._first = self._first, False
-        now = time.time()
+        now = time.time()  # wall clock: compared with the file's mtime and its updated_at only
+        monotonic = time.monotonic()
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -223,6 +267,10 @@ class ProgressFileFollower(_Follower):
             return
         except OSError as error:
             self._warn("stat", "cannot stat the progress file: %s", error)
+            return
+        if not S_ISREG(stat.st_mode):
+            self._signature = None
+            self._warn("not-regular", "is %s, not a regular file; ignored", kind(stat.st_mode))
             return
         signature = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
         racy = now - stat.st_mtime_ns / 1e9 < _RACY_SECONDS
@@ -233,14 +281,13 @@ class ProgressFileFollower(_Follower):
             self._warn("too-large", "progress file is %d bytes, more than %d; ignored", stat.st_size, MAX_PROGRESS_FILE)
             return
         try:
-            with open(self.path, "rb") as file:
-                data = file.read(MAX_PROGRESS_FILE + 1)
+            data = read_regular(self.path, MAX_PROGRESS_FILE)
             self.bytes_read += len(data)
         except FileNotFoundError:
             # Replaced between stat and open; the next poll sees the new file.
             self._signature = None
             return
-        except OSError as error:
+        except OSError as error:  # a FIFO, a device, a directory: never opened for a blocking read
             self._warn("read", "cannot read the progress file: %s", error)
             return
         try:
@@ -260,7 +307,9 @@ class ProgressFileFollower(_Follower):
         if self.node is not None and progress.node not in (None, self.node):
             self._warn("node-mismatch", "names node %r but is tagged %r in the settings; counted as %r",
                        progress.node, self.node, self.node)
-        self._emit(ProgressUpdate(t, progress.step, progress.total, "file", progress.phase, node=node))
+        # On the monotonic clock: as long ago as the file says it was written (never in the future).
+        self._emit(ProgressUpdate(monotonic - (now - t), progress.step, progress.total, "file", progress.phase,
+                                  node=node))
 
     def _is_history(self, progress: FileProgress, written: float, now: float) -> bool:
         if progress.total is not None and progress.step >= progress.total:
@@ -296,7 +345,7 @@ class LogFollower(_Follower):
         self._first = True
         self._initial = False
         self._mtime = 0.0
-        self.parser = LogParser()
+        self.parser = LogParser(max_partial=MAX_LINE)
         self.offset = 0
         self.bytes_read = 0
         self._identity: tuple[int, int] | None = None
@@ -351,6 +400,9 @@ class LogFollower(_Follower):
             self._warn("stat", "cannot stat the log: %s", error)
             return
         self._warn.forget("missing")
+        if not S_ISREG(stat.st_mode):
+            self._warn("not-regular", "is %s, not a regular file; ignored", kind(stat.st_mode))
+            return
         identity = (stat.st_dev, stat.st_ino)
         size = stat.st_size
         self._mtime = stat.st_mtime
@@ -376,9 +428,11 @@ class LogFollower(_Follower):
 
     def _read(self, size: int) -> None:
         guard_start = self.offset - len(self._guard)
-        with open(self.path, "rb") as file:
-            file.seek(guard_start)
-            data = file.read(size - guard_start)
+        fd, _ = open_regular(self.path)  # a FIFO or a device is refused here, never read
+        try:
+            data = os.pread(fd, size - guard_start, guard_start)
+        finally:
+            os.close(fd)
         self.bytes_read += len(data)
         if data[: len(self._guard)] != self._guard:
             # Truncated and regrown past our offset between two polls (copytruncate with a fast writer).
@@ -406,16 +460,15 @@ class LogFollower(_Follower):
         if not updates:
             return
         last = updates[-1]
-        now = time.time()
         if self._initial and (
             (last.total is not None and last.step >= last.total)
-            or (self.history_seconds is not None and now - self._mtime > self.history_seconds)
+            or (self.history_seconds is not None and time.time() - self._mtime > self.history_seconds)
         ):
             logger.info("%s: holds a run that had ended before the shim started; waiting for a new one", self.path)
             return
         self._emit(
             ProgressUpdate(
-                now, last.step, last.total, "log",
+                time.monotonic(), last.step, last.total, "log",
                 scope=last.scope, epoch=last.epoch, epochs=last.epochs,
                 epoch_step=last.epoch_step, epoch_total=last.epoch_total, node=self.node, pending=last.pending,
             )

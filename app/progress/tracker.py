@@ -9,10 +9,18 @@ whole-run progress before current-epoch-only progress.
 Updates may name the GPU node that trains (``node``): the estimators are then kept per (node, source), each
 node gets its own snapshot from its own sources (its own stall timer), and the service's snapshot is the
 node coming back earliest. Without any node named, nothing of this shows.
+
+Time: every interval and ETA is computed on the Tracker's monotonic ``clock`` (``time.monotonic``), so a
+wall-clock step (NTP, a resumed VM, an operator's ``date -s``) drops no update and moves no ETA. The wall
+clock (``wall_clock``) only turns results into times people read (``eta_at``, ``updated_at``) and takes the
+scripts' run events (wall-clock seconds written by other processes) in. Numbers are bounded where they
+enter: steps and totals at ``MAX_COUNT`` (the push API's cap), ETAs at ``MAX_ETA_SECONDS``, rates at
+``MAX_RATE``, so that every answer can be rendered whatever a source reports.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -25,6 +33,8 @@ from ..nodes import MAX_NODES, NodeLimitError, is_node_name
 from .eta import MIN_REMAINING, Estimate, Estimator, Phase, State
 from .runs import AfterPhase, Learned, ProgressSummary, RunState
 
+logger = logging.getLogger("maintenance_shim")
+
 Scope = Literal["run", "epoch"]
 # What an ETA rests on: training progress, recent runs, MAINT_ETA, or MAINT_RESUME_SECONDS.
 Basis = Literal["progress", "history", "static", "setting"]
@@ -32,11 +42,16 @@ Basis = Literal["progress", "history", "static", "setting"]
 _AFTER_FLOOR = 10.0
 # Sources that know the exact step and total win over ones that parse a log.
 _PRIORITY = {"push": 2, "file": 2, "log": 1}
+# Steps and totals beyond this are refused (the push API's Field(le=...) and the file and log parsers say the
+# same); ETAs are shown at most this far ahead (a year); rates at most this high (steps per second).
+MAX_COUNT = 10**12
+MAX_ETA_SECONDS = 365 * 24 * 3600
+MAX_RATE = 1e9
 
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """One observation from a progress source: ``step`` of ``total`` at wall-clock ``t``.
+    """One observation from a progress source: ``step`` of ``total`` at ``t`` on the Tracker's monotonic clock.
 
     ``scope`` is ``"epoch"`` when only the current epoch is known (``step``/``total`` then count from the
     first epoch to the end of the current one, ``epoch_step``/``epoch_total`` within it).
@@ -144,11 +159,14 @@ class Tracker:
         stall_seconds: float,
         retry: RetryPolicy,
         static_deadline: datetime | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] | None = None,
         learned: Learned | None = None,
         first_run: bool = False,
         startup_seconds: float | None = None,
     ) -> None:
+        """`clock` (monotonic seconds) times updates and ETAs; `wall_clock` (default `time.time`, or `clock`
+        itself when a test gives only a clock) only turns them into wall-clock times for display."""
         self._learned = learned or Learned()
         # resume_seconds is only the default (MAINT_RESUME_SECONDS not set): before any history, the run's
         # own save pauses and the services' measured start-up stand in for it (_allowance).
@@ -161,8 +179,14 @@ class Tracker:
         self._stall_seconds = stall_seconds
         Estimator(resume_seconds=resume_seconds, stall_seconds=stall_seconds)  # validates both now
         self._retry = retry
-        self._deadline = static_deadline.timestamp() if static_deadline else None
         self._clock = clock
+        if wall_clock is None:
+            wall_clock = time.time if clock is time.monotonic else clock
+        self._wall_clock = wall_clock
+        # The static ETA on the monotonic clock, fixed now: a later clock step does not move it.
+        self._deadline = self._from_wall(static_deadline.timestamp()) if static_deadline else None
+        # Wall-clock times of run events -> monotonic, each converted once, when first seen.
+        self._event_times: dict[float, float] = {}
         self._lock = threading.Lock()
         # node (None: untagged) -> source name -> its estimator.
         self._groups: dict[str | None, dict[str, _Followed]] = {}
@@ -171,6 +195,7 @@ class Tracker:
         self._run: RunState | None = None
         self._cached: Snapshot | None = None
         self._valid_until = 0.0
+        self._failures: set[str] = set()
         self._notice: str | None = None
 
     def notice(self, text: str | None) -> None:
@@ -178,6 +203,24 @@ class Tracker:
         with self._lock:
             self._notice = text
             self._valid_until = 0.0
+
+    def now(self) -> float:
+        """The current time on the Tracker's (monotonic) clock, for a ProgressUpdate's ``t``."""
+        return self._clock()
+
+    def _from_wall(self, wall: float) -> float:
+        """A wall-clock time as a time on the monotonic clock, by how far it is from the wall clock now."""
+        return self._clock() - (self._wall_clock() - wall)
+
+    def _to_wall(self, t: float) -> float:
+        """A monotonic time as a wall-clock time, by how far it is from the monotonic clock now."""
+        return self._wall_clock() - (self._clock() - t)
+
+    def _event_time(self, wall: float) -> float:
+        found = self._event_times.get(wall)
+        if found is None:
+            found = self._event_times[wall] = self._from_wall(wall)
+        return found
 
     @property
     def stall_seconds(self) -> float:
@@ -212,7 +255,10 @@ class Tracker:
             rate = None
             if first_at is not None and last_at is not None and first_step is not None and last_at > first_at:
                 rate = round((estimate.step - first_step) / (last_at - first_at), 4)
-            return ProgressSummary(first_step, estimate.step, estimate.total, first_at, last_at, rate)
+            # The history file holds wall-clock times.
+            first_wall = None if first_at is None else round(self._to_wall(first_at), 3)
+            last_wall = None if last_at is None else round(self._to_wall(last_at), 3)
+            return ProgressSummary(first_step, estimate.step, estimate.total, first_wall, last_wall, rate)
 
     def reserve_nodes(self, names: Iterable[str]) -> None:
         """Count these nodes (a configured source's) among the tracked ones from the start, so that pushes
@@ -229,9 +275,13 @@ class Tracker:
     def report(self, update: ProgressUpdate) -> None:
         """A progress observation from one source (of one node, when it names one).
 
-        Raises ValueError for a bad node name and NodeLimitError for a node beyond ``MAX_NODES``; nothing
-        changes then.
+        Raises ValueError for a bad node name, a step or total beyond ``MAX_COUNT`` or a time that is not a
+        number, and NodeLimitError for a node beyond ``MAX_NODES``; nothing changes then.
         """
+        if update.step > MAX_COUNT or (update.total is not None and update.total > MAX_COUNT):
+            raise ValueError(f"step and total must be at most {MAX_COUNT:.0e}")
+        if not math.isfinite(update.t):
+            raise ValueError(f"not a time: {update.t!r}")
         with self._lock:
             node = update.node
             if node is not None and node not in self._nodes:
@@ -268,12 +318,22 @@ class Tracker:
         if cached is not None and now < self._valid_until:
             return cached
         with self._lock:
-            snapshot = self._compute(now)
+            try:
+                snapshot = self._compute(now)
+            except Exception as error:  # never a failed request: an unknown ETA, logged once per kind
+                snapshot = self._unknown(error)
             if self._notice is not None:
                 snapshot = replace(snapshot, notice=self._notice)
             self._cached = snapshot
             self._valid_until = math.floor(now) + 1.0
         return snapshot
+
+    def _unknown(self, error: Exception) -> Snapshot:
+        kind = type(error).__name__
+        if kind not in self._failures:
+            self._failures.add(kind)
+            logger.error("cannot compute the ETA; answering with an unknown one", exc_info=error)
+        return Snapshot("unknown", None, None, self._retry.retry_after(None), None, None)
 
     def _best(self, now: float, sources: dict[str, _Followed]) -> tuple[str, _Followed] | None:
         def rank(item: tuple[str, _Followed]) -> tuple[bool, int, bool, float]:
@@ -328,14 +388,14 @@ class Tracker:
             name, followed = best
             allowance = followed.estimator.resume_seconds = self._allowance(followed.estimator)
             estimate = followed.estimator.estimate(now)
-            progress = _progress(estimate, followed.last)
+            progress = _progress(estimate, followed.last, self._to_wall)
         if run is not None and run.trainer_exit_at is not None:
             # After the last step the scripts say what is happening: no 'overdue' while they do.
             basis: Basis = "history" if self._learned.reload is not None else "setting"
             return self._make(now, "finishing", self._after_remaining(now, run, estimate, allowance), progress,
                               source=name, run=run, basis=basis)
         if best is None and run is not None and run.started_at is not None and self._learned.duration is not None:
-            from_history = run.started_at + self._learned.duration - now
+            from_history = self._event_time(run.started_at) + self._learned.duration - now
             if from_history > 0:
                 return self._make(now, "training", from_history, None, source="history", basis="history")
         if best is not None and best[1].last is not None and best[1].last.pending:
@@ -383,10 +443,11 @@ class Tracker:
         if run.phase == "ready":
             return MIN_REMAINING
         assert run.trainer_exit_at is not None
+        exit_at = self._event_time(run.trainer_exit_at)
         if self._learned.reload is not None:
-            left = run.trainer_exit_at + self._learned.reload - now
+            left = exit_at + self._learned.reload - now
         else:
-            anchor = run.trainer_exit_at
+            anchor = exit_at
             if estimate is not None and estimate.updated_at is not None:
                 anchor = min(anchor, estimate.updated_at)
             left = anchor + allowance - now
@@ -402,9 +463,11 @@ class Tracker:
         run: RunState | None = None,
         basis: Basis | None = None,
     ) -> Snapshot:
-        eta_seconds = None if remaining is None else max(1, math.ceil(remaining))
+        eta_seconds = None
+        if remaining is not None and not math.isnan(remaining):
+            eta_seconds = max(1, math.ceil(min(remaining, MAX_ETA_SECONDS)))
         eta_at = (
-            datetime.fromtimestamp(math.floor(now) + eta_seconds, UTC)
+            datetime.fromtimestamp(math.floor(self._wall_clock()) + eta_seconds, UTC)
             if eta_seconds is not None
             else None
         )
@@ -437,7 +500,7 @@ def _service_rank(snapshot: Snapshot, node: str | None) -> tuple[int, float, str
     return kind, eta, node or ""
 
 
-def _progress(estimate: Estimate, last: ProgressUpdate | None) -> Progress | None:
+def _progress(estimate: Estimate, last: ProgressUpdate | None, to_wall: Callable[[float], float]) -> Progress | None:
     if estimate.step is None:
         return None
     step, total = estimate.step, estimate.total
@@ -451,9 +514,9 @@ def _progress(estimate: Estimate, last: ProgressUpdate | None) -> Progress | Non
     if total:
         fraction = round(min(1.0, max(0.0, step / total)), 4)
     updated = (
-        datetime.fromtimestamp(estimate.updated_at, UTC).replace(microsecond=0)
+        datetime.fromtimestamp(to_wall(estimate.updated_at), UTC).replace(microsecond=0)
         if estimate.updated_at is not None
         else None
     )
-    rate = round(estimate.rate, 3) if estimate.rate is not None else None
+    rate = round(min(estimate.rate, MAX_RATE), 3) if estimate.rate is not None else None
     return Progress(step, total, fraction, rate, updated, estimate.phase, scope, epoch, epochs)

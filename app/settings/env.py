@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..files import read_regular
+
 DEFAULT_ENV_FILE = "maintenance.env"
+MAX_ENV_FILE_BYTES = 1024 * 1024
 
 
 class SettingsError(Exception):
@@ -27,7 +30,18 @@ def read_env_file(path: Path) -> dict[str, str]:
     quoted; a comment after a value is not allowed.
     """
     values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        data = read_regular(path, MAX_ENV_FILE_BYTES)  # a FIFO, a device or a huge file: refused, not read
+    except OSError as error:
+        raise SettingsError([f"{path}: cannot read the settings file: {error.strerror or error}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        where = data[: error.start].count(b"\n") + 1
+        raise SettingsError(
+            [f"{path}:{where}: not UTF-8 text (byte {data[error.start]:#04x}); save the file as UTF-8"]
+        ) from None
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -108,9 +122,9 @@ def read_environment(env_file: str | Path | None = None, environ: dict[str, str]
     scripts (through `maintenance-shim env --shell`)."""
     env = dict(os.environ if environ is None else environ)
     path = Path(env_file) if env_file else Path(DEFAULT_ENV_FILE)
-    if env_file and not path.is_file():
+    if env_file and not path.exists():
         raise SettingsError([f"--env-file: {path} does not exist"])
-    file_values = read_env_file(path) if path.is_file() else {}
+    file_values = read_env_file(path) if env_file or path.exists() else {}
     # The environment wins over the file. Names keep their case (service names in MAINT_SERVICE_<name>_*
     # are case-sensitive, as bash variables are); MAINT_X and maint_x are one setting.
     merged: dict[str, tuple[str, str]] = {}

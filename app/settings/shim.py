@@ -47,7 +47,13 @@ class Listener:
 
 
 _SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
-_DURATION_RE = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s?)?$")
+# `45m`, `1h30m`, `2h`, `90s`, or plain seconds (`900`); every unit written (`1h30` is an error, not 1 h 30 s).
+_DURATION_RE = re.compile(r"^(?:(?P<h>\d{1,9})h)?(?:(?P<m>\d{1,9})m)?(?:(?P<s>\d{1,9})s)?$|^(?P<plain>\d{1,9})$")
+# A static ETA is at most this far ahead (the ETA shown is capped at the same year).
+MAX_STATIC_ETA = timedelta(days=365)
+# Time-like settings are at most this (seconds): a week, or a year for the Retry-After family.
+WEEK = 7 * 24 * 3600
+YEAR = 365 * 24 * 3600
 
 
 def parse_listener(text: str) -> Listener:
@@ -123,20 +129,34 @@ def parse_admin_listen(text: str) -> AdminAddress | None:
 
 
 def parse_eta(text: str, now: datetime) -> datetime:
-    """A duration (`45m`, `1h30m`, `900`) from `now`, or an ISO-8601 time -> an aware datetime."""
+    """A duration (`45m`, `1h30m`, `900` seconds) from `now`, or an ISO-8601 time -> an aware datetime.
+
+    Strict: every unit is written (`1h30` is an error: write `1h30m`), the result lies after `now` and at
+    most a year (``MAX_STATIC_ETA``) ahead; ValueError saying what is wrong otherwise."""
     value = text.strip()
     match = _DURATION_RE.match(value.lower()) if value else None
     if match and any(match.groupdict().values()):
         parts = {k: int(v or 0) for k, v in match.groupdict().items()}
-        return now + timedelta(hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+        duration = timedelta(seconds=parts["h"] * 3600 + parts["m"] * 60 + parts["s"] + parts["plain"])
+        if duration > MAX_STATIC_ETA:
+            raise ValueError(f"{text!r} is more than {MAX_STATIC_ETA.days} days")
+        if not duration:
+            raise ValueError(f"{text!r} is no time at all")
+        return now + duration
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # A naive time is the operator's local wall-clock time.
+        when = when if when.tzinfo else when.astimezone()
+        ahead = when - now
+    except (ValueError, OverflowError, OSError):
         raise ValueError(
-            f"{text!r} is neither a duration (45m, 1h30m, 900) nor an ISO-8601 time"
+            f"{text!r} is neither a duration (45m, 1h30m, 900 for seconds) nor an ISO-8601 time"
         ) from None
-    # A naive time is the operator's local wall-clock time.
-    return when if when.tzinfo else when.astimezone()
+    if ahead <= timedelta(0):
+        raise ValueError(f"{text!r} is in the past")
+    if ahead > MAX_STATIC_ETA:
+        raise ValueError(f"{text!r} is more than {MAX_STATIC_ETA.days} days ahead")
+    return when
 
 
 @dataclass(frozen=True)
@@ -204,7 +224,8 @@ class Settings(BaseModel):
 
     # A plain model: `load_settings` is the one place that reads the environment and the env file, so an
     # explicit `environ` is all there is (nothing from os.environ leaks in).
-    model_config = ConfigDict(extra="ignore")
+    # No inf or NaN anywhere: every number is bounded.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     listen: list[str] = Field(default_factory=lambda: ["127.0.0.1:8080"])
     # Every locale with a catalog in app/locales/, in the language switcher's order (docs/translations.md).
@@ -222,10 +243,10 @@ class Settings(BaseModel):
     resume_seconds: float = Field(default=120, ge=0, le=86400)
     # The scripts' state dir (they export it to the shim they start): run events in, run history out.
     state_dir: Path | None = None
-    retry_after_min: int = Field(default=5, ge=1)
-    retry_after_max: int = Field(default=3600, ge=1)
-    retry_after_unknown: int = Field(default=60, ge=1)
-    stall_seconds: float = Field(default=300, gt=0)
+    retry_after_min: int = Field(default=5, ge=1, le=YEAR)
+    retry_after_max: int = Field(default=3600, ge=1, le=YEAR)
+    retry_after_unknown: int = Field(default=60, ge=1, le=YEAR)
+    stall_seconds: float = Field(default=300, gt=0, le=WEEK)
     admin_token: SecretStr | None = None
     # The admin listener: the progress push, metrics and the API docs answer here only (404 on the public ones).
     # None: a Unix socket in the state directory (admin_address); TCP only when named.
@@ -239,7 +260,7 @@ class Settings(BaseModel):
     # Fork the server from a parent that holds the sockets and forks a new one if it dies (app/supervise.py).
     supervise: bool = True
     # `x-should-retry: true` on a 503 while the ETA is at most this far away, else `false` (SDK retry loops).
-    sdk_retry_max_seconds: int = Field(default=120, ge=0)
+    sdk_retry_max_seconds: int = Field(default=120, ge=0, le=YEAR)
     # The 503's reason phrase says when (`503 Service Unavailable: video back in about 45 minutes (15:30 UTC)`).
     reason_phrase: bool = True
     # Limits where the shim faces the internet (app/uvicorn_ext/protocol.py): nginx's 32 KiB of request head,
@@ -347,7 +368,14 @@ class Settings(BaseModel):
     def _check_languages(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one language is needed")
-        return [_check_locale(item) for item in value]
+        locales = [_check_locale(item) for item in value]
+        from ..i18n import available_catalogs
+
+        missing = [locale for locale in locales if locale not in available_catalogs()]
+        if missing:
+            # Its page would be English text labelled as another language.
+            raise ValueError(f"no catalog for {', '.join(missing)} (docs/translations.md adds one)")
+        return locales
 
     @field_validator("default_language")
     @classmethod
@@ -451,7 +479,10 @@ class Settings(BaseModel):
 
     def eta_deadline(self, started: datetime) -> datetime | None:
         """The static ETA as an absolute time, durations counted from `started`."""
-        return parse_eta(self.eta, started) if self.eta else None
+        try:
+            return parse_eta(self.eta, started) if self.eta else None
+        except ValueError as error:  # an ISO time that has passed since the settings were checked
+            raise SettingsError([f"MAINT_ETA: {error}"]) from None
 
     @property
     def notify_locale(self) -> str:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from .protocol import ConnectionGuard
 
 logger = logging.getLogger("maintenance_shim")
+# At a stop, seconds between closing the listeners and closing connections that have sent no request yet.
+DRAIN_SECONDS = 0.25
 
 
 class _RefusedHandshakeFilter(logging.Filter):
@@ -56,6 +58,14 @@ class ShimServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting first, then give connections accepted a moment ago the time to send their request:
+        # uvicorn closes a connection that has sent nothing yet, which after a reload (SIGHUP: another server
+        # accepts on the same sockets) would be a client's request lost. The ports are free meanwhile.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        await asyncio.sleep(DRAIN_SECONDS)
         if self.guard is not None:
             self.guard.flush_all(asyncio.get_running_loop().time())
         await super().shutdown(sockets)

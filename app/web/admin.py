@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ..nodes import MAX_NODES, NODE_PATTERN, NodeLimitError
 from ..progress.eta import Phase
+from ..progress.tracker import MAX_COUNT
 from ..traffic import Traffic
-from .catchall import HEALTH_BODY
+from .catchall import HEALTH_BODY, UNHEALTHY_BODY
 from .ratelimit import FailureLimiter
 from .responder import RequestFacts, Responder
 
@@ -26,8 +27,8 @@ MAX_PROGRESS_BODY = 16 * 1024
 class ProgressIn(BaseModel):
     """A progress report: step done so far, of total; `node` names the GPU node that trains (progress per node)."""
 
-    step: int = Field(ge=0, le=10**12)
-    total: int | None = Field(default=None, gt=0, le=10**12)
+    step: int = Field(ge=0, le=MAX_COUNT)
+    total: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     phase: Phase | None = None
     node: str | None = Field(
         default=None,
@@ -60,7 +61,10 @@ def create_admin(responder: Responder, admin_token: str | None, traffic: Traffic
 
     @app.api_route("/_maintenance/health", methods=["GET", "HEAD"])
     async def health() -> Response:
-        """Always 200 while the shim runs, so a proxy's health check keeps it in rotation."""
+        """200 while the shim answers as it should, so a proxy's health check keeps it in rotation; 503 while
+        its answers cannot be rendered (they go out as a plain 503 then; the log says why)."""
+        if responder.render_failing:
+            return Response(UNHEALTHY_BODY, status_code=503, media_type="application/json")
         return Response(HEALTH_BODY, media_type="application/json")
 
     @app.get("/_maintenance/status")
@@ -115,7 +119,8 @@ def create_admin(responder: Responder, admin_token: str | None, traffic: Traffic
             errors = [{key: err[key] for key in ("type", "loc", "msg")} for err in error.errors()]
             raise RequestValidationError(errors) from None
         try:
-            responder.tracker.record(time.time(), report.step, report.total, "push", report.phase, node=report.node)
+            tracker = responder.tracker
+            tracker.record(tracker.now(), report.step, report.total, "push", report.phase, node=report.node)
         except NodeLimitError as error:
             raise RequestValidationError([{"type": "node_limit", "loc": ("node",), "msg": str(error)}]) from None
         return Response(status_code=204)

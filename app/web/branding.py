@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import base64
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..files import FileTooLargeError, NotRegularFileError, kind, read_regular
+
 if TYPE_CHECKING:
     from ..settings.shim import Settings
 
+MAX_TEMPLATE_BYTES = 256 * 1024  # each of MAINT_TEMPLATE_DIR's files
 MAX_LOGO_BYTES = 6 * 1024  # 8 KiB as base64: the largest page (Thai, 21 KB) stays under 30 KB with it
 TEMPLATE_FILES = ("page.html", "page.css", "page.js")
 # The page's own card backgrounds (app/web/templates/page.css, --card): the accent colours text there (the
@@ -100,16 +104,20 @@ def check_contrast(colour: str, background: str, setting: str) -> None:
 
 
 def load_logo(path: Path, setting: str = "MAINT_LOGO") -> str:
-    """An SVG or PNG file as a data: URI (an <img>, so an SVG's scripts never run); size-limited."""
+    """An SVG or PNG file as a data: URI (an <img>, so an SVG's scripts never run); size-limited.
+
+    Checked by type and size before a byte is read: a FIFO or a device (`/dev/zero`) is refused, not read."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_LOGO_BYTES)
+    except FileTooLargeError:
+        raise BrandError(
+            f"{setting}: {path} is {path.stat().st_size:,} bytes; at most {MAX_LOGO_BYTES:,} keep the page small "
+            "(optimize the SVG, or use a smaller PNG)"
+        ) from None
+    except NotRegularFileError as error:
+        raise BrandError(f"{setting}: {error}") from None
     except OSError as error:
         raise BrandError(f"{setting}: cannot read {path}: {error.strerror}") from None
-    if len(data) > MAX_LOGO_BYTES:
-        raise BrandError(
-            f"{setting}: {path} is {len(data):,} bytes; at most {MAX_LOGO_BYTES:,} keep the page small "
-            "(optimize the SVG, or use a smaller PNG)"
-        )
     if data.startswith(_PNG_MAGIC):
         kind = "image/png"
     elif path.suffix.lower() == ".svg" and b"<svg" in data[:4096]:
@@ -131,6 +139,15 @@ def check_template_dir(path: Path, setting: str = "MAINT_TEMPLATE_DIR") -> Path:
     """A directory holding at least one of page.html, page.css, page.js (each replaces the built-in one)."""
     if not path.is_dir():
         raise BrandError(f"{setting}: {path} is not a directory")
+    for name in TEMPLATE_FILES:
+        try:
+            info = (path / name).stat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise BrandError(f"{setting}: {path / name} is {kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_TEMPLATE_BYTES:
+            raise BrandError(f"{setting}: {path / name} is {info.st_size:,} bytes; at most {MAX_TEMPLATE_BYTES:,}")
     found = [name for name in TEMPLATE_FILES if (path / name).is_file()]
     if not found:
         raise BrandError(f"{setting}: {path} holds none of {', '.join(TEMPLATE_FILES)}")

@@ -48,6 +48,10 @@ class Answer(NamedTuple):
 
 
 HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()
+# While answers cannot be rendered (they go out as a plain fallback 503): health checks should take notice.
+UNHEALTHY_BODY = json.dumps(
+    {"status": "error", "maintenance": True, "detail": "answers cannot be rendered; see the shim's log"}
+).encode()
 HEALTH_REPLY = Reply(
     200,
     [
@@ -56,6 +60,15 @@ HEALTH_REPLY = Reply(
         *COMMON_HEADERS,
     ],
     HEALTH_BODY,
+)
+UNHEALTHY_REPLY = Reply(
+    503,
+    [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(UNHEALTHY_BODY)).encode()),
+        *COMMON_HEADERS,
+    ],
+    UNHEALTHY_BODY,
 )
 WS_TRY_AGAIN_LATER = 1013
 # The reserved paths a public listener serves; the rest of /_maintenance/ (the progress push, metrics, the
@@ -231,7 +244,8 @@ class MaintenanceApp:
         method: str = scope["method"]
         if path in self.health_paths and method in ("GET", "HEAD"):
             self._count((self.responder.service_for(scope.get("server")).name, "health", "", 200), scope)
-            await send_reply(HEALTH_REPLY, send, method == "HEAD")
+            reply = UNHEALTHY_REPLY if self.responder.render_failing else HEALTH_REPLY
+            await send_reply(reply, send, method == "HEAD")
             return
         await self._answer_in_full(scope, receive, send, RequestFacts.from_scope_headers(scope["headers"]))
 

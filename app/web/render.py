@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,17 +15,21 @@ from typing import Any
 
 import jinja2
 from babel import Locale
+from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from ..files import read_regular_text
 from ..i18n import Catalogs, bcp47, native_name, relative_time
 from ..progress.tracker import NodeSnapshot, Progress, Snapshot
 from ..settings.shim import ServiceKind
-from .branding import Brand, BrandError, accent_css
+from .branding import MAX_TEMPLATE_BYTES, Brand, BrandError, accent_css
 from .negotiate import Format
 from .texts import Texts, build_node_texts, build_texts, plain_spaces, plain_texts
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATUS_PATH = "/_maintenance/status"
+# MAINT_TEMPLATE_DIR's pages must all render within this at start-up (seconds).
+CHECK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,8 @@ class Renderer:
             return override / name if override is not None and (override / name).is_file() else templates / name
 
         try:
-            self._style = pick("page.css").read_text(encoding="utf-8") + accent_css(self.brand)
-            self._script = pick("page.js").read_text(encoding="utf-8")
+            self._style = read_regular_text(pick("page.css"), MAX_TEMPLATE_BYTES) + accent_css(self.brand)
+            self._script = read_regular_text(pick("page.js"), MAX_TEMPLATE_BYTES)
         except (OSError, UnicodeDecodeError) as error:
             raise BrandError(f"MAINT_TEMPLATE_DIR: {error}") from None
         built_in = jinja2.FileSystemLoader(templates)
@@ -122,7 +127,8 @@ class Renderer:
         self._steps_left_forms = {locale: _steps_left_forms(catalogs, locale) for locale in self._locales}
         self._envs: dict[str, jinja2.Environment] = {}
         for locale in self._locales:
-            env = jinja2.Environment(
+            # Sandboxed: a template of MAINT_TEMPLATE_DIR reaches no Python beyond the values it is given.
+            env = SandboxedEnvironment(
                 loader=loader,
                 autoescape=True,
                 extensions=["jinja2.ext.i18n"],
@@ -148,9 +154,33 @@ class Renderer:
         """The service's name for people: MAINT_SERVICE_<tag>_DISPLAY_NAME[_<LANG>], else the tag."""
         return self.brand.display_name(service.name, locale) if service.name else ""
 
-    def check(self, snapshot: Snapshot, services: Sequence[Service]) -> None:
+    def check(self, snapshot: Snapshot, services: Sequence[Service], time_limit: float = CHECK_SECONDS) -> None:
         """Render every page once at start-up, so a broken template stops start-up (BrandError naming the
-        file and line) instead of failing requests."""
+        file and line) instead of failing requests. With MAINT_TEMPLATE_DIR the renders run in a daemon thread
+        and must end within `time_limit` seconds: an endless template stops start-up too."""
+        if self.brand.template_dir is None:
+            self._check(snapshot, services)
+            return
+        outcome: list[BaseException | None] = []
+
+        def work() -> None:
+            try:
+                self._check(snapshot, services)
+                outcome.append(None)
+            except BaseException as error:  # handed to the caller's thread
+                outcome.append(error)
+
+        thread = threading.Thread(target=work, name="template check", daemon=True)
+        thread.start()
+        thread.join(time_limit)
+        if not outcome:
+            raise BrandError(
+                f"MAINT_TEMPLATE_DIR: page.html does not render within {time_limit:.0f} s (an endless loop?)"
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def _check(self, snapshot: Snapshot, services: Sequence[Service]) -> None:
         for service in services:
             for locale in self._locales:
                 try:
@@ -161,6 +191,22 @@ class Renderer:
                     ) from None
                 except jinja2.TemplateError as error:
                     raise BrandError(f"MAINT_TEMPLATE_DIR: page.html does not render ({locale}): {error}") from None
+                except RecursionError:
+                    raise BrandError(f"MAINT_TEMPLATE_DIR: page.html recurses without end ({locale})") from None
+                except Exception as error:
+                    raise BrandError(
+                        f"MAINT_TEMPLATE_DIR: page.html does not render ({locale}): {type(error).__name__}: {error}"
+                    ) from None
+
+    def fallback_text(self, locale: str) -> str:
+        """The plain answer when a body cannot be built: two sentences from the catalog, no numbers."""
+        try:
+            translations = self._catalogs[locale]
+            service = translations.gettext("This service")
+            message = translations.gettext("%(service)s is paused for maintenance.") % {"service": service}
+            return f"{message} {translations.gettext('There is no estimate yet; please try again later.')}\n"
+        except Exception:  # the catalog itself: English, as written in the code
+            return "This service is paused for maintenance. There is no estimate yet; please try again later.\n"
 
     def maintenance(self, snapshot: Snapshot, service: Service, locale: str, texts: Texts) -> dict[str, Any]:
         """The `maintenance` object of DESIGN.md; `nodes` only once progress named a node."""

@@ -1,7 +1,15 @@
-"""Per-request choices and cached responses: negotiation in, ready-made status line, headers and body out."""
+"""Per-request choices and cached responses: negotiation in, ready-made status line, headers and body out.
+
+Rendering can never fail a request: when a body cannot be built (an operator's template that raises on
+some progress, a bug), the answer is a plain localized 503 with the policy's Retry-After, the error is
+logged once, and the health endpoints say so (``render_failing``) until the bodies render again (or, for
+an answer nobody asks for again, for ``FAILING_SECONDS``).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -12,7 +20,11 @@ from .negotiate import Choice, Format, LocaleMatcher, cookie_value, negotiate, q
 from .reason import phrase, plain_name, status_line
 from .render import Renderer, Service
 
+logger = logging.getLogger("maintenance_shim")
+
 Headers = list[tuple[bytes, bytes]]
+# Health reports a render failure for this long after it was last seen (seconds).
+FAILING_SECONDS = 60.0
 
 CONTENT_TYPES: dict[Format, bytes] = {
     "html": b"text/html; charset=utf-8",
@@ -101,6 +113,21 @@ class Responder:
         self._snapshot: Snapshot | None = None
         # (service, kind, locale, format, remember): two listeners of one service may differ in kind
         self._cache: dict[tuple[str, str, str, Format, bool], Reply] = {}
+        # (service, locale, format) -> when its body last failed to render (monotonic seconds).
+        self._failing: dict[tuple[str, str, str], float] = {}
+        self._logged: set[str] = set()  # errors logged already (by type and text)
+
+    @property
+    def render_failing(self) -> bool:
+        """True while an answer could not be rendered lately and went out as the plain fallback (health says
+        so): until it renders again, or for FAILING_SECONDS after its last failure."""
+        if not self._failing:
+            return False
+        recent = time.monotonic() - FAILING_SECONDS
+        for key, when in list(self._failing.items()):
+            if when < recent:
+                self._failing.pop(key, None)
+        return bool(self._failing)
 
     def service_for(self, server: tuple[str, int] | None) -> Service:
         """The service whose listener accepted this connection (by local port)."""
@@ -163,9 +190,45 @@ class Responder:
         key = (service.name, service.kind, choice.locale, choice.format, remember)
         reply = self._cache.get(key)
         if reply is None:
-            reply = self._build(snapshot, service, choice.locale, choice.format, remember)
-            self._cache[key] = reply
+            reply = self._build_or_fallback(snapshot, service, choice.locale, choice.format, remember)
+            self._cache[key] = reply  # the fallback too: retried with the next Snapshot, not per request
         return reply
+
+    def _build_or_fallback(
+        self, snapshot: Snapshot, service: Service, locale: str, fmt: Format, remember: bool
+    ) -> Reply:
+        failing = (service.name, locale, fmt)
+        try:
+            reply = self._build(snapshot, service, locale, fmt, remember)
+        except Exception as error:
+            self._render_failed(failing, error)
+            return self.fallback_reply(locale, snapshot.retry_after)
+        self._failing.pop(failing, None)
+        return reply
+
+    def _render_failed(self, failing: tuple[str, str, str], error: Exception) -> None:
+        self._failing[failing] = time.monotonic()
+        key = f"{type(error).__name__}: {error}"[:500]
+        if key not in self._logged and len(self._logged) < 100:
+            self._logged.add(key)
+            logger.error("cannot render the answer (%s, %s, %s); a plain 503 goes out instead",
+                         failing[0] or "(unnamed)", failing[1], failing[2], exc_info=error)
+
+    def fallback_reply(self, locale: str, retry_after: int) -> Reply:
+        """The plain-text 503 sent when a body cannot be built: localized, with a sane Retry-After."""
+        body = self.renderer.fallback_text(locale).encode("utf-8")
+        headers: Headers = [
+            (b"content-type", CONTENT_TYPES["text"]),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(max(1, retry_after)).encode()),
+            (b"content-language", bcp47(locale).encode()),
+            VARY,
+            *COMMON_HEADERS,
+            (b"x-should-retry", b"false"),
+            (b"x-robots-tag", b"noindex"),
+            (b"content-security-policy", _PLAIN_CSP),
+        ]
+        return Reply(503, headers, body)
 
     def _build(self, snapshot: Snapshot, service: Service, locale: str, fmt: Format, remember: bool) -> Reply:
         body = self.renderer.body(snapshot, service, locale, fmt)
@@ -202,7 +265,13 @@ class Responder:
     def status_reply(self, service: Service, locale: str) -> Reply:
         """The 200 /_maintenance/status reply in `locale` (never cached by clients)."""
         snapshot = self.tracker.snapshot()
-        body = self.renderer.status_body(snapshot, service, locale)
+        failing = (service.name, locale, "status")
+        try:
+            body = self.renderer.status_body(snapshot, service, locale)
+        except Exception as error:
+            self._render_failed(failing, error)
+            return self.fallback_reply(locale, snapshot.retry_after)
+        self._failing.pop(failing, None)
         headers: Headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
