@@ -15,7 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from .config import AdminAddress, Listener, Settings
-from .logsetup import configure_logging, uvicorn_log_config
+from .logsetup import configure_logging, throttle_tracebacks, uvicorn_log_config
 from .main import create_app
 from .protocol import SWEEP_TICKS, ConnectionGuard, Limits, protocol_class
 from .supervise import Supervisor, signal_ready
@@ -235,6 +235,7 @@ def serve(settings: Settings) -> int:
         backlog=BACKLOG,
     )
     logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeFilter())
+    throttle_tracebacks()  # uvicorn.Config applied uvicorn's handlers: a traceback per connection is not logged
 
     def run_server() -> int:
         server = ShimServer(config, http.guard, supervised=settings.supervise)
