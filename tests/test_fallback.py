@@ -37,7 +37,8 @@ from tests.caddy_harness import caddy_bin, start_caddy
 from tests.haproxy_harness import haproxy_bin, start_haproxy
 from tests.loadgen import KeepAlive, Load
 from tests.nginx_harness import NGINX_BIN, Nginx, _main_conf, start_nginx
-from tests.support import ShimFactory, free_port
+from maintenance_shim.supervise import serving_pid
+from tests.support import Shim, ShimFactory, free_port
 from tests.traefik_harness import start_traefik, traefik_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +100,7 @@ class Box:
     tmp: Path
     services: dict[str, Standin]
     shim_ports: dict[str, int]
+    shim: Shim
     stops: list[object] = field(default_factory=list)
 
 
@@ -110,7 +112,7 @@ def _box(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Box]:
         service.start()
     shim = start_shim(services=["studio", "video:api"],
                       env={"MAINT_HEALTH_PATHS": "/health", "MAINT_LOG_LEVEL": "warning"})
-    b = Box(tmp_path, services, dict(zip(HOSTS, shim.ports, strict=True)))
+    b = Box(tmp_path, services, dict(zip(HOSTS, shim.ports, strict=True)), shim)
     try:
         for service in services.values():
             service.wait_healthy()
@@ -165,6 +167,7 @@ def _nginx_fallback(b: Box) -> int:
     for name, live in (("studio", 7860), ("video", 7861)):
         site = site.replace(f"server 127.0.0.1:{live} ", f"server 127.0.0.1:{b.services[name].port} ")
     for name, shim in (("studio", 8081), ("video", 8082)):
+        assert site.count(f"server 127.0.0.1:{shim} backup max_fails=0;") == 3
         site = site.replace(f"server 127.0.0.1:{shim} backup", f"server 127.0.0.1:{b.shim_ports[name]} backup")
     (prefix / "conf" / "site.conf").write_text(site)
     (prefix / "conf" / "extra.conf").write_text("# nothing\n")
@@ -325,6 +328,52 @@ def test_fallback_kill9_gives_only_200_or_503_and_the_service_comes_back(box: Bo
     assert all(k in ("service-200", "shim-503") for k in ka_answers), ka_answers
     assert dropped == 0
     assert max(recovery.values()) <= RECOVERY_BOUND[kind], recovery
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy", "caddy", "traefik"])
+def test_fallback_survives_kill9_of_the_shims_serving_process(box: Box, kind: str) -> None:
+    """Both services down, every request answered by the shim through the proxy; then its serving process is
+    killed (SIGKILL) three times under that load, and the supervisor forks a new one each time (the listening
+    sockets stay open). Every answer must still be the shim's 503: no 502, refused or reset. (nginx's backup
+    server had max_fails=1 fail_timeout=10s by default: one request cut by the kill made it say "no live
+    upstreams", 10 s of 502 to everyone.)"""
+    port = _start_proxy(kind, box)
+    shim = box.shim
+    kills: list[tuple[float, float]] = []
+    with Load(port, HOSTS, max_seconds=90) as load:
+        began = time.monotonic()
+        for name in HOSTS:
+            load.wait_for(name, "service-200", began)
+        for service in box.services.values():
+            service.kill9()
+        down = time.monotonic()
+        for name in HOSTS:
+            load.wait_for(name, "shim-503", down, timeout=15)
+        time.sleep(1.5)  # past every proxy's passive-failure window for the services (1 s)
+        for _ in range(3):
+            old = serving_pid(shim.proc.pid)
+            assert old != shim.proc.pid
+            killed = time.monotonic()
+            os.kill(old, signal.SIGKILL)
+            while (new := serving_pid(shim.proc.pid)) in (old, shim.proc.pid):
+                assert time.monotonic() - killed < 10, "no new serving process within 10 s"
+                time.sleep(0.005)
+            replaced = time.monotonic()
+            kills.append((killed, replaced))
+            for name in HOSTS:
+                load.wait_for(name, "shim-503", replaced, timeout=15)
+            time.sleep(0.5)
+        ended = time.monotonic()
+    first_kill = kills[0][0]
+    after = Counter(f"{loop}: {k}" for start, end, _, loop, k in load.rows if end >= first_kill and start <= ended)
+    failures = {k: n for k, n in after.items() if not k.endswith(": shim-503")}
+    _write_artifact(f"fallback_shim_kill_{kind}.txt",
+                    f"fallback mode through {kind}, both services down, kill -9 of the shim's serving process 3 "
+                    f"times (new one after {', '.join(f'{(r - k) * 1000:.0f} ms' for k, r in kills)}):\n"
+                    + "".join(f"  {k}: {n}\n" for k, n in sorted(after.items())))
+    assert failures == {}, (failures, _proxy_logs(box))
+    assert sum(after.values()) > 0
+    assert "Traceback" not in shim.output()
 
 
 @pytest.mark.parametrize("kind", ["nginx", "haproxy", "caddy", "traefik"])
