@@ -334,9 +334,11 @@ def test_fallback_kill9_gives_only_200_or_503_and_the_service_comes_back(box: Bo
 def test_fallback_survives_kill9_of_the_shims_serving_process(box: Box, kind: str) -> None:
     """Both services down, every request answered by the shim through the proxy; then its serving process is
     killed (SIGKILL) three times under that load, and the supervisor forks a new one each time (the listening
-    sockets stay open). Every answer must still be the shim's 503: no 502, refused or reset. (nginx's backup
-    server had max_fails=1 fail_timeout=10s by default: one request cut by the kill made it say "no live
-    upstreams", 10 s of 502 to everyone.)"""
+    sockets stay open). Every answer must still be the shim's 503: no 502, refused or reset; through Caddy and
+    Traefik, only the POSTs in flight at a kill may get the proxy's 502 (they cannot send those again).
+    Measured before the configs were fixed: nginx (backup with the default max_fails=1 fail_timeout=10s)
+    11,665 x 502 "no live upstreams" in 8 s; Caddy, 18 empty 503s to POSTs (the shim out for fail_duration,
+    POSTs not waiting for it)."""
     port = _start_proxy(kind, box)
     shim = box.shim
     kills: list[tuple[float, float]] = []
@@ -366,12 +368,21 @@ def test_fallback_survives_kill9_of_the_shims_serving_process(box: Box, kind: st
         ended = time.monotonic()
     first_kill = kills[0][0]
     after = Counter(f"{loop}: {k}" for start, end, _, loop, k in load.rows if end >= first_kill and start <= ended)
-    failures = {k: n for k, n in after.items() if not k.endswith(": shim-503")}
+    failures = Counter({k: n for k, n in after.items() if not k.endswith(": shim-503")})
+    if kind in ("caddy", "traefik"):
+        # A POST the killed process had read and not answered cannot be sent again by Caddy 2.6 (its body is
+        # gone: see the service-kill test) nor by Traefik (no retry once the request was written): their
+        # 502. Only those: at most the two POST loops of each service in flight at each kill. GETs are
+        # retried, and nothing is refused meanwhile (the supervisor holds the listening socket).
+        cut = Counter({k: n for k, n in failures.items() if k.split(": BAD ")[0] in ("json", "slow-post")
+                       and k.split(": BAD ")[-1].startswith("502")})
+        assert sum(cut.values()) <= 2 * len(HOSTS) * len(kills), cut
+        failures -= cut
     _write_artifact(f"fallback_shim_kill_{kind}.txt",
                     f"fallback mode through {kind}, both services down, kill -9 of the shim's serving process 3 "
                     f"times (new one after {', '.join(f'{(r - k) * 1000:.0f} ms' for k, r in kills)}):\n"
                     + "".join(f"  {k}: {n}\n" for k, n in sorted(after.items())))
-    assert failures == {}, (failures, _proxy_logs(box))
+    assert failures == Counter(), (failures, _proxy_logs(box))
     assert sum(after.values()) > 0
     assert "Traceback" not in shim.output()
 
