@@ -32,12 +32,12 @@ from pathlib import Path
 
 import pytest
 
+from maintenance_shim.supervise import serving_pid
 from tests.caddy_harness import _launch as launch_caddy
 from tests.caddy_harness import caddy_bin, start_caddy
 from tests.haproxy_harness import haproxy_bin, start_haproxy
 from tests.loadgen import KeepAlive, Load
 from tests.nginx_harness import NGINX_BIN, Nginx, _main_conf, start_nginx
-from maintenance_shim.supervise import serving_pid
 from tests.support import Shim, ShimFactory, free_port
 from tests.traefik_harness import start_traefik, traefik_bin
 
@@ -357,7 +357,7 @@ def test_fallback_survives_kill9_of_the_shims_serving_process(box: Box, kind: st
             assert old != shim.proc.pid
             killed = time.monotonic()
             os.kill(old, signal.SIGKILL)
-            while (new := serving_pid(shim.proc.pid)) in (old, shim.proc.pid):
+            while serving_pid(shim.proc.pid) in (old, shim.proc.pid):
                 assert time.monotonic() - killed < 10, "no new serving process within 10 s"
                 time.sleep(0.005)
             replaced = time.monotonic()
