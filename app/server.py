@@ -23,6 +23,7 @@ from .supervise import Supervisor, signal_ready
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1
 BACKLOG = 2048
+WAITING_FOR_PORT = "loaded and retrying"  # in the log line scripts/lib.sh's port mode waits for
 
 
 class BindError(Exception):
@@ -32,9 +33,10 @@ class BindError(Exception):
 def bind(listener: Listener, retry_seconds: float = 0.0, backlog: int = 2048) -> socket.socket:
     """A listening TCP socket for `listener`; raises BindError with a readable reason.
 
-    While the address is in use, binding is retried every 10 ms for `retry_seconds`: in port mode the
-    shim is started, fully imported, while the service it replaces is still shutting down, and takes
-    the port the moment it is free. It listens at once, so clients queue instead of being refused.
+    While the address is in use, binding is retried every 10 ms for `retry_seconds`, and the first
+    refusal is logged (WAITING_FOR_PORT): in port mode the scripts start the shim before they stop the
+    service, wait for that line (the app is built by then), then stop the service; the shim takes the
+    port the moment it is free and listens at once, so clients queue instead of being refused.
     """
     try:
         infos = socket.getaddrinfo(listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -42,6 +44,7 @@ def bind(listener: Listener, retry_seconds: float = 0.0, backlog: int = 2048) ->
         raise BindError(f"cannot resolve {listener.host}: {error.strerror}") from None
     family, kind, proto, _, address = infos[0]
     deadline = time.monotonic() + retry_seconds
+    waiting = False
     while True:
         sock = socket.socket(family, kind, proto)
         try:
@@ -53,6 +56,10 @@ def bind(listener: Listener, retry_seconds: float = 0.0, backlog: int = 2048) ->
         except OSError as error:
             sock.close()
             if error.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+                if not waiting:  # the scripts' port mode waits for this line before stopping the service
+                    waiting = True
+                    logger.warning("%s:%s is in use: %s every 10 ms for up to %g s (MAINT_BIND_RETRY_SECONDS)",
+                                   listener.host, listener.port, WAITING_FOR_PORT, retry_seconds)
                 time.sleep(0.01)
                 continue
             raise BindError(f"cannot listen on {listener.host}:{listener.port}: {error.strerror}") from None
