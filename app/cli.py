@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_ENV_FILE, Settings, SettingsError, load_settings
+from .settings.env import DEFAULT_ENV_FILE, SettingsError
+from .settings.shim import Settings, load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 DEFAULT_URL = "http://127.0.0.1:8080"
-COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary")
+COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary", "serving", "event")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--state-dir", metavar="PATH", help="default MAINT_STATE_DIR")
     summary.add_argument("--json", action="store_true", help="print the counts as JSON")
     summary.add_argument("--env-file", metavar="PATH", help="settings file holding MAINT_STATE_DIR")
+    serving = commands.add_parser("serving", help="who serves: the supervisor's state file (the scripts read it)")
+    serving.add_argument("--state-dir", metavar="PATH", required=True)
+    serving.add_argument("--shell", action="store_true", help="print SERVING_* assignments for bash's eval")
+    event = commands.add_parser("event", help="append a run event to MAINT_STATE_DIR/events.jsonl (the scripts do)")
+    event.add_argument("name", help="start, trainer-exit, services-starting, services-waiting or services-ready")
+    event.add_argument("services", nargs="*", help="the services it concerns")
+    event.add_argument("--status", type=int, help="the trainer's exit status (trainer-exit)")
+    event.add_argument("--state-dir", metavar="PATH", required=True)
     return parser
 
 
@@ -81,7 +90,7 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import serve  # imported here so `check` and `status` stay light
+    from .server import serve
 
     overrides = {"listen": args.listen} if args.listen else None
     return serve(_settings(args.env_file, overrides))
@@ -93,7 +102,7 @@ def _counted(what: str, count: int) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .scriptconf import listen_warnings, load_script_settings
+    from .settings.scripts import listen_warnings, load_script_settings
 
     settings, scripts, _ = load_script_settings(args.env_file)  # the shim's settings and the scripts'
     from .main import create_app
@@ -133,7 +142,7 @@ def _env(args: argparse.Namespace) -> int:
     """The scripts' settings, resolved: `export` lines for bash (--shell), else NAME=value lines to read."""
     import shlex
 
-    from .scriptconf import listen_warnings, load_script_settings, shell_assignments
+    from .settings.scripts import listen_warnings, load_script_settings, shell_assignments
 
     settings, scripts, resolved = load_script_settings(args.env_file)
     for line in listen_warnings(settings, scripts):
@@ -173,6 +182,8 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print("eta:         unknown")
     print(f"retry-after: {data.get('retry_after')} s")
+    if data.get("notice"):
+        print(f"notice:      {data.get('notice')}")
     return EXIT_OK
 
 
@@ -207,7 +218,8 @@ def _history(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .runs import HISTORY_FILE, learn, read_history, record_run
+    from .progress.runs import learn, read_history, record_run
+    from .statedir import HISTORY_FILE
 
     state_dir = Path(args.state_dir) if args.state_dir else _settings(args.env_file).state_dir
     if state_dir is None:
@@ -242,7 +254,7 @@ def _notify(args: argparse.Namespace) -> int:
         return EXIT_OK
     from .logsetup import configure_logging
     from .notify import Facts, Notifier
-    from .runs import read_requests
+    from .progress.runs import read_requests
 
     configure_logging(settings.log_level, settings.log_format)
     facts = Facts(detail=args.detail or None)
@@ -259,7 +271,8 @@ def _notify(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .runs import REQUESTS_FILE, read_requests
+    from .progress.runs import read_requests
+    from .statedir import REQUESTS_FILE
 
     state_dir = Path(args.state_dir) if args.state_dir else _settings(args.env_file).state_dir
     if state_dir is None:
@@ -326,6 +339,46 @@ def _history_table(records: Sequence[Any]) -> str:
                      for row in rows)
 
 
+def _serving(args: argparse.Namespace) -> int:
+    import shlex
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from .supervise import read_serving_state
+
+    state = read_serving_state(Path(args.state_dir))
+    values = asdict(state) if state is not None else {}
+    if not args.shell:
+        print(json.dumps(values))
+        return EXIT_OK
+    names = ("supervisor", "serving", "serving_start", "restarts", "last_exit", "last_restart_at")
+    bash = {"serving": "PID", "serving_start": "START", "last_restart_at": "LAST_AT"}
+    for name in names:
+        value = values.get(name)
+        text = "0" if name == "restarts" and value is None else ("" if value is None else str(value))
+        print(f"SERVING_{bash.get(name, name.upper())}={shlex.quote(text)}")
+    return EXIT_OK
+
+
+def _event(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .progress.runs import event_line
+    from .statedir import EVENTS_FILE
+
+    try:
+        line = event_line(time.time(), args.name, args.status, tuple(args.services))
+    except ValueError as error:
+        return _fail(f"event: {error}", EXIT_BAD_SETTINGS)
+    try:
+        with (Path(args.state_dir) / EVENTS_FILE).open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    except OSError as error:
+        return _fail(f"cannot write {Path(args.state_dir) / EVENTS_FILE}: {error}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad settings, with one line per bad setting)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -334,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(arguments)
     command: str = args.command
     handlers = {"serve": _serve, "check": _check, "env": _env, "status": _status, "progress": _progress,
-                "history": _history, "notify": _notify, "summary": _summary}
+                "history": _history, "notify": _notify, "summary": _summary, "serving": _serving, "event": _event}
     try:
         return handlers[command](args)
     except SettingsError as error:

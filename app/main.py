@@ -10,18 +10,19 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
-from .branding import BrandError, load_brand
-from .catchall import DeferredApp, MaintenanceApp, NoStore
-from .config import Settings, SettingsError
 from .i18n import Catalogs
-from .negotiate import LocaleMatcher
-from .render import Renderer, Service
-from .responder import Responder
-from .status import RetryPolicy, Tracker
+from .progress.tracker import RetryPolicy, Tracker
+from .settings.env import SettingsError
+from .settings.shim import Settings
 from .traffic import Traffic, TrafficTicker, access_log
+from .web.branding import BrandError, load_brand
+from .web.catchall import DeferredApp, MaintenanceApp, NoStore
+from .web.negotiate import LocaleMatcher
+from .web.render import Renderer, Service
+from .web.responder import Responder
 
 if TYPE_CHECKING:
-    from .sources import LogFollower, ProgressFileFollower
+    from .progress.sources import LogFollower, ProgressFileFollower
 
     Follower = LogFollower | ProgressFileFollower
 
@@ -31,7 +32,8 @@ def create_tracker(settings: Settings, started: datetime | None = None) -> Track
     dir, the history of recent runs teaches the save-and-reload time."""
     learned = None
     if settings.state_dir is not None:
-        from .runs import HISTORY_FILE, learn, read_history
+        from .progress.runs import learn, read_history
+        from .statedir import HISTORY_FILE
 
         learned = learn(read_history(settings.state_dir / HISTORY_FILE))
     return Tracker(
@@ -81,7 +83,7 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         notifier = Notifier(settings.notify_urls, settings.notify_locale, [item.service for item in listeners])
 
     def build_admin() -> ASGIApp:
-        from .admin import create_admin  # FastAPI: imported off the start-up path
+        from .web.admin import create_admin
 
         return NoStore(create_admin(responder, secret, traffic=traffic))
 
@@ -92,7 +94,7 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         admin.start()
         followers: list[Follower] = []
         if settings.progress_files or settings.train_logs:
-            from .sources import LogFollower, ProgressFileFollower  # only when a source is set
+            from .progress.sources import LogFollower, ProgressFileFollower
 
             # One follower per entry; a NODE=PATH entry's updates carry its node.
             for item in settings.progress_files:
@@ -103,12 +105,15 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
                 )
             for item in settings.train_logs:
                 followers.append(
-                    LogFollower(item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node)
+                    LogFollower(
+                        item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node,
+                        on_notice=tracker.notice,
+                    )
                 )
         tasks = [asyncio.create_task(follower.run()) for follower in followers]
         watcher = None
         if settings.state_dir is not None:
-            from .runs import RunWatcher
+            from .progress.runs import RunWatcher
 
             watcher = RunWatcher(settings.state_dir, tracker)
             tasks.append(asyncio.create_task(watcher.run()))

@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .eta import State
-from .status import Tracker
+from .progress.eta import State
+from .progress.tracker import Tracker
 from .traffic import Traffic
 
 METRICS_PATH = "/_maintenance/metrics"

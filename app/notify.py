@@ -32,8 +32,8 @@ from babel.numbers import format_decimal
 from .i18n import available_catalogs, load_translations
 
 if TYPE_CHECKING:
-    from .eta import State
-    from .status import Snapshot, Tracker
+    from .progress.eta import State
+    from .progress.tracker import Snapshot, Tracker
 
 logger = logging.getLogger("maintenance_shim.notify")
 
@@ -85,7 +85,7 @@ def translations_for(language: str) -> gettext.NullTranslations:
         found = _catalogs.get(language)
         if found is None:
             # A regional tag (ja_JP, zh_TW, pt_PT) gets its language's catalog, matched as requests are.
-            from .negotiate import LocaleMatcher
+            from .web.negotiate import LocaleMatcher
 
             catalog = LocaleMatcher(sorted(available_catalogs()), "en").match(language.replace("_", "-"))
             found = load_translations(catalog) if catalog else _NO_CATALOG
@@ -160,12 +160,6 @@ def compose(event: Event, language: str, services: Sequence[str], facts: Facts) 
     else:  # switch-failed, rolled-back: what the script says
         return Notice(event, title, (facts.detail or "").strip() or title, _KIND[event])
     return Notice(event, title, (body % values).strip() or title, _KIND[event])
-
-
-def split_urls(text: str) -> list[str]:
-    """MAINT_NOTIFY_URLS: URLs separated by blanks, or by commas before the next `scheme://`."""
-    parts = re.split(r"\s+|,(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)", text)
-    return [part.strip() for part in parts if part.strip()]
 
 
 def describe(url: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import gc
 import logging
@@ -14,11 +13,12 @@ from pathlib import Path
 
 import uvicorn
 
-from .config import AdminAddress, Listener, Settings
 from .logsetup import configure_logging, throttle_tracebacks, uvicorn_log_config
 from .main import create_app
-from .protocol import SWEEP_TICKS, ConnectionGuard, Limits, protocol_class
-from .supervise import Supervisor, signal_ready
+from .settings.shim import AdminAddress, Listener, Settings
+from .supervise import Supervisor
+from .uvicorn_ext import Limits, http_protocol
+from .uvicorn_ext.server import ShimServer, _RefusedHandshakeFilter
 
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1
@@ -104,17 +104,6 @@ def bind_admin(address: AdminAddress) -> socket.socket:
         raise BindError(f"MAINT_ADMIN_LISTEN: {error} (choose another address, or off)") from None
 
 
-class _RefusedHandshakeFilter(logging.Filter):
-    """Drops uvicorn's error for a WebSocket refused with an HTTP 503, which is what we mean to do.
-
-    uvicorn's websockets-sansio protocol logs "returned without completing handshake" even after the
-    app answered the handshake through the `websocket.http.response` extension.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
-
-
 FD_RESERVE = 64  # descriptors kept free for listeners, logs, followed files, threads and the event loop
 FD_CEILING = 1 << 20  # what an unlimited hard limit is raised to when fs.nr_open cannot be read
 
@@ -154,36 +143,6 @@ def connection_limit(wanted: int, fd_limit: int) -> int:
         )
         return fitting
     return wanted
-
-
-class ShimServer(uvicorn.Server):
-    """uvicorn's Server, sweeping expired request deadlines on its 0.1 s tick."""
-
-    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard, supervised: bool = False) -> None:
-        super().__init__(config)
-        self.guard = guard
-        self.supervisor = os.getppid() if supervised else 0
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            signal_ready()
-
-    async def on_tick(self, counter: int) -> bool:
-        if counter % SWEEP_TICKS == 0:
-            self.guard.sweep(self.server_state.connections, asyncio.get_running_loop().time())
-        if self.supervisor and counter % 50 == 0 and os.getppid() != self.supervisor:
-            logger.warning(
-                "the supervisor (PID %d) is gone: serving on unsupervised (stop this server, PID %d, with SIGTERM)",
-                self.supervisor,
-                os.getpid(),
-            )
-            self.supervisor = 0
-        return await super().on_tick(counter)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.guard.flush_all(asyncio.get_running_loop().time())
-        await super().shutdown(sockets)
 
 
 def settle_heap() -> None:
@@ -227,11 +186,12 @@ def serve(settings: Settings) -> int:
         header_timeout=settings.header_timeout,
         max_connections=connection_limit(settings.max_connections, raise_fd_limit()),
     )
-    http = protocol_class(limits)
-    logger.info("limits: %s", http.guard.describe())
+    http = http_protocol(limits)
+    logger.info("limits: %s", http.description)
     config = uvicorn.Config(
         app,
-        http=http,
+        http=http.http,
+        **http.config,
         lifespan="on",
         access_log=False,
         log_config=uvicorn_log_config(settings.log_format),

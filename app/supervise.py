@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 
+from .statedir import SERVING_FILE
+
 logger = logging.getLogger("maintenance_shim")
 
-STATE_FILE = "shim-serving.json"
+STATE_FILE = SERVING_FILE
 CRASH_LIMIT = 5  # restarts within CRASH_WINDOW seconds before giving up: a server that cannot stay up
 CRASH_WINDOW = 30.0
 EXIT_GAVE_UP = 1
@@ -46,6 +48,15 @@ class ServingState:
     restarts: int
     last_exit: str | None  # how the previous server ended, e.g. "killed by SIGKILL"
     last_restart_at: str | None  # ISO-8601
+
+
+def read_serving_state(state_dir: Path) -> ServingState | None:
+    """The state file the supervisor keeps in `state_dir`, or None when it is absent or not its shape."""
+    try:
+        data = json.loads((state_dir / SERVING_FILE).read_text(encoding="utf-8"))
+        return ServingState(**{name: data[name] for name in ServingState.__dataclass_fields__})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def serving_pid(pid: int) -> int:

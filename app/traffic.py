@@ -315,7 +315,7 @@ class TrafficTicker:
         self.run_started = run_started
         self.path = None
         if state_dir is not None:  # runs.py only with a state dir: it stays off the start-up path otherwise
-            from .runs import REQUESTS_FILE
+            from .statedir import REQUESTS_FILE
 
             self.path = state_dir / REQUESTS_FILE
         self.interval = interval
@@ -338,7 +338,7 @@ class TrafficTicker:
             traffic = self.traffic
             state = (traffic.total(), traffic.distinct_clients(), traffic.peak_rps, traffic.since)
             if final or state != self._written:
-                from .runs import write_json_atomically
+                from .statedir import write_json_atomically
 
                 write_json_atomically(self.path, traffic.record())
                 self._written = state
@@ -350,7 +350,7 @@ class TrafficTicker:
     def _restore(self, started: float) -> None:
         """Take over the counts a killed server of this run left (start_maintenance.sh removes the file
         when a run starts, and its `since` names the run)."""
-        from .runs import read_requests
+        from .progress.runs import read_requests
 
         assert self.path is not None
         record = read_requests(self.path.parent)

@@ -16,7 +16,7 @@ that away quickly (bench/metrics_cost.py's A/A check). So the rounds cycle throu
 and the counting's share of requests per second is 1 - sqrt(median(first) * median(second)): the bias
 cancels. The A/A rounds measure the bias the crossover removed. Counting off is checked, not assumed: the
 status endpoint's request count must not move over an off round, and must move over an on one.
-Writes bench/results/counting-crossover-<UTC time>.json and docs/benchmarks-counting.md.
+Writes bench/results/counting-crossover-<UTC time>.json and docs/benchmarks/counting.md.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import run as bench  # bench/run.py: processes, wrk, side by side
 
 from maintenance_shim.supervise import serving_pid
 
-DOCS = bench.ROOT / "docs" / "benchmarks-counting.md"
+DOCS = bench.ROOT / "docs" / "benchmarks/counting.md"
 TARGET = 0.03  # issue 11: the counting costs at most 3 % of requests per second
 BOOTSTRAP = 2000  # resamples for the 90 % interval
 SETTINGS = (("on", "off"), ("off", "on"), ("on", "on"), ("off", "off"))  # (X, Y), cycled through
@@ -221,7 +221,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks-counting.md")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks/counting.md")
     args = parser.parse_args()
     if args.rounds < 4 or args.rounds % 4:
         parser.error("--rounds must be a multiple of 4 (one of each setting per cycle)")

@@ -1,7 +1,7 @@
 """Instructions per request under callgrind: the shim with metrics off and on, and the raw floor.
 
 Timings on this shared 2-core machine move by 5-16 % between two processes of one build (see
-docs/benchmarks-counting.md); the instructions a server executes per request hardly move at all. Each
+docs/benchmarks/counting.md); the instructions a server executes per request hardly move at all. Each
 server runs under `valgrind --tool=callgrind --instr-atstart=no`; after its first 503, its admin app's
 build and a warm-up, instrumentation is switched on (`callgrind_control -i on`) for exactly `--requests`
 requests, sent over `--connections` kept-alive connections, then off. Instructions per request are the
@@ -44,7 +44,7 @@ sys.path.insert(0, str(BENCH))
 import run as bench  # noqa: E402
 
 RESULTS = BENCH / "results"
-DOC = BENCH.parent / "docs" / "benchmarks-instructions.md"
+DOC = BENCH.parent / "docs" / "benchmarks/instructions.md"
 START_TIMEOUT = 300.0  # a shim's start-up under callgrind takes 10-30 s here
 WARM_UP = 400
 

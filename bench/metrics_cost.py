@@ -14,7 +14,7 @@ which started first), as much as the counting costs: so metrics on, off and the 
 process ("on2") is put beside the first as the method's A/A check.
 wrk runs from 127.0.0.1: the first request of each connection is looked through for X-Forwarded-For (a
 proxy on this host), the rest are not.
-Writes bench/results/metrics-cost-<UTC time>.json and docs/benchmarks-metrics.md.
+Writes bench/results/metrics-cost-<UTC time>.json and docs/benchmarks/metrics.md.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # bench/run.py: processes, wrk, capture
 
-DOCS = bench.ROOT / "docs" / "benchmarks-metrics.md"
+DOCS = bench.ROOT / "docs" / "benchmarks/metrics.md"
 TARGETS = {"floor_ratio": 0.8, "counting_cost": 0.03}
 ORDER = ("off", "on", "on2", "log1pc", "logall", "floor")
 
@@ -214,8 +214,8 @@ def app_cost() -> dict[str, dict[str, float]]:
 
     import profile_hot_path as hot
 
-    from maintenance_shim.config import load_settings
     from maintenance_shim.main import create_app
+    from maintenance_shim.settings.shim import load_settings
 
     apps = {}
     for name, extra in (("off", {"MAINT_METRICS": "off"}), ("on", {})):
@@ -341,7 +341,7 @@ def render(results: dict[str, Any]) -> str:
             "The A/A column puts a second metrics-on process beside the first: two processes of one build differ",
             "side by side by that much, so a difference of that size is within the method's noise in this run.",
             "The counting alone, with the processes' own difference taken out (one pair of processes whose counting",
-            "is switched off and on while they run): [benchmarks-counting.md](benchmarks-counting.md).",
+            "is switched off and on while they run): [counting.md](counting.md).",
             "",
             "| request | metrics on vs floor: CPU/req | (req/s) | counting cost vs off: req/s | (CPU/req) "
             "| A/A: on vs on: req/s |",
@@ -402,7 +402,7 @@ def main() -> int:
                         help="fresh metrics on/off processes side by side, their rounds pooled")
     parser.add_argument("--variants", default="off,on,on2,log1pc,logall",
                         help="shim variants, from off,on,on2,log1pc,logall (off and on are required)")
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks-metrics.md")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks/metrics.md")
     args = parser.parse_args()
     import os
 

@@ -84,11 +84,11 @@ def main() -> None:
         del os.environ[key]
     os.environ.update(SHIM_ENV)
 
-    from maintenance_shim.catchall import MaintenanceApp
-    from maintenance_shim.config import load_settings
     from maintenance_shim.main import create_app
-    from maintenance_shim.negotiate import query_params
-    from maintenance_shim.responder import RequestFacts
+    from maintenance_shim.settings.shim import load_settings
+    from maintenance_shim.web.catchall import MaintenanceApp
+    from maintenance_shim.web.negotiate import query_params
+    from maintenance_shim.web.responder import RequestFacts
 
     settings = load_settings(None, environ=SHIM_ENV, overrides={"listen": ["127.0.0.1:8080=studio"]})
     app = create_app(settings)

@@ -2,7 +2,7 @@
 
 Usage: python bench/run.py [--duration 10] [--connections 64,256] [--startup-runs 7] [--no-docs]
 
-Writes bench/results/bench-<UTC time>.json (git-ignored) and rewrites docs/benchmarks.md. Every process
+Writes bench/results/bench-<UTC time>.json (git-ignored) and rewrites docs/benchmarks/README.md. Every process
 it starts is recorded by PID and stopped (SIGTERM, wait, SIGKILL) at the end, also on error or Ctrl-C.
 Servers run on CPU 0, wrk and this script on CPU 1, when the machine has two CPUs or more.
 """
@@ -37,7 +37,7 @@ from maintenance_shim.supervise import serving_pid
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-DOCS = ROOT / "docs" / "benchmarks.md"
+DOCS = ROOT / "docs" / "benchmarks/README.md"
 SERVER_CPU = 0
 CLIENT_CPU = 1
 
@@ -54,7 +54,7 @@ SERVICE = "studio"
 
 TARGETS = {
     "floor_ratio": 0.8,
-    "limits_ratio": 0.95,  # the limits (app/protocol.py) cost at most 5% of requests per second
+    "limits_ratio": 0.95,  # the limits (app/uvicorn_ext/protocol.py) cost at most 5% of requests per second
     "bare_ratio": 2.5,
     "startup_s": 0.6,
     "rss_mb": 70.0,
@@ -737,7 +737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="contenders, from shim,nolimits,floor,bare,nginx,shimcopy (the shim is required; shimcopy, a second "
         "shim side by side with the first, checks the method)",
     )
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks/README.md")
     parser.add_argument(
         "--render", type=Path, metavar="RESULTS_JSON", help="only rewrite the docs page from a results file"
     )
@@ -1105,14 +1105,14 @@ def markdown(results: dict[str, Any], out: Path) -> str:
     lines += [
         "The cost of following a live progress source (a log growing at 100 lines/s), and the 503 throughput",
         "with it against a static ETA, are measured by `bench/live_source.py`: "
-        "[benchmarks-live-source.md](benchmarks-live-source.md). Latency while a training job keeps every",
-        "core busy: [benchmarks-under-load.md](benchmarks-under-load.md) (`bench/under_load.py`). The live",
-        "ETA on real trainers: [benchmarks-eta.md](benchmarks-eta.md). The request counting (metrics on against",
-        "off) and the access log: [benchmarks-metrics.md](benchmarks-metrics.md) (`bench/metrics_cost.py`).",
-        "Memory over a 10-minute soak with random header values: [benchmarks-soak.md](benchmarks-soak.md)",
+        "[live-source.md](live-source.md). Latency while a training job keeps every",
+        "core busy: [under-load.md](under-load.md) (`bench/under_load.py`). The live",
+        "ETA on real trainers: [eta.md](eta.md). The request counting (metrics on against",
+        "off) and the access log: [metrics.md](metrics.md) (`bench/metrics_cost.py`).",
+        "Memory over a 10-minute soak with random header values: [soak.md](soak.md)",
         '(`bench/soak.py`). The "limits off" row is the same app on uvicorn\'s stock httptools protocol',
         "(`bench/shim_nolimits.py`): the shim row against it is what the header, timeout and connection",
-        "limits of `app/protocol.py` cost.",
+        "limits of `app/uvicorn_ext/protocol.py` cost.",
         "",
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """The shim's app served by uvicorn's own httptools protocol: the "limits off" contender of bench/run.py.
 
 Same settings (from the environment), same app and the same start-up heap settling as `maintenance-shim
-serve`, but without app/protocol.py's guard (header size and count limits, header timeout, connection
+serve`, but without app/uvicorn_ext/protocol.py's guard (header size and count limits, header timeout, connection
 cap, closing unread bodies) and without the supervisor: the difference to the shim row is what the limits
 cost.
 
@@ -15,9 +15,9 @@ import sys
 
 import uvicorn
 
-from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app
 from maintenance_shim.server import BACKLOG, configure_logging, settle_heap
+from maintenance_shim.settings.shim import load_settings
 
 
 def main() -> int:

@@ -13,10 +13,10 @@ import sys
 from typing import Any
 
 from maintenance_shim import server
-from maintenance_shim.catchall import MaintenanceApp
 from maintenance_shim.cli import main
-from maintenance_shim.config import Settings
 from maintenance_shim.main import create_app
+from maintenance_shim.settings.shim import Settings
+from maintenance_shim.web.catchall import MaintenanceApp
 
 
 def create_toggled_app(settings: Settings) -> Any:

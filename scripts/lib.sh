@@ -51,7 +51,7 @@ parse_args() {
 }
 
 # load_env: every setting, read, validated and resolved by the shim's own schema (`maintenance-shim env
-# --shell`, app/scriptconf.py; the one reference is docs/settings.md): the env file (--env-file, else
+# --shell`, app/settings/scripts.py; the one reference is docs/settings.md): the env file (--env-file, else
 # MAINT_ENV_FILE, else ./maintenance.env when present) under the environment, defaults filled in, each
 # exported, and the services as SERVICES and SERVICE_TAG. Nothing is parsed or checked here: a bad
 # setting stops with the shim's one line naming it.
@@ -136,7 +136,7 @@ settings_command() {
 # ---- small helpers -------------------------------------------------------------------------------
 
 # run_event NAME [STATUS [SERVICE...]]: tell the shim what happens around the training (one JSON line in
-# $STATE_DIR/events.jsonl; app/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
+# $STATE_DIR/events.jsonl; app/progress/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
 run_event() {
   local name=$1 status=${2:-} line item
   shift $(($# < 2 ? $# : 2))
@@ -176,6 +176,10 @@ mono() { local up; read -r up _ </proc/uptime; printf '%s' "${up/./}"; }  # cent
 # include file exists, the tool it needs is installed); the values themselves were validated by load_env.
 declare -a SERVICES=()
 declare -A SERVICE_TAG=()
+# Parsed by `env --shell` (settings/scripts.py): the shim's --listen values and where to reach them, the
+# shim listener answering for each proxied service, each service's own address and port.
+declare -a SHIM_SPECS=() SHIM_PROBES=()
+declare -A SHIM_ADDR=() SERVICE_PROBE=() SERVICE_PORT=()
 check_settings() {
   local name
   proxy_mode || return 0
@@ -186,32 +190,9 @@ check_settings() {
 # svc NAME KEY: the value of MAINT_SERVICE_<NAME>_<KEY>, or empty.
 svc() { local var="MAINT_SERVICE_${1}_$2"; printf '%s' "${!var:-}"; }
 
-# parse_addr HOST:PORT[=TAG] -> ADDR_HOST ADDR_PORT ADDR_TAG; ADDR_PROBE is where to connect to it.
-parse_addr() {
-  local spec=$1 addr=${1%%=*}
-  ADDR_TAG=; [[ $spec == *=* ]] && ADDR_TAG=${spec#*=}
-  [[ $addr =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$ ]] || die "'$spec' is not HOST:PORT[=SERVICE]"
-  ADDR_HOST=${BASH_REMATCH[1]}; ADDR_PORT=${BASH_REMATCH[2]}
-  case $ADDR_HOST in
-    0.0.0.0) ADDR_PROBE=127.0.0.1:$ADDR_PORT ;;
-    '[::]') ADDR_PROBE="[::1]:$ADDR_PORT" ;;
-    *) ADDR_PROBE=$ADDR_HOST:$ADDR_PORT ;;
-  esac
-}
-
 # shim_addr_for NAME: the shim listener (HOST:PORT) that answers for service NAME in proxy modes: the
 # MAINT_LISTEN entry tagged =NAME, else the first untagged entry, else the first entry.
-shim_addr_for() {
-  local item first='' untagged=''
-  words "$MAINT_LISTEN"
-  for item in "${WORDS[@]}"; do
-    parse_addr "$item"
-    [[ -z $first ]] && first=$ADDR_PROBE
-    [[ -z $ADDR_TAG && -z $untagged ]] && untagged=$ADDR_PROBE
-    if [[ ${ADDR_TAG%%:*} == "$1" ]]; then printf '%s' "$ADDR_PROBE"; return 0; fi
-  done
-  printf '%s' "${untagged:-$first}"
-}
+shim_addr_for() { printf '%s' "${SHIM_ADDR[$1]:-}"; }
 
 # ---- locking and state ---------------------------------------------------------------------------
 
@@ -473,19 +454,7 @@ shim_stop() {
 
 # shim_listen_specs: the --listen values for the shim: MAINT_LISTEN, or in port mode the services' own
 # addresses, each tagged with its service (and kind).
-shim_listen_specs() {
-  local name
-  SPECS=(); PROBES=()
-  if [[ $MAINT_SWITCH == port ]]; then
-    for name in "${SERVICES[@]}"; do
-      parse_addr "$(svc "$name" LISTEN)"
-      SPECS+=("$ADDR_HOST:$ADDR_PORT=${SERVICE_TAG[$name]}"); PROBES+=("$ADDR_PROBE")
-    done
-  else
-    words "$MAINT_LISTEN"
-    for name in "${WORDS[@]}"; do parse_addr "$name"; SPECS+=("$name"); PROBES+=("$ADDR_PROBE"); done
-  fi
-}
+shim_listen_specs() { SPECS=("${SHIM_SPECS[@]}"); PROBES=("${SHIM_PROBES[@]}"); }
 
 # ---- services ------------------------------------------------------------------------------------
 
@@ -532,9 +501,8 @@ services_wait_healthy() {
         [[ $(http_code "${url//\{node\}/$NODE}") == 2* ]] || next+=("$name")
       elif [[ -n $url ]]; then
         [[ $(http_code "$url") == 2* ]] || next+=("$name")
-      elif [[ -n $(svc "$name" LISTEN) ]]; then
-        parse_addr "$(svc "$name" LISTEN)"
-        port_listening "$ADDR_PROBE" || next+=("$name")
+      elif [[ -n ${SERVICE_PROBE[$name]:-} ]]; then
+        port_listening "${SERVICE_PROBE[$name]}" || next+=("$name")
       fi
     done
     pending=("${next[@]}")
@@ -559,13 +527,14 @@ describe_unhealthy() {
 # are the model): a new proxy is one new file. Each adapter defines
 #   proxy_describe       the proxy's name for messages
 #   proxy_check NAME     die unless this machine has what service NAME needs (files, tools); its
-#                        settings (with their defaults) are fields of app/scriptconf.py, validated there
+#                        settings (with their defaults) are fields of app/settings/scripts.py, validated there
 #   proxy_point NAME SIDE  make the pending config send NAME to SIDE (shim|live); the first move to the
 #                        shim saves what the live side was in $STATE_DIR/proxy/NAME.live. Safe to repeat,
 #                        and kept in files, so it survives the subshells of a rollback
 #   proxy_test           check the pending config before it goes live (PROXY_OUT says why not)
 #   proxy_reload         make the proxy apply it, and return when it has (PROXY_OUT says why not)
 #   proxy_where NAME     where NAME's switch lives, for messages ("include /etc/nginx/...")
+#   proxy_status NAME    (optional) its line in status_maintenance.sh; lib.sh's default uses proxy_where
 # and may use the include helpers below (nginx, caddy and traefik swap one included file per service).
 
 readonly MARKER='# maintenance-shim: this include points at the shim'
@@ -639,6 +608,23 @@ include_point() {
   fi
 }
 include_where() { printf 'include %s' "$(svc "$1" INCLUDE)"; }
+
+# live_saved NAME: where the live side of NAME's switch is saved, for status.
+live_saved() {
+  if [[ -f $STATE_DIR/proxy/$1.live ]]; then printf 'saved in %s' "$STATE_DIR/proxy/$1.live"; else printf 'not saved'; fi
+}
+
+# proxy_status NAME: a status line for NAME's switch (an adapter may define its own, as include_status below).
+proxy_status() { printf '%-9s %s %s; live side %s\n' "$1:" "$(proxy_name)" "$(proxy_where "$1")" "$(live_saved "$1")"; }
+
+# include_status NAME: the status of an include-switched service: whom the include sends traffic to.
+include_status() {
+  local inc target
+  inc=$(svc "$1" INCLUDE)
+  if grep -qF -- "$MARKER" "$inc" 2>/dev/null; then target="the shim at $(shim_addr_for "$1")"
+  else target="the live service"; fi
+  printf '%-9s %s include %s -> %s; live copy %s\n' "$1:" "$(proxy_name)" "$inc" "$target" "$(live_saved "$1")"
+}
 
 # proxy_to_shim: point every service at the shim, test, apply. Dies on failure; the caller's rollback
 # puts the live side back (and applies it when S_RELOADED says the proxy may have switched).
@@ -717,7 +703,7 @@ free_port() {
 ports_of() {  # NAME... -> PORTS (the services' LISTEN ports)
   local name
   PORTS=()
-  for name; do parse_addr "$(svc "$name" LISTEN)"; PORTS+=("$ADDR_PORT"); done
+  for name; do PORTS+=("${SERVICE_PORT[$name]}"); done
 }
 any_port_bound() { local port; for port; do port_bound "$port" && return 0; done; return 1; }
 

@@ -84,19 +84,12 @@ main() {
 
   for name in "${SERVICES[@]}"; do
     case $MAINT_SWITCH in
-      nginx|caddy)
-        inc=$(svc "$name" INCLUDE)
-        if grep -qF -- "$MARKER" "$inc" 2>/dev/null; then target="the shim at $(shim_addr_for "$name")"
-        else target="the live service"; fi
-        printf '%-9s %s include %s -> %s; live copy %s\n' "$name:" "$(proxy_name)" "$inc" "$target" \
-          "$([[ -f $STATE_DIR/proxy/$name.live ]] && printf 'saved in %s' "$STATE_DIR/proxy/$name.live" || printf 'not saved')" ;;
       port)
         printf '%-9s port %s taken over by the shim\n' "$name:" "$(svc "$name" LISTEN)" ;;
       none)
         printf '%-9s no traffic switch\n' "$name:" ;;
-      *)  # haproxy, traefik and any other adapter: where its switch lives
-        printf '%-9s %s %s; live side %s\n' "$name:" "$(proxy_name)" "$(proxy_where "$name")" \
-          "$([[ -f $STATE_DIR/proxy/$name.live ]] && printf 'saved in %s' "$STATE_DIR/proxy/$name.live" || printf 'not saved')" ;;
+      *)  # a proxy: its adapter says where the switch lives
+        proxy_status "$name" ;;
     esac
     [[ $(state_get "STOPPED_$name") == 1 ]] && printf '          service stopped by start_maintenance.sh\n'
   done

@@ -11,7 +11,8 @@
 # start_maintenance.sh, then CMD with its stdout and stderr also appended to MAINT_TRAIN_LOG (the log the
 # shim follows for the live ETA), then stop_maintenance.sh when CMD ends: on success, failure, Ctrl-C or
 # SIGTERM. CMD gets MAINT_PROGRESS_FILE (for trainer callbacks), PYTHONUNBUFFERED=1 and, for Rich's live
-# bars, TTY_COMPATIBLE=1 and TTY_INTERACTIVE=1, each unless already set. Exits with CMD's status (1 if CMD succeeded but the services could not be brought back; the
+# bars, TTY_COMPATIBLE=1 and TTY_INTERACTIVE=1, each unless already set, and COLUMNS of at least 200.
+# Exits with CMD's status (1 if CMD succeeded but the services could not be brought back; the
 # start's status if maintenance could not start, and then CMD is not run).
 set -Eeuo pipefail
 [[ -n ${TRACE:-} ]] && set -x
@@ -133,6 +134,10 @@ run_once() {
     # draws live frames only when it takes the output for a terminal (TTY_COMPATIBLE) that is interactive.
     export PYTHONUNBUFFERED=${PYTHONUNBUFFERED:-1} TTY_COMPATIBLE=${TTY_COMPATIBLE:-1} \
       TTY_INTERACTIVE=${TTY_INTERACTIVE:-1}
+    # Rich sizes its frames from COLUMNS (80 without a terminal): at 80 a trainer's bar with loss, rate and ETA
+    # columns is cut before its step count (LTX-Video-Trainer's 'Training Step …'). At least 200 columns.
+    if [[ ! ${COLUMNS:-} =~ ^[0-9]+$ ]] || ((COLUMNS < 200)); then COLUMNS=200; fi
+    export COLUMNS
     env ${NODE:+MAINT_NODE="$NODE"} --default-signal=INT,QUIT setsid -- "${ARGS[@]}" <&0 9>&- \
       > >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG") \
       2> >(exec env --ignore-signal=INT,TERM,HUP tee -a -- "$MAINT_TRAIN_LOG" >&2) &

@@ -201,8 +201,8 @@ class InProcess:
     socket (negotiation, formats, headers). Settings come from `env` alone, never from os.environ."""
 
     def __init__(self, env: dict[str, str] | None = None, services: list[str] | None = None) -> None:
-        from maintenance_shim.config import load_settings
         from maintenance_shim.main import create_app
+        from maintenance_shim.settings.shim import load_settings
 
         names = services or ["studio"]
         self.ports = [9000 + index for index in range(len(names))]

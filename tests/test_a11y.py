@@ -186,7 +186,7 @@ def test_a_branded_page_passes_the_audit_too(audit: Audit, start_shim: ShimFacto
     brand.mkdir()
     (brand / "logo.svg").write_text(LOGO_SVG)
     # The operator's own stylesheet: the built-in one, plus a rule of theirs.
-    css = (Path(__file__).resolve().parent.parent / "app" / "templates" / "page.css").read_text()
+    css = (Path(__file__).resolve().parent.parent / "app" / "web" / "templates" / "page.css").read_text()
     (brand / "page.css").write_text(css + "h1{letter-spacing:-.01em}")
     shim, _ = training_shim(start_shim, tmp_path, **{
         "MAINT_LANGUAGES": "en,ja,ar", "MAINT_LOGO": str(brand / "logo.svg"), "MAINT_LOGO_ALT": "Acme AI",

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maintenance_shim.catchall import MaintenanceApp
-from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app
-from maintenance_shim.responder import RequestFacts
-from maintenance_shim.status import RetryPolicy, Tracker
-from maintenance_shim.wire import HEAD_LINES, head_lines
+from maintenance_shim.progress.tracker import RetryPolicy, Tracker
+from maintenance_shim.settings.shim import load_settings
+from maintenance_shim.uvicorn_ext.wire import HEAD_LINES, head_lines
+from maintenance_shim.web.catchall import MaintenanceApp
+from maintenance_shim.web.responder import RequestFacts
 
 ORIGIN = "https://studio.example.com"
 ACCEPTS = st.sampled_from(

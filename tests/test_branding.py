@@ -15,14 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from maintenance_shim.branding import (
-    MAX_LOGO_BYTES,
-    BrandError,
-    contrast_ratio,
-    load_logo,
-    mix,
-    parse_colour,
-)
+from maintenance_shim.web.branding import MAX_LOGO_BYTES, BrandError, contrast_ratio, load_logo, mix, parse_colour
 from tests.support import InProcess, clean_env, request
 
 LOGO_SVG = (

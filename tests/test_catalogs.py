@@ -14,8 +14,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
 
-from maintenance_shim.config import Settings
 from maintenance_shim.i18n import LOCALES_DIR, available_catalogs, load_translations
+from maintenance_shim.settings.shim import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = ["en", "ja", "zh_Hans", "zh_Hant", "ko", "es", "fr", "de", "pt_BR", "ru", "id", "vi", "th", "ar"]

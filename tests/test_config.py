@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from maintenance_shim.config import Listener, SettingsError, load_settings, parse_eta, parse_listener
+from maintenance_shim.settings.env import SettingsError
+from maintenance_shim.settings.shim import Listener, load_settings, parse_eta, parse_listener
 
 NOW = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""app/eta.py with a fake clock: accuracy tables for real run shapes, and properties over any input."""
+"""app/progress/eta.py with a fake clock: accuracy tables for real run shapes, and properties over any input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maintenance_shim.eta import MIN_REMAINING, Estimate, Estimator
+from maintenance_shim.progress.eta import MIN_REMAINING, Estimate, Estimator
 
 START = 1_800_000_000.0
 RESUME = 120.0
@@ -483,10 +483,11 @@ def test_a_rate_change_is_followed_within_a_minute() -> None:
                 assert error <= 0.05, (now - changed, error)
 
 
-def test_a_first_pause_at_step_p_predicts_one_every_p_steps() -> None:
+def test_a_pause_is_a_rhythm_once_it_recurs() -> None:
     """An evaluation of 4 s at steps 100, 200, ... 600 of 700 (the Trainer's at 700 follows the last step):
-    from the first one on, the five still ahead are in the ETA; a one-off pause at 300 of 600 predicts
-    none (the next would be at the total), and one at 100 that is not repeated by 225 is dropped."""
+    the first one predicts none (diffusers validates after epoch 0, then every N epochs: a rhythm taken from
+    one pause made the ETA jump); from the second on, the four still ahead are in the ETA. A one-off pause at
+    300 of 600 predicts none, nor does one at 100 that is never repeated."""
     times, t = [], START
     for step in range(1, 701):
         t += 0.1
@@ -496,9 +497,12 @@ def test_a_first_pause_at_step_p_predicts_one_every_p_steps() -> None:
     estimator = new_estimator(resume=0.0)
     for step, when in enumerate(times[:130], start=1):
         estimator.add(when, step, 700)
-    assert estimator.pause_left(130, 700) == pytest.approx(5 * 4.0, rel=0.05)
-    estimate = estimator.estimate(times[129])
-    assert estimate.remaining == pytest.approx(times[-1] - times[129], rel=0.05)
+    assert estimator.pause_left(130, 700) == 0.0
+    for step, when in enumerate(times[130:230], start=131):
+        estimator.add(when, step, 700)
+    assert estimator.pause_left(230, 700) == pytest.approx(4 * 4.0, rel=0.05)
+    estimate = estimator.estimate(times[229])
+    assert estimate.remaining == pytest.approx(times[-1] - times[229], rel=0.05)
     one_off = new_estimator(resume=0.0)
     for step in range(1, 401):
         one_off.add(START + 0.1 * step + (15.0 if step > 300 else 0.0), step, 600)
@@ -507,3 +511,25 @@ def test_a_first_pause_at_step_p_predicts_one_every_p_steps() -> None:
     for step in range(1, 301):
         refuted.add(START + 0.1 * step + (4.0 if step > 100 else 0.0), step, 900)
     assert refuted.pause_left(300, 900) == 0.0
+
+
+def test_the_work_after_the_last_step_is_the_mean_mid_run_pause_before_history_exists() -> None:
+    """kohya saves every few epochs and once more after the last step, as long as each save mid-run: with no
+    run history, 'finishing' counts one such save before the save-and-reload time; with history, only the
+    learned time (which holds the final save)."""
+    def run(final_work: bool) -> Estimator:
+        estimator = Estimator(resume_seconds=30.0, stall_seconds=300.0, final_work=final_work)
+        t = START
+        for step in range(1, 301):
+            t += 0.2 + (8.0 if step in (101, 201) else 0.0)  # an 8 s save after steps 100 and 200
+            estimator.add(t, step, 300)
+        return estimator
+
+    fresh, learned = run(final_work=True), run(final_work=False)
+    done_at = fresh.estimate(START).updated_at
+    assert done_at is not None
+    assert fresh.estimate(done_at).state == "finishing"
+    assert fresh.estimate(done_at).remaining == pytest.approx(30.0 + 8.0, abs=0.5)
+    assert learned.estimate(done_at).remaining == pytest.approx(30.0, abs=0.01)
+    # While training, the ETA is unchanged: the final save is counted once the last step is done.
+    assert fresh.after_last_step == pytest.approx(38.0, abs=0.5)

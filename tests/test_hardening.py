@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from babel import localedata
 
-from maintenance_shim.catchall import MaintenanceApp
-from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app
+from maintenance_shim.settings.shim import load_settings
+from maintenance_shim.web.catchall import MaintenanceApp
 from tests.support import ROOT, Shim, ShimFactory, clean_env, free_port, request, rss_kb, serving_pid, wait_http
 
 ORIGIN = "https://studio.example.com"

@@ -25,10 +25,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from maintenance_shim.catchall import PUBLIC_RESERVED
-from maintenance_shim.config import Settings, load_settings, parse_admin_listen, parse_listener
 from maintenance_shim.integrations import TRAINING, ProgressSink
 from maintenance_shim.integrations._core import ENV_TOKEN, ENV_URL
+from maintenance_shim.settings.shim import Settings, load_settings, parse_admin_listen, parse_listener
+from maintenance_shim.web.catchall import PUBLIC_RESERVED
 from tests.support import ROOT, clean_env, free_port, stop_pid, wait_http
 
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -306,7 +306,7 @@ def test_resources_leave_room_above_the_measured_memory() -> None:
     resources = _container(SHIM)["resources"]
     for name in ("cpu", "memory"):
         assert _quantity(resources["requests"][name]) <= _quantity(resources["limits"][name])
-    # docs/benchmarks.md: 64 MB RSS after load (one process); docs/kubernetes.md: 84-103 MiB peak for the
+    # docs/benchmarks/README.md: 64 MB RSS after load (one process); docs/kubernetes.md: 84-103 MiB peak for the
     # supervisor and server together in one memory cgroup, page cache included.
     assert _quantity(resources["requests"]["memory"]) >= 64 * 2**20
     assert _quantity(resources["limits"]["memory"]) >= 1.5 * 103 * 2**20

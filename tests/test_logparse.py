@@ -1,4 +1,4 @@
-"""app/logparse.py on logs written by the real tqdm, the forms trainers print, and hostile input."""
+"""app/progress/logparse.py on logs written by the real tqdm, the forms trainers print, and hostile input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tqdm import tqdm
 
-from maintenance_shim.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
+from maintenance_shim.progress.logparse import MAX_PARTIAL, LogParser, LogProgress, parse_line, strip_ansi
 
 
 def tqdm_log(path: Path | None = None, total: int = 20, **options: object) -> str:
@@ -365,7 +365,7 @@ def test_a_bar_past_its_total_keeps_its_total() -> None:
     ],
 )
 def test_side_task_bars_are_ignored_for_a_stated_reason(label: str, reason: str | None) -> None:
-    from maintenance_shim.logparse import side_task
+    from maintenance_shim.progress.logparse import side_task
 
     assert side_task(label) == reason
 
@@ -376,3 +376,109 @@ def test_lightnings_closing_line_ends_an_epoch_only_run() -> None:
     assert updates[-1].scope == "epoch"
     done = parser.feed("`Trainer.fit` stopped: `max_epochs=2` reached.\n")
     assert [(u.step, u.total, u.scope) for u in done] == [(20, 20, "run")]
+
+
+# ---- the trainers operators run (their forms; whole runs replayed in tests/test_replay.py) -------------
+
+
+def test_rich_count_before_the_bar_ltx2_and_in_a_live_panel_ltx_video_trainer() -> None:
+    ltx2 = ("Training 120/2000 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Loss: 0.0712 | LR: 1.00e-04 | 4.21s/step "
+            "0:08:25 ETA: 2:11:54")
+    panel = ("│ Training Step  120/2000 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Loss: 0.0712 LR: 1.00e-04 "
+             "Time/Step: 4.21s 0:08:25 ETA: 2:11:54       │")
+    sampling = "Sampling 1/2 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ step 5/30 0:00:10 ETA: 0:00:20"
+    assert parse_line(ltx2) == LogProgress(120, 2000, pytest.approx(1 / 4.21), "Training", form="rich")
+    assert parse_line(panel) == LogProgress(120, 2000, None, "Training Step", form="rich")
+    # LTX-2's Sampling task (its 'step 5/30' is denoising) is a side task.
+    assert set(steps(LogParser().feed(f"{ltx2}\n{sampling}\n{panel}\n"))) == {(120, 2000)}
+    # Lightning's count after the bar still wins over 'Epoch 2/4' before it.
+    assert parse_line(RICH_FRAMES[0]) == LogProgress(25, 50, pytest.approx(18.32), "Epoch 0/2", form="rich")
+
+
+def test_ltx2_resume_offsets_its_bar_of_remaining_steps() -> None:
+    text = ("INFO     🚀 Resuming training from step 400 → 2000\n"
+            "Training 0/1600 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Starting... 0:00:00 ETA: --:--\n"
+            "Training 120/1600 ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Loss: 0.07 | 4.21s/step 0:08:25 ETA: 1:50:00\n")
+    assert steps(LogParser().feed(text)) == [(400, 2000), (520, 2000)]
+
+
+def test_ltx_disable_progress_bars_lines() -> None:
+    line = "INFO     Step 120/2000 - Loss: 0.0712, LR: 1.00e-04, Time/Step: 4.21s, Total Time: 2h 11m"
+    assert steps(LogParser().feed(line + "\n")) == [(120, 2000)]
+
+
+def test_a_bar_that_finishes_before_training_is_a_side_task() -> None:
+    """kohya: an unlabelled image-size bar (300,000 it/s) and latent caching bar before the 'steps' bar: never
+    the run's end; 'pending' says training has not started."""
+    file = io.StringIO()
+    for _ in tqdm(range(40), file=file, mininterval=0):
+        pass
+    for _ in tqdm(range(40), file=file, mininterval=0):  # the same bar again (caching): known as a side task
+        pass
+    parser = LogParser()
+    early = parser.feed(file.getvalue())
+    assert early[-1].pending and early[-1].total is None
+    assert not any(u.total is not None and u.step >= u.total for u in early)
+    train = io.StringIO()
+    bar = tqdm(total=200, desc="steps", file=train, mininterval=0)
+    bar.update(5)
+    assert steps(parser.feed(train.getvalue()))[-1] == (5, 200)
+
+
+def test_an_unlabelled_bar_moving_on_across_other_output_is_the_training_bar() -> None:
+    """ai-toolkit's bar is described by the job's own name; saves print between its updates: it is the
+    training bar, and its end is the run's end."""
+    file = io.StringIO()
+    bar = tqdm(total=30, desc="my_first_flux_lora_v1", file=file, mininterval=0)
+    for step in range(1, 31):
+        bar.update(1)
+        if step == 10:
+            file.write("\nSaving at step 10\n")
+    bar.close()
+    updates = LogParser().feed(file.getvalue())
+    assert steps(updates)[-1] == (30, 30) and not any(u.pending for u in updates)
+
+
+def test_onetrainer_nested_epoch_and_step_bars_are_stitched() -> None:
+    file = io.StringIO()
+    for _ in tqdm(range(3), desc="epoch", file=file, mininterval=0):
+        for _ in tqdm(range(10), desc="step", file=file, mininterval=0):
+            pass
+    updates = LogParser().feed(file.getvalue())
+    assert {u.total for u in updates} == {30}
+    assert [u.step for u in updates] == sorted(u.step for u in updates)
+    assert updates[-1].step == 30 and updates[-1].epochs == 3
+
+
+def test_simpletuner_epoch_beside_a_global_counter_is_not_multiplied() -> None:
+    file = io.StringIO()
+    bar = tqdm(range(0, 100), initial=0, desc="Epoch 1/10 Steps", file=file, mininterval=0)
+    for step in range(1, 31):
+        bar.set_description(f"Epoch {1 + (step - 1) // 10}/10, Steps")
+        bar.update(1)
+    updates = LogParser().feed(file.getvalue())
+    assert {u.total for u in updates} == {100} and steps(updates)[-1] == (30, 100)
+
+
+def test_torchtune_per_epoch_bar_is_epoch_scoped() -> None:
+    file = io.StringIO()
+    global_step = 0
+    for epoch in range(2):
+        bar = tqdm(total=10, file=file, mininterval=0)
+        for _ in range(10):
+            global_step += 1
+            bar.update(1)
+            bar.set_description(f"{epoch + 1}|{global_step}|Loss: 0.81")
+        bar.close()
+    updates = [u for u in LogParser().feed(file.getvalue()) if u.label]
+    assert {u.scope for u in updates} == {"epoch"}
+    assert (updates[-1].step, updates[-1].epoch, updates[-1].epoch_step) == (20, 2, 10)
+
+
+def test_hugging_face_log_dicts_with_the_banner_give_the_step() -> None:
+    text = ("  Num Epochs = 3\n  Total optimization steps = 1,200\n"
+            "{'loss': '7.51', 'grad_norm': '0.9577', 'learning_rate': '0.0004925', 'epoch': '0.25'}\n"
+            "{'loss': 1.2345, 'grad_norm': 0.52, 'learning_rate': 4.5e-05, 'epoch': 1.5}\n")
+    assert steps(LogParser().feed(text)) == [(100, 1200), (600, 1200)]
+    # Without the banner the dicts say nothing about the run's length.
+    assert LogParser().feed(text.split("\n", 2)[2]) == []

@@ -24,12 +24,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from maintenance_shim.catchall import MaintenanceApp
-from maintenance_shim.config import load_settings
 from maintenance_shim.main import create_app, create_tracker
 from maintenance_shim.metrics import registry_for
 from maintenance_shim.reporter import write_progress_file
+from maintenance_shim.settings.shim import load_settings
 from maintenance_shim.traffic import DistinctClients, Traffic, TrafficTicker, client_key
+from maintenance_shim.web.catchall import MaintenanceApp
 from tests.nginx_harness import HOSTS, start_nginx
 from tests.support import ShimFactory, free_port, wait_http
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maintenance_shim.negotiate import (
+from maintenance_shim.web.negotiate import (
     FORMATS,
     LocaleMatcher,
     choose_format,

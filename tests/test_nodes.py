@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from maintenance_shim.config import SettingsError, SourcePath, load_settings, parse_source_paths
-from maintenance_shim.runs import RunState
-from maintenance_shim.sources import FileProgress, ProgressFileError, parse_progress_file
-from maintenance_shim.status import MAX_NODES, NodeLimitError, ProgressUpdate, RetryPolicy, Tracker
+from maintenance_shim.nodes import MAX_NODES, NodeLimitError
+from maintenance_shim.progress.runs import RunState
+from maintenance_shim.progress.sources import FileProgress, ProgressFileError, parse_progress_file
+from maintenance_shim.progress.tracker import ProgressUpdate, RetryPolicy, Tracker
+from maintenance_shim.settings.env import SettingsError
+from maintenance_shim.settings.shim import SourcePath, load_settings, parse_source_paths
 from tests.page_harness import BROWSER, Watch, axe_script, expect, new_context, overflow, shot
 from tests.support import ROOT, Shim, ShimFactory, clean_env, request
 

@@ -20,10 +20,10 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from maintenance_shim.config import Settings
 from maintenance_shim.i18n import LOCALES_DIR
-from maintenance_shim.notify import EVENTS, Facts, Notifier, compose, split_urls, transition, translations_for
+from maintenance_shim.notify import EVENTS, Facts, Notifier, compose, transition, translations_for
 from maintenance_shim.reporter import write_progress_file
+from maintenance_shim.settings.shim import Settings, split_urls
 from tests.support import ShimFactory, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from maintenance_shim.logparse import LogParser
-from maintenance_shim.status import ProgressUpdate, RetryPolicy, Snapshot, Tracker
+from maintenance_shim.progress.logparse import LogParser
+from maintenance_shim.progress.tracker import ProgressUpdate, RetryPolicy, Snapshot, Tracker
 
 DATA = Path(__file__).resolve().parent / "data" / "replay"
 ARTIFACTS = Path(os.environ.get("MAINT_TEST_ARTIFACTS", Path(__file__).resolve().parent / "artifacts"))
@@ -38,6 +38,14 @@ BLIND = {
     "lightning_rich_tty_interactive_only",
     # print() into a pipe without PYTHONUNBUFFERED flushes every 8 KiB (with_maintenance.sh sets it).
     "plain_print_buffered",
+    # LTX-2's Rich bar into a plain pipe: nothing until the final frame (the follower then says so on status).
+    "trainer_ltx2_pipe",
+}
+# The trainers operators run (tests/data/capture/trainers_paced.py, paced; *_real: the real Trainer on CPU).
+TRAINERS = {
+    "trainer_kohya", "trainer_musubi", "trainer_ltx2", "trainer_ltx2_resume", "trainer_ltx2_disable_progress_bars",
+    "trainer_ltx2_pipe", "trainer_ltxv", "trainer_onetrainer", "trainer_simpletuner", "trainer_ai_toolkit",
+    "trainer_torchtune", "trainer_hf_disable_tqdm", "trainer_hf_disable_tqdm_real",
 }
 CASES = sorted(path.name for path in DATA.iterdir() if (path / "meta.json").exists()) if DATA.exists() else []
 
@@ -143,7 +151,7 @@ def replay(case: Case) -> list[tuple[float, Snapshot]]:
             last = updates[-1]
             tracker.report(ProgressUpdate(
                 clock.now, last.step, last.total, "log", scope=last.scope, epoch=last.epoch, epochs=last.epochs,
-                epoch_step=last.epoch_step, epoch_total=last.epoch_total,
+                epoch_step=last.epoch_step, epoch_total=last.epoch_total, pending=last.pending,
             ))
         seen.append((t, tracker.snapshot()))
     return seen
@@ -198,7 +206,7 @@ def test_the_corpus_is_there() -> None:
     """The corpus is part of the repository: a missing case is a failure, not a skip."""
     expected = {"hf_trainer_eval_save", "accelerate_loop_fresh", "accelerate_loop_resumed", "lightning_tqdm",
                 "lightning_rich_interactive", "plain_print", "kohya_style", "slow_s_per_it", "pause_15s",
-                "crash_resume"}
+                "crash_resume"} | TRAINERS
     assert expected <= set(CASES), expected - set(CASES)
 
 
@@ -209,30 +217,47 @@ def test_replay(name: str) -> None:
     result = measure(case, seen)
     _RESULTS[name] = result
     _write_table()
-    states = [(t, snapshot) for t, snapshot in seen if case.steps[0][0] + 1.0 < t < case.end]
+    # From 1 s after the first step the trainer printed (a trainer printing every N steps prints at step N).
+    every = int(case.meta.get("print_every") or 1)
+    first_printed = case.steps[min(every, len(case.steps)) - 1][0]
+    states = [(t, snapshot) for t, snapshot in seen if first_printed + 1.0 < t < case.end]
     final = seen[-1][1]
+    # Before the first training step (model loading, dataset caching, baseline samples): never 'finishing'
+    # or 'overdue', whatever bars the trainer drew meanwhile.
+    early = [(round(t, 1), s.state) for t, s in seen if t < case.steps[0][0] and s.state in ("finishing", "overdue")]
+    assert not early, f"{early[:5]} before the first training step at {case.steps[0][0]:.1f} s"
     if name in BLIND:
         # Nothing moves in the log while training runs; at the end the bar is read at its total.
         assert final.progress is not None and final.progress.step == final.progress.total
         assert final.state == "finishing"
         return
-    # The right bar: the whole run's total, or honestly only the current epoch.
+    # The right bar: the whole run's total, or honestly only the current epoch; at every moment.
+    wrong = [(round(t, 1), s.progress.total) for t, s in states
+             if s.progress is not None and s.progress.scope == "run" and s.progress.total != case.total]
+    assert not wrong, f"totals other than the run's {case.total}: {wrong[:5]}"
     if case.meta["epochs_printed"] or not case.meta.get("epochs"):
-        assert final.progress is not None and final.progress.total == case.total, final.progress
-        assert final.progress.scope == "run"
+        if not case.meta.get("end_unmarked"):
+            assert final.progress is not None and final.progress.total == case.total, final.progress
+            assert final.progress.scope == "run"
     else:
         assert all(s.progress is None or s.progress.scope == "epoch" for _, s in states if s.progress)
         assert all(s.eta_seconds is None for _, s in states), "an epoch-only ETA dressed up as the run's"
     # Never 'unknown' while a training bar moves.
     unknown = [round(t, 1) for t, snapshot in states if snapshot.state == "unknown"]
     assert not unknown, f"unknown at {unknown[:10]} s"
-    # 'finishing' right after the last step.
-    assert result.finishing_after is not None and result.finishing_after <= 1.5, result
+    # 'finishing' right after the last step. Where the log never shows the end (LTX-Video-Trainer removes its
+    # bar before the last frame; torchtune's per-epoch bar ends an epoch, not the run, and no line says the
+    # run is over) the trainer's exit, through with_maintenance.sh, says so.
+    if not case.meta.get("end_unmarked"):
+        assert result.finishing_after is not None and result.finishing_after <= 1.5, result
     if case.meta["epochs_printed"] or not case.meta.get("epochs"):
         # An ETA within 8 s (or six steps) of the first step: the warm-up interval, then 4 intervals over
         # 3 s; then within the bound of the true remaining time.
+        # A trainer printing every N steps (LTX's --disable-progress-bars, the HF Trainer's log dicts): N
+        # steps are one interval there.
         step_seconds = (case.end - case.steps[0][0]) / max(1, case.total - case.steps[0][1])
-        assert result.first_eta_after is not None and result.first_eta_after <= max(8.0, 6 * step_seconds), result
+        limit = max(8.0, 6 * step_seconds) if every == 1 else 8 * every * step_seconds
+        assert result.first_eta_after is not None and result.first_eta_after <= limit, result
         # Where the run's own rate wandered (a shared machine), no estimator that cannot see the future
         # does better than one that knows the true rate of the last 10 s: the bound then applies on top
         # of that oracle's error. On a steady capture the oracle's error is ~0 and the bound is the bound.

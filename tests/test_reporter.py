@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from maintenance_shim.progress.sources import FileProgress, parse_progress_file
 from maintenance_shim.reporter import Reporter, write_progress_file
-from maintenance_shim.sources import FileProgress, parse_progress_file
 
 
 class FakeClock:

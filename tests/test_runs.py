@@ -1,4 +1,4 @@
-"""app/runs.py and the Tracker after the last step: run events, learned save-and-reload time, history."""
+"""app/progress/runs.py and the Tracker after the last step: run events, learned save-and-reload time, history."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from maintenance_shim.i18n import load_translations
-from maintenance_shim.runs import (
-    HISTORY_FILE,
+from maintenance_shim.progress.runs import (
     EventsFollower,
     HistoryRecord,
     Learned,
@@ -23,8 +22,9 @@ from maintenance_shim.runs import (
     read_history,
     record_run,
 )
-from maintenance_shim.status import RetryPolicy, Tracker
-from maintenance_shim.texts import build_texts
+from maintenance_shim.progress.tracker import RetryPolicy, Tracker
+from maintenance_shim.statedir import HISTORY_FILE
+from maintenance_shim.web.texts import build_texts
 from tests.support import clean_env
 
 T0 = 1_800_000_000.0
@@ -198,3 +198,19 @@ def test_record_run_and_the_history_command(tmp_path: Path) -> None:
     empty = subprocess.run([*command[:-1], str(tmp_path / "none")], capture_output=True, text=True,
                            env=clean_env(), check=True, timeout=30)
     assert "no runs recorded" in empty.stdout
+
+
+def test_the_event_command_writes_what_the_shim_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The scripts write their run events through `maintenance-shim event` (no JSON built in bash)."""
+    from maintenance_shim.cli import main
+    from maintenance_shim.progress.runs import parse_event
+
+    assert main(["event", "start", "studio", "video", "--state-dir", str(tmp_path)]) == 0
+    assert main(["event", "trainer-exit", "--status", "3", "--state-dir", str(tmp_path)]) == 0
+    assert main(["event", "nonsense", "--state-dir", str(tmp_path)]) == 2
+    assert "unknown event 'nonsense'" in capsys.readouterr().err
+    events = [parse_event(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e.event, e.status, e.services) for e in events] == [
+        ("start", None, ("studio", "video")),
+        ("trainer-exit", 3, ()),
+    ]

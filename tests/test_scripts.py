@@ -550,6 +550,14 @@ LIVE_TRAINERS = {
     # attaches by itself (MAINT_PROGRESS_FILE is exported) reports the whole run, still with no change.
     "lightning-tqdm-auto-callback": ([str(CAPTURE / "lightning_fit.py"), "--bar", "tqdm", "--max-epochs", "4",
                                       "--train-batches", "300", "--batch", "160", "--val-batches", "20"], 0.10),
+    # LTX trainers' Rich bars, paced (trainers_paced.py makes their progress calls; the step is a sleep, so the
+    # rate does not follow this machine's load): LTX-Video-Trainer's count is cut off at Rich's default 80
+    # columns and is read only because with_maintenance.sh gives Rich 200; LTX-2 prints its count before the bar.
+    "ltx-video-trainer-paced": ([str(CAPTURE / "trainers_paced.py"), "ltxv"], 0.15),
+    "ltx2-paced": ([str(CAPTURE / "trainers_paced.py"), "ltx2"], 0.15),
+    # kohya's dataset preparation before training: an unlabelled image-size bar and a latent-caching bar that
+    # finish before the 'steps' bar (paced); the page is never 'finishing' or 'overdue' before the first step.
+    "kohya-paced": ([str(CAPTURE / "trainers_paced.py"), "kohya"], 0.15),
 }
 
 
@@ -580,6 +588,9 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
              if "step" in item]
     total = steps[-1][2]
     end = steps[-1][0]
+    early = [(round(t, 1), st["state"]) for t, st in seen
+             if t < steps[0][0] and st["state"] in ("finishing", "overdue")]
+    assert not early, f"before the first step at {steps[0][0]:.1f} s: {early[:5]}"
     report = []
     for fraction in (0.25, 0.5, 0.75):
         reached = next(t for t, step, _ in steps if step >= fraction * total)

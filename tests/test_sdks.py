@@ -18,10 +18,10 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 
 from maintenance_shim.i18n import Catalogs
-from maintenance_shim.negotiate import Choice, LocaleMatcher
-from maintenance_shim.render import Renderer, Service
-from maintenance_shim.responder import Responder
-from maintenance_shim.status import RetryPolicy, Tracker
+from maintenance_shim.progress.tracker import RetryPolicy, Tracker
+from maintenance_shim.web.negotiate import Choice, LocaleMatcher
+from maintenance_shim.web.render import Renderer, Service
+from maintenance_shim.web.responder import Responder
 from tests.support import Shim, ShimFactory, clean_env, request
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from maintenance_shim.config import SettingsError, load_settings, read_env_file
-from maintenance_shim.scriptconf import ScriptSettings, load_script_settings
+from maintenance_shim.settings.env import SettingsError, read_env_file
+from maintenance_shim.settings.proxies import registry
+from maintenance_shim.settings.scripts import ScriptSettings, load_script_settings
+from maintenance_shim.settings.shim import load_settings
 from tests.support import ROOT, clean_env
 
 SCRIPTS = ROOT / "scripts"
@@ -84,7 +86,10 @@ def test_bash_and_python_see_the_same_value_for_every_setting(tmp_path: Path) ->
     assert shim.message == "Wir trainieren: bis gleich — 学習中 $5"  # the shim reads the same file the same way
     assert scripts.switch == "nginx"
     # every field of the schema reaches bash
-    assert {f"MAINT_{name.upper()}" for name in ScriptSettings.model_fields if name != "service_keys"} <= set(bash)
+    internal = {"service_keys", "proxy_settings"}
+    assert {f"MAINT_{name.upper()}" for name in ScriptSettings.model_fields if name not in internal} <= set(bash)
+    for proxy in registry().values():  # and every proxy's own
+        assert {f"MAINT_{name.upper()}" for name in proxy.settings.model_fields} <= set(bash)
 
 
 def test_the_environment_wins_over_the_file_in_both(tmp_path: Path) -> None:
@@ -173,16 +178,17 @@ def test_load_settings_with_an_explicit_environment_ignores_os_environ(monkeypat
 
 def test_every_setting_the_scripts_read_is_in_the_schema_and_the_reference() -> None:
     """The names the scripts use are schema fields (or read before the settings); docs/settings.md and
-    deploy/maintenance.env.example are what the schema generates (python -m maintenance_shim.settings_doc)."""
-    from maintenance_shim.config import Settings
-    from maintenance_shim.scriptconf import SERVICE_KEYS
-    from maintenance_shim.settings_doc import env_example, markdown, missing_entries
+    deploy/maintenance.env.example are what the schema generates (python -m tools.settings_doc)."""
+    from maintenance_shim.settings.scripts import SERVICE_KEYS
+    from maintenance_shim.settings.shim import Settings
+    from tools.settings_doc import env_example, markdown, missing_entries
 
     assert missing_entries() == []
     docs = (ROOT / "docs" / "settings.md").read_text()
-    assert docs == markdown(), "docs/settings.md is stale: python -m maintenance_shim.settings_doc --write"
+    assert docs == markdown(), "docs/settings.md is stale: python -m tools.settings_doc --write"
     assert (ROOT / "deploy" / "maintenance.env.example").read_text() == env_example()
     fields = {f"MAINT_{name.upper()}" for name in (*Settings.model_fields, *ScriptSettings.model_fields)}
+    fields |= {f"MAINT_{name.upper()}" for proxy in registry().values() for name in proxy.settings.model_fields}
     bootstrap = {"MAINT_ENV_FILE", "MAINT_VENV", "MAINT_TEST_VENV", "MAINT_SERVICE"}
     bootstrap |= {"MAINT_NODE"}  # not read: the scripts set it for the hooks and CMD of one node (--node)
     for path in [*SCRIPTS.glob("*.sh"), *SCRIPTS.glob("proxy/*.sh")]:
@@ -199,7 +205,7 @@ def test_every_setting_the_scripts_read_is_in_the_schema_and_the_reference() -> 
 
 def test_the_generated_example_is_a_valid_env_file(tmp_path: Path) -> None:
     """Commented out, it means the defaults; its example block, uncommented, passes `check`."""
-    from maintenance_shim.settings_doc import env_example
+    from tools.settings_doc import env_example
 
     example = env_example()
     assert load_script_settings(_write(tmp_path / "a.env", example), {"XDG_RUNTIME_DIR": str(tmp_path)})

@@ -1,4 +1,4 @@
-"""app/sources.py against real files: atomic and broken progress files, tqdm logs, truncation, rotation."""
+"""app/progress/sources.py against real files: atomic and broken progress files, tqdm logs, truncation, rotation."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from maintenance_shim.sources import (
+from maintenance_shim.progress.sources import (
     MAX_CATCH_UP,
     MAX_PROGRESS_FILE,
     TAIL_BYTES,
@@ -26,7 +26,7 @@ from maintenance_shim.sources import (
     ProgressFileFollower,
     parse_progress_file,
 )
-from maintenance_shim.status import ProgressUpdate
+from maintenance_shim.progress.tracker import ProgressUpdate
 
 LOGGER = "maintenance_shim.sources"
 JAN_15_2025 = datetime(2025, 1, 15, 8, tzinfo=UTC).timestamp()
@@ -473,3 +473,33 @@ def test_a_progress_file_of_an_ended_run_is_history(progress_path: Path) -> None
     write_atomically(stale, json.dumps({"step": 12, "total": 30, "updated_at": time.time() - 3600}))
     ProgressFileFollower(stale, recorder, history_seconds=300).poll_once()
     assert recorder.calls[-1][1] == 2
+
+
+def test_a_log_whose_progress_is_invisible_says_so_with_the_fix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LTX-2's Rich bar into a pipe (the recorded case trainer_ltx2_pipe): training is announced, then nothing
+    moves until the final frame. The follower says so (its log, and the notice the status shows), naming
+    with_maintenance.sh and --disable-progress-bars; progress clears it."""
+    from maintenance_shim.progress.sources import INVISIBLE_NOTICE
+
+    case = Path(__file__).resolve().parent / "data" / "replay" / "trainer_ltx2_pipe" / "chunks.jsonl"
+    chunks = [json.loads(line)["data"] for line in case.read_text(encoding="utf-8").splitlines()]
+    log = tmp_path / "train.log"
+    drawn = next(index for index, chunk in enumerate(chunks) if "━" in chunk)  # the final frame
+    log.write_text("".join(chunks[:drawn]), encoding="utf-8")
+    notices: list[str | None] = []
+    follower = LogFollower(log, lambda update: None, on_notice=notices.append, invisible_after=0.3)
+    follower.poll_once()
+    assert follower.notice is None
+    deadline = time.monotonic() + 30
+    while follower.notice is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        follower.poll_once()
+    assert follower.notice == INVISIBLE_NOTICE and notices == [INVISIBLE_NOTICE]
+    assert "with_maintenance.sh" in INVISIBLE_NOTICE and "--disable-progress-bars" in INVISIBLE_NOTICE
+    assert any("no progress" in message for message in warnings_in(caplog))
+    with log.open("a", encoding="utf-8") as file:
+        file.write("".join(chunks[drawn:]) + "\n")
+    follower.poll_once()
+    assert follower.notice is None and notices[-1] is None

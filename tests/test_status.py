@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from maintenance_shim.eta import State
 from maintenance_shim.i18n import load_translations
-from maintenance_shim.status import Progress, ProgressUpdate, RetryPolicy, Snapshot, Tracker
-from maintenance_shim.texts import build_texts
+from maintenance_shim.progress.eta import State
+from maintenance_shim.progress.tracker import Progress, ProgressUpdate, RetryPolicy, Snapshot, Tracker
+from maintenance_shim.web.texts import build_texts
 
 POLICY = RetryPolicy(minimum=5, maximum=3600, unknown=60)
 T0 = 1_800_000_000.0

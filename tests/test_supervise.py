@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from maintenance_shim.supervise import ServingState, Supervisor, describe_status, signal_ready
 from tests.support import ShimFactory, request
 
@@ -53,7 +55,7 @@ def _state(directory: Path) -> ServingState:
 
 
 # What a request the killed process had accepted ends as: a reset or a close with no answer. An answer
-# leaves in one write (app/protocol.py's WholeAnswerCycle), so a killed server has sent all of it or none:
+# leaves in one write (app/uvicorn_ext/protocol.py's WholeAnswerCycle), so a killed server has sent all of it or none:
 # never an IncompleteRead.
 _LOST_IN_FLIGHT = {"ConnectionResetError", "RemoteDisconnected", "BrokenPipeError"}
 
@@ -203,3 +205,18 @@ def test_sigterm_frees_the_ports_before_the_drain_ends(start_shim: ShimFactory) 
         assert shim.proc.wait(10) == 0
     finally:
         idle.close()
+
+
+def test_the_serving_command_hands_bash_the_state_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The scripts read who serves through `maintenance-shim serving --shell`, never by a regex over JSON."""
+    from maintenance_shim.cli import main
+
+    assert main(["serving", "--shell", "--state-dir", str(tmp_path)]) == 0
+    assert "SERVING_PID=''" in capsys.readouterr().out  # no file yet: every value empty, restarts 0
+    state = {"supervisor": 10, "serving": 11, "serving_start": "123", "restarts": 2,
+             "last_exit": "killed by SIGKILL", "last_restart_at": "2026-12-06T20:00:00+0000"}
+    (tmp_path / "shim-serving.json").write_text(json.dumps(state, indent=2))  # any layout, any key order
+    assert main(["serving", "--shell", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["SERVING_SUPERVISOR=10", "SERVING_PID=11", "SERVING_START=123", "SERVING_RESTARTS=2",
+                   "SERVING_LAST_EXIT='killed by SIGKILL'", "SERVING_LAST_AT=2026-12-06T20:00:00+0000"]

@@ -1,5 +1,5 @@
-"""The catch-all's answers have their head written from lines encoded once (app/wire.py) instead of uvicorn's
-per-header loop: the bytes on the wire must be exactly what that loop writes, on a real uvicorn."""
+"""The catch-all's answers have their head written from lines encoded once (app/uvicorn_ext/wire.py) instead of
+uvicorn's per-header loop: the bytes on the wire must be exactly what that loop writes, on a real uvicorn."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-from maintenance_shim.wire import HeadLines, encode, head_lines
+from maintenance_shim.uvicorn_ext.wire import HeadLines, encode, head_lines
 
 from .support import free_port, stop_pid, wait_port
 
@@ -70,8 +70,8 @@ def test_default_headers_encode_without_a_length() -> None:
 APP = """
 import sys
 import uvicorn
-from maintenance_shim.protocol import Limits, WholeAnswerCycle, protocol_class
-from maintenance_shim.wire import HEAD_LINES, head_lines
+from maintenance_shim.uvicorn_ext.protocol import Limits, WholeAnswerCycle, protocol_class
+from maintenance_shim.uvicorn_ext.wire import HEAD_LINES, head_lines
 
 HEADERS = {headers!r}
 BODY = {body!r}

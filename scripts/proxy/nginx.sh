@@ -7,6 +7,7 @@
 proxy_describe() { printf 'nginx'; }
 proxy_check() { include_check "$1"; }
 proxy_where() { include_where "$1"; }
+proxy_status() { include_status "$1"; }
 proxy_point() { include_point "$1" "$2"; }
 
 # include_render NAME FILE: the upstream include that sends NAME to the shim.

@@ -82,3 +82,21 @@ run crash_resume --kind restart --kill-at-step 520 --restart-arg=--resume \
 run lightning_tqdm_epochs_short --kind steady \
   --description "Lightning TQDMProgressBar with short epochs: 10 epochs x 60 batches = 600 steps, ~4-5 s per epoch, 15-batch validation between epochs; the bar restarts at 0/60 every few seconds" \
   -- "$PY" $CAP/lightning_fit.py --bar tqdm --max-epochs 10 --train-batches 60 --val-batches 15
+
+# Trainers operators run, as paced stand-ins (tests/data/capture/trainers_paced.py: each trainer's own tqdm/Rich
+# calls, cited by file:line, with a sleep as the step). Paced, so these may run side by side.
+TP="$CAP/trainers_paced.py"
+WIDE=(--env COLUMNS=200 --env TTY_COMPATIBLE=1 --env TTY_INTERACTIVE=1)
+run trainer_kohya --kind pause --description "kohya sd-scripts train_network.py: unlabelled image-size bar (~300,000 it/s) and latent-caching bar before training, the 'running training' block, 'steps' bar (200 steps, 5 epochs), saves every 2 epochs and at the end" -- "$PY" $TP kohya
+run trainer_musubi --kind pause --description "musubi-tuner: unlabelled timestep-preview bars before training, 'steps' bar with reset() after the slow first step, sampling bars 'Sampling timesteps for prompt N' at step 100 and 200, one save per epoch" -- "$PY" $TP musubi
+run trainer_ltx2 --kind pause "${WIDE[@]}" --description "LTX-2 ltx-trainer under with_maintenance.sh's environment (COLUMNS=200, TTY_COMPATIBLE=1, TTY_INTERACTIVE=1): Rich 'Training 120/300 ━━━ Loss: ... | LR: ... | 0.15s/step 0:00:18 ETA: 0:00:27', Sampling task (2 videos x 15 denoising steps) and a checkpoint every 100 steps" -- "$PY" $TP ltx2
+run trainer_ltx2_resume --kind pause "${WIDE[@]}" --description "LTX-2 resumed: '🚀 Resuming training from step 100 → 300', the Rich bar counts the remaining 200 steps (0/200 ... 200/200)" -- "$PY" $TP ltx2 --resume-from 100
+run trainer_ltx2_disable_progress_bars --kind pause --description "LTX-2 with --disable-progress-bars: RichHandler lines 'Step 120/400 - Loss: ..., Time/Step: ..., Total Time: 0h 1m' every 20 steps" -- "$PY" $TP ltx2_disable_progress_bars --steps 400 --step-seconds 0.1
+run trainer_ltx2_pipe --kind pause --description "LTX-2 with its Rich bar writing into a plain pipe (no with_maintenance.sh): Rich draws nothing until the end" -- "$PY" $TP ltx2 --steps 200
+run trainer_ltxv --kind pause "${WIDE[@]}" --description "LTX-Video-Trainer: Live(Panel(Group(train_progress, sample_progress))), 'Training Step' + MofNCompleteColumn, refresh 2/s; validation videos at 100 and 200, checkpoint at 150" -- "$PY" $TP ltxv
+run trainer_onetrainer --kind pause --description "OneTrainer: nested tqdm bars 'epoch' (8) and 'step' (40 per epoch, a new bar each epoch), backups every 2 epochs" -- "$PY" $TP onetrainer
+run trainer_simpletuner --kind pause --description "SimpleTuner: one bar over the whole run (400 steps), 'Epoch N/10, Steps' description, the 'Total optimization steps = 400' banner, a save every 120 steps" -- "$PY" $TP simpletuner
+run trainer_ai_toolkit --kind pause --description "ai-toolkit: baseline samples (unlabelled 20-step bars) before training, ToolkitProgressBar with the job name as description, pause()/unpause() around 'Saving at step N' every 100 steps" -- "$PY" $TP ai_toolkit
+run trainer_torchtune --kind steady --description "torchtune lora_finetune_single_device: a new bar per epoch (100 steps, 3 epochs), description 'epoch|global_step|Loss: x', no number of epochs printed" -- "$PY" $TP torchtune
+run trainer_hf_disable_tqdm --kind pause --description "transformers Trainer with disable_tqdm=True: the banner (Num Epochs = 3, Total optimization steps = 300) and a log dict every 10 steps with the epoch fraction; saves every 120 steps" -- "$PY" $TP hf_disable_tqdm
+run trainer_hf_disable_tqdm_real --kind pause --description "the real transformers Trainer (tiny random GPT-2, CPU) with disable_tqdm=True and INFO verbosity as HF's example scripts set it: the banner (Num Epochs = 3, Total optimization steps = 600), PrinterCallback dicts every 10 steps ({'loss': '7.6', ..., 'epoch': '0.05'}), evaluation (160 samples) every 100 steps, a save every 150" -- "$PY" $CAP/hf_trainer_eval_save.py --disable-tqdm --max-steps 600 --eval-size 160

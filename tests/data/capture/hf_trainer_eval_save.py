@@ -22,6 +22,10 @@ parser.add_argument("--eval-size", type=int, default=1600)
 parser.add_argument("--n-embd", type=int, default=128)
 parser.add_argument("--seq", type=int, default=64)
 parser.add_argument("--batch", type=int, default=8)
+# disable_tqdm=True as batch jobs set it, over 3 epochs, logging every 10 steps, with the INFO verbosity that
+# Hugging Face's example scripts set on the main process (transformers.utils.logging.set_verbosity_info()), so
+# the 'Num Epochs' / 'Total optimization steps' banner is printed: case trainer_hf_disable_tqdm_real.
+parser.add_argument("--disable-tqdm", action="store_true")
 args = parser.parse_args()
 
 torch.set_num_threads(1)
@@ -67,7 +71,8 @@ model = GPT2LMHeadModel(config)
 output_dir = tempfile.mkdtemp(prefix="capture-hf-")
 training_args = TrainingArguments(
     output_dir=output_dir,
-    max_steps=args.max_steps,
+    max_steps=-1 if args.disable_tqdm else args.max_steps,
+    num_train_epochs=3 if args.disable_tqdm else 1,
     per_device_train_batch_size=args.batch,
     per_device_eval_batch_size=args.batch * 2,
     learning_rate=5e-4,
@@ -76,9 +81,9 @@ training_args = TrainingArguments(
     save_strategy="steps",
     save_steps=150,
     save_total_limit=2,
-    logging_steps=50,
+    logging_steps=10 if args.disable_tqdm else 50,
     report_to=[],
-    disable_tqdm=False,
+    disable_tqdm=args.disable_tqdm,
     use_cpu=True,
     dataloader_num_workers=0,
     seed=0,
@@ -86,17 +91,20 @@ training_args = TrainingArguments(
 truthlog.meta(
     trainer=f"transformers Trainer {transformers.__version__}",
     bar_label="",
-    epochs=None,
-    epochs_printed=False,
+    epochs=3 if args.disable_tqdm else None,
+    epochs_printed=args.disable_tqdm,
+    print_every=10 if args.disable_tqdm else 1,
     total_steps=args.max_steps,
     versions=truthlog.versions("torch", "transformers", "accelerate", "tqdm", "safetensors"),
 )
 trainer = Trainer(
     model=model,
     args=training_args,
-    train_dataset=RandomTokens(args.max_steps * args.batch, seed=1),
+    train_dataset=RandomTokens(args.max_steps * args.batch // (3 if args.disable_tqdm else 1), seed=1),
     eval_dataset=RandomTokens(args.eval_size, seed=2),
     callbacks=[Truth()],
 )
+if args.disable_tqdm:
+    transformers.utils.logging.set_verbosity_info()
 trainer.train()
 print(f"checkpoints in {output_dir}: {sorted(os.listdir(output_dir))}")

@@ -1,0 +1,721 @@
+"""uvicorn's httptools protocol with the limits a server facing the internet needs.
+
+httptools has no limit of its own on the request head, uvicorn none on the time it takes to arrive or on
+the number of connections, and a body the app never reads is parsed for as long as the client sends it.
+`ShimHttpProtocol` adds, for a few attribute updates and one Python call per request:
+
+- a byte budget for the request line and header fields (431, or 414 for a URL that takes most of it)
+  and a cap on their number (431): bytes are counted as they arrive, before httptools buffers them;
+- a deadline for each request's head, counted from its first byte (from the connection's start for the
+  first request), and for a body the app waits for: 408 if part of a head arrived, a silent close if
+  nothing did; `ConnectionGuard.sweep` checks them every 0.2 s against a clock of that grain, so they
+  hold to within a few tenths of a second;
+- a per-process connection limit: past it idle connections are closed to make room (lingering ones, then
+  those in the middle of a head, then those that sent nothing, then kept-alive ones between requests, the
+  oldest first within each: `eviction_rank`), and only if none is idle is the new one refused; logged;
+- `Connection: close` on the answer to a request whose body is still on its way (chunked, declared
+  larger than SMALL_BODY_BYTES, or behind `Expect: 100-continue`), then a lingering close: FIN, at most
+  LINGER_SECONDS and LINGER_BYTES of discarded input, close; so the client reads the 503 instead of a
+  reset, and an endless upload cannot hold the connection. A body the app reads is capped at
+  MAX_BODY_BYTES (413);
+- a WebSocket upgrade only for a handshake uvicorn's WebSocket protocol will accept; anything else
+  (another method, a body, `Connection: close`, a bad key) is an ordinary request: the app's 503;
+- an answer's head and body in one write (`WholeAnswerCycle`): a serving process killed mid-answer has
+  sent all of it or none of it, and none is what a proxy retries (nginx's `proxy_next_upstream`); a
+  head alone would reach the client as a cut-short answer (measured under load: 15 in 80 kill -9
+  without this, 0 in 200 with it);
+- the head of a catch-all answer written from its header lines, checked and encoded once (wire.py), where
+  uvicorn would check, lowercase and join every header of every answer in a Python loop: a third fewer
+  instructions per request (bench/instructions.py), 1.3x to 1.4x the requests per second side by side.
+
+Refusals are logged by kind, the first at once, then at most every REPORT_EVERY seconds with a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+
+from .limits import Limits
+from .wire import HEAD_LINES, HeadLines, encode
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
+
+logger = logging.getLogger("maintenance_shim")
+
+LINGER_SECONDS = 0.5  # after a response to an unfinished upload: FIN, discard input this long, then close
+LINGER_BYTES = 1024 * 1024  # ... but read no more than this meanwhile (then let TCP flow control hold it)
+# A declared body up to this size that is still on its way when the answer starts is read and dropped on a
+# kept-alive connection (http.client and urllib3 send headers and body in separate writes); anything
+# larger, or chunked, gets `Connection: close`.
+SMALL_BODY_BYTES = 65536
+MAX_BODY_BYTES = 1024 * 1024  # a body the app reads (only /_maintenance/progress does) is never larger
+REPORT_EVERY = 10.0  # seconds between log lines about refused requests and connections
+
+_STATUS_TEXT = {
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
+def _plain_response(status: int) -> bytes:
+    body = _STATUS_TEXT[status] + b"\n"
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _STATUS_TEXT[status]),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"cache-control: no-store\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+_RESPONSES = {status: _plain_response(status) for status in _STATUS_TEXT}
+
+
+class _Refuse(Exception):
+    """Raised inside a parser callback to stop parsing; the request gets `status`."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class ConnectionGuard:
+    """Shared by every connection of one process: the limits, the deadline sweep and the log lines.
+
+    Each kind of refusal is logged at once the first time, then at most every REPORT_EVERY seconds with
+    the count since, so that a flood cannot flood the log.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.now = 0.0  # the loop's time at the last sweep or connection: deadlines need no finer clock
+        self._pending: Counter[str] = Counter()
+        self._logged: dict[str, float] = {}
+        conns = f"connection limit reached (MAINT_MAX_CONNECTIONS, {limits.max_connections} in this process)"
+        head = f"MAINT_HEADER_TIMEOUT ({limits.header_timeout:g} s)"
+        self._messages = {
+            "evicted": (logging.WARNING, f"{conns}: idle connections closed to make room, the oldest first"),
+            "refused": (logging.WARNING, f"{conns} with no connection idle: new connections refused"),
+            "408": (logging.WARNING, f"requests answered 408, their head took longer than {head}"),
+            "413": (logging.WARNING, f"requests answered 413, a body over {MAX_BODY_BYTES} bytes"),
+            "414": (
+                logging.WARNING,
+                f"requests answered 414, a URL near MAINT_MAX_HEADER_BYTES ({limits.max_header_bytes})",
+            ),
+            "431": (
+                logging.WARNING,
+                f"requests answered 431, more than MAINT_MAX_HEADER_BYTES ({limits.max_header_bytes}) bytes "
+                f"or MAINT_MAX_HEADERS ({limits.max_headers}) fields of head",
+            ),
+            "400": (logging.WARNING, "requests answered 400, not valid HTTP/1.1"),
+            "idle": (logging.INFO, f"connections closed, nothing sent within {head}"),
+            "slow-body": (logging.WARNING, f"connections closed, a request body took longer than {head}"),
+        }
+
+    def note(self, kind: str, now: float, count: int = 1) -> None:
+        """Count one refusal of `kind`; log it now unless that kind was logged less than REPORT_EVERY ago."""
+        self._pending[kind] += count
+        last = self._logged.get(kind)
+        if last is None or now - last >= REPORT_EVERY:
+            self._flush(kind, now)
+
+    def flush_all(self, now: float) -> None:
+        """Log every count still waiting (at shutdown)."""
+        for kind in list(self._pending):
+            self._flush(kind, now)
+
+    def _flush(self, kind: str, now: float) -> None:
+        count = self._pending.pop(kind, 0)
+        if not count:
+            return
+        last = self._logged.get(kind)
+        self._logged[kind] = now
+        level, message = self._messages[kind]
+        since = f" in the last {now - last:.0f} s" if last is not None and now - last < 2 * REPORT_EVERY else ""
+        logger.log(level, "%s: %d%s", message, count, since)
+
+    def describe(self) -> str:
+        limits = self.limits
+        return (
+            f"{limits.max_connections} connections, {limits.max_header_bytes} header bytes, "
+            f"{limits.max_headers} header fields, {limits.header_timeout:g} s header timeout"
+        )
+
+    def sweep(self, connections: Iterable[Any], now: float) -> None:
+        """Act on every connection whose request deadline has passed."""
+        self.now = now
+        expired = [
+            conn
+            for conn in connections
+            if isinstance(conn, ShimHttpProtocol) and conn.deadline is not None and conn.deadline <= now
+        ]
+        for conn in expired:
+            conn.deadline_passed()
+        for kind in [kind for kind in self._pending if now - self._logged.get(kind, now) >= REPORT_EVERY]:
+            self._flush(kind, now)
+
+    def make_room(self, newcomer: ShimHttpProtocol, connections: Iterable[Any]) -> None:
+        """Past the connection limit: close the oldest idle connections, or refuse the newcomer."""
+        conns = [conn for conn in connections if not conn.transport.is_closing()]
+        excess = len(conns) - self.limits.max_connections
+        if excess <= 0:
+            return
+        idle = sorted(
+            (conn for conn in conns if isinstance(conn, ShimHttpProtocol) and conn is not newcomer and conn.idle),
+            key=lambda conn: conn.eviction_rank,
+        )
+        # Close a batch at once, so that a flood of connections does not rescan the set for each one.
+        victims = idle[: max(excess, self.limits.max_connections // 64)]
+        for conn in victims:
+            conn.transport.close()
+        now = newcomer.loop.time()
+        if victims:
+            self.note("evicted", now, len(victims))
+        if len(victims) < excess:
+            newcomer.transport.close()
+            self.note("refused", now)
+
+
+class _LingeringCloser:
+    """Stands in for the transport in a request's RequestResponseCycle: its close() lingers.
+
+    It holds its protocol weakly: the protocol holds the cycle and the cycle holds this, and a strong
+    reference back would leave every such connection for the cyclic collector to find, long after it closed.
+    """
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: ShimHttpProtocol) -> None:
+        self._protocol = weakref.ref(protocol)
+
+    def write(self, data: bytes) -> None:
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.transport.write(data)
+
+    def is_closing(self) -> bool:
+        protocol = self._protocol()
+        return protocol is None or protocol.transport.is_closing()
+
+    def close(self) -> None:
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.linger()
+
+
+class _HeadFirst:
+    """Stands in for a cycle's transport while it sends an answer: holds what uvicorn writes for the
+    `http.response.start` (the head) and puts it in front of the first body write, so both leave in one
+    write, before uvicorn's close or the next answer on the connection."""
+
+    __slots__ = ("head", "holding", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.head = b""
+        self.holding = True
+
+    def write(self, data: bytes) -> None:
+        if self.holding:
+            self.head += data
+            return
+        if self.head:
+            data = self.head + data
+            self.head = b""
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.head:
+            self.transport.write(self.head)
+            self.head = b""
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+
+class WholeAnswerCycle(RequestResponseCycle):
+    """uvicorn's request cycle, holding an answer's head until its first body part: uvicorn writes the
+    two separately, and a process killed between those writes leaves the client half an answer.
+
+    The held `http.response.start` is uvicorn's to check and write, only later: an app that raises or
+    returns before its body gets uvicorn's 500 instead of a head with nothing after it. A HEAD request's
+    answer is its head alone, one write already.
+
+    A start that carries its headers' `HeadLines` (wire.py: checked and encoded once, for the catch-all's
+    answers) has its head written from them, with the connection state uvicorn's loop would set; the body
+    is uvicorn's to send either way.
+    """
+
+    _held: ASGISendEvent | None = None
+    # uvicorn's default headers (Date; Server when on) change once a second: their encoding, kept for
+    # the list they came from (None: they need uvicorn's loop).
+    _defaults_for: ClassVar[object] = None
+    _defaults_block: ClassVar[bytes | None] = None
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.start" and not self.response_started and self.scope["method"] != "HEAD":
+            self._held = message
+            return
+        start = self._held
+        if start is None:
+            await super().send(message)
+            return
+        self._held = None
+        transport = self.transport
+        head = _HeadFirst(transport)
+        self.transport = cast(asyncio.Transport, head)
+        try:
+            written = self._write_known_head(start, head)
+            if not written:
+                await super().send(start)
+            head.holding = False
+            await super().send(message)
+        finally:
+            self.transport = transport
+            head.flush()  # a head no body followed (the body message was wrong): as uvicorn would send it
+
+    def _write_known_head(self, start: Mapping[str, object], head: _HeadFirst) -> bool:
+        """Write `start`'s head from its HeadLines, setting what uvicorn's loop sets; False (nothing done)
+        where uvicorn's loop must run."""
+        lines = start.get(HEAD_LINES)
+        if (
+            not isinstance(lines, HeadLines)
+            or start.get("headers") is not lines.headers
+            or self.disconnected
+            or self.access_log
+        ):
+            return False
+        status = start.get("status")
+        status_line = STATUS_LINE.get(status) if isinstance(status, int) else None
+        defaults = self.default_headers
+        if defaults is not WholeAnswerCycle._defaults_for:
+            encoded = encode(defaults)
+            WholeAnswerCycle._defaults_block = encoded[0] if encoded is not None and encoded[1] is None else None
+            WholeAnswerCycle._defaults_for = defaults
+        block = WholeAnswerCycle._defaults_block
+        if status_line is None or block is None:
+            return False
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        self.expected_content_length = lines.content_length
+        self.chunked_encoding = False
+        close = b"" if self.keep_alive else b"connection: close\r\n"
+        head.write(b"".join((status_line, block, lines.block, close, b"\r\n")))
+        return True
+
+
+class ShimHttpProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with header, time, body and connection limits (see the module docstring).
+
+    Per request it adds one Python call to uvicorn's (`_start_asgi_task`, which makes the cycle a
+    `WholeAnswerCycle`): `data_received` and `on_message_complete` replace uvicorn's (calling the parser
+    and setting the cycle's state as uvicorn does), everything else runs only for uploads, upgrades and
+    refusals.
+    """
+
+    # Slots, not the instance dict: uvicorn's protocol already has about as many attributes as CPython's
+    # shared-key instance dicts hold (30), and past that every attribute access in the hot path slows down.
+    __slots__ = (
+        "_body_bytes",
+        "_body_cycle",
+        "_head_bytes",
+        "_head_room",
+        "_ignore_input",
+        "_in_head",
+        "_linger_budget",
+        "_lingering",
+        "_refuse_after",
+        "_upgrade_ok",
+        "_upgrade_scope",
+        "deadline",
+    )
+    guard: ConnectionGuard = ConnectionGuard(Limits())
+    _max_head = Limits.max_header_bytes
+    _max_headers = Limits.max_headers
+    _timeout = Limits.header_timeout
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_room = self._max_head  # bytes the current request's head may still take
+        self._head_bytes = 0  # bytes of the current request's URL and complete fields (parser callbacks)
+        self._in_head = True  # from the end of one request until the next one's head is complete
+        self._ignore_input = False  # refused, upgrade refused or lingering: input is discarded
+        self._lingering = False
+        self._linger_budget = LINGER_BYTES
+        self._refuse_after: int | None = None  # a refusal waiting for the answers to earlier requests
+        self._upgrade_ok = False
+        self._upgrade_scope: object = None  # the request `_upgrade_ok` was worked out for
+        self._body_bytes = 0
+        self._body_cycle: object = None  # the request `_body_bytes` counts
+        self.deadline: float | None = None  # loop time by which the current request must have arrived
+
+    # Connection state seen by the guard
+
+    @property
+    def idle(self) -> bool:
+        """No request in progress: waiting for one (keep-alive or still sending its head) or lingering."""
+        cycle = self.cycle
+        return cycle is None or cycle.response_complete
+
+    @property
+    def eviction_rank(self) -> tuple[int, float]:
+        """Which idle connection is closed first to make room (the lowest): lingering ones (their answer is
+        out), then those in the middle of a head (a slowloris trickle), then those that sent nothing yet,
+        then kept-alive ones between requests, the longest waiting first within each. A client that
+        completed a request is the likeliest to send another, and it would find its connection closed;
+        one that has taken longest over its head, the least likely to finish it."""
+        if self._lingering:
+            return (0, 0.0)
+        if self.deadline is not None:
+            return (1 if self._head_room < self._max_head else 2, self.deadline - self._timeout)
+        task = self.timeout_keep_alive_task
+        return (3, task.when() - self.timeout_keep_alive) if task is not None else (0, 0.0)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.guard.now = now = self.loop.time()
+        self.deadline = now + self._timeout
+        if len(self.connections) > self.guard.limits.max_connections:
+            self.guard.make_room(self, self.connections)
+
+    def deadline_passed(self) -> None:
+        """The request did not arrive in time: 408 for part of a head, a close otherwise."""
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        now = self.loop.time()
+        if self._refuse_after is not None:  # the answers owed before a refusal did not come in time
+            self.transport.close()
+            return
+        if self._in_head:
+            if self._head_room < self._max_head:
+                self._refuse(408)
+            else:
+                self.guard.note("idle", now)
+                self.transport.close()
+        elif cycle is not None and (not cycle.response_started or cycle.response_complete):
+            # The body did not arrive in time: the app waiting for it sees a disconnect; a body nobody
+            # reads (the rest of a small one after its 503) is not waited for either.
+            self.guard.note("slow-body", now)
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # uvicorn cancels the keep-alive timer only on a clean close; after a reset (a client that closes
+        # with our answer unread) the timer would keep the protocol, ~6.5 KB, alive for the whole
+        # keep-alive timeout, so a flood of resets would hold rate x timeout of them.
+        self._unset_keepalive_if_required()
+
+    # Input
+
+    def data_received(self, data: bytes) -> None:
+        if self._ignore_input:
+            if self._lingering:
+                self._linger_budget -= len(data)
+                if self._linger_budget < 0:
+                    self.transport.pause_reading()
+            return
+        if self.timeout_keep_alive_task is not None:
+            self._unset_keepalive_if_required()
+        previous = self.cycle
+        if self._in_head:
+            if self.deadline is None:  # the first bytes of the next request on a kept-alive connection
+                self.deadline = self.guard.now + self._timeout
+            room = self._head_room
+            if len(data) > room:
+                self._data_past_room(data, room)
+                return
+            self._head_room = room - len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as error:  # also HttpParserCallbackError
+            self._parse_failed(error)
+            return
+        except httptools.HttpParserUpgrade:
+            self._upgrade(previous)
+            return
+        cycle = self.cycle
+        if cycle is not previous and cycle is not None and cycle.more_body:
+            # A new request's head arrived in this read and its body is still on its way: rare, and
+            # handled off this path.
+            self._new_request_checks(cycle)
+
+    def _data_past_room(self, data: bytes, room: int) -> None:
+        """More bytes than the head may still take: its end must come within them."""
+        self.data_received(data[:room])  # exactly the room left: parsed as usual, leaving no room
+        if self._ignore_input or self.transport.is_closing():
+            return
+        if self._in_head and self._head_room == 0:  # no request ended in there (that resets the room)
+            self._refuse(414 if len(self.url) * 2 > self._max_head else 431)
+            return
+        self.data_received(data[room:])
+
+    def _new_request_checks(self, cycle: RequestResponseCycle) -> None:
+        """The head of a request arrived and its body did not."""
+        self._in_head = False
+        # With Expect: 100-continue the body only comes after a 100, which the catch-all never sends.
+        if not cycle.response_started and (self.expect_100_continue or not self._small_body()):
+            # The answer will not wait for the body: it says `Connection: close`, and closing lingers.
+            cycle.keep_alive = False
+            # Made here, for this request only: a closer kept on the protocol would make every connection
+            # a reference cycle, freed only by a full collection (measured: ~6.5 KB kept per closed one).
+            cycle.transport = cast(asyncio.Transport, _LingeringCloser(self))
+
+    def _small_body(self) -> bool:
+        """Is the body still arriving declared (Content-Length) and at most SMALL_BODY_BYTES?"""
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                return False
+        return length is not None and length <= SMALL_BODY_BYTES
+
+    def _parse_failed(self, error: httptools.HttpParserError) -> None:
+        refusal = error.__context__ if isinstance(error, httptools.HttpParserCallbackError) else None
+        if isinstance(refusal, _Refuse):
+            self._refuse_current(self.cycle, refusal.status)
+            return
+        self.guard.note("400", self.loop.time())
+        self._ignore_input = True
+        self.send_400_response("Invalid HTTP request received.")
+
+    def _upgrade(self, previous: object) -> None:
+        """The parser stopped at an upgrade: hand over to WebSocket, or answer as HTTP and close."""
+        if self._upgrade_ok and self._upgrade_scope is self.scope:
+            self.handle_websocket_upgrade()
+            return
+        self._ignore_input = True  # what follows is not HTTP
+        cycle = self.cycle
+        if cycle is not previous and cycle is not None and not cycle.response_started:
+            cycle.keep_alive = False
+
+    # Parser callbacks
+
+    def on_url(self, url: bytes) -> None:
+        # uvicorn's on_url, counting the request's head bytes (see on_header).
+        self.url += url
+        size = self._head_bytes + len(url)
+        self._head_bytes = size
+        if size > self._max_head:
+            raise _Refuse(414 if len(self.url) * 2 > self._max_head else 431)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's on_header, with the head limits applied to every request: the bytes counted as they
+        # arrive (data_received) cover a head still arriving, but not a second request that began in the
+        # same read as the end of the one before; these counts do, for every request of a pipeline.
+        size = self._head_bytes + len(name) + len(value) + 4
+        self._head_bytes = size
+        headers = self.headers
+        if size > self._max_head or len(headers) >= self._max_headers:
+            raise _Refuse(414 if len(self.url) * 2 > self._max_head else 431)
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which RFC 9110 excludes
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn's on_body, with a cap on what is buffered for the app, and nothing buffered once the app
+        # has started its answer: it did not wait for the body, and the catch-all never reads one (a body
+        # kept for nobody held up to 64 KiB a connection, for as long as the connection lingered).
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_started:
+            return
+        if self._body_cycle is not cycle:
+            self._body_cycle = cycle
+            self._body_bytes = 0
+        self._body_bytes += len(body)
+        if self._body_bytes > MAX_BODY_BYTES:
+            raise _Refuse(413)
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
+
+    def on_message_complete(self) -> None:
+        # uvicorn's on_message_complete, then where the next request's head begins.
+        self._in_head = True
+        self._head_room = self._max_head
+        self._head_bytes = 0
+        self.deadline = None
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
+
+    # WebSocket
+
+    def _should_upgrade(self) -> bool:
+        """Only a handshake uvicorn's WebSocket protocol will accept (101) is handed to it."""
+        if self._upgrade_scope is not self.scope:
+            self._upgrade_scope = self.scope
+            self._upgrade_ok = self._websocket_handshake_ok()
+        return self._upgrade_ok
+
+    def _websocket_handshake_ok(self) -> bool:
+        """Would uvicorn's WebSocket protocol accept this handshake? Checked on the same bytes."""
+        if self.ws_protocol_class is None or self.parser.get_method() != b"GET":
+            return False
+        tokens: set[bytes] = set()
+        for name, value in self.headers:
+            if name == b"connection":
+                tokens.update(token.strip().lower() for token in value.split(b","))
+            elif name in (b"content-length", b"transfer-encoding"):
+                return False
+        if b"upgrade" not in tokens or b"close" in tokens:
+            return False
+        from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+        from websockets.http11 import Request
+        from websockets.server import ServerProtocol
+
+        raw = [b"GET ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.headers:
+            raw += [name, b": ", value, b"\r\n"]
+        raw.append(b"\r\n")
+        extensions = []
+        if self.config.ws_per_message_deflate:  # as uvicorn's WebSocket protocol negotiates them
+            extensions = [
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+                )
+            ]
+        conn = ServerProtocol(
+            extensions=extensions, max_size=self.config.ws_max_size, logger=logging.getLogger("maintenance_shim.ws")
+        )
+        conn.receive_data(b"".join(raw))
+        events = conn.events_received()
+        if conn.parser_exc is not None or not events or not isinstance(events[0], Request):
+            return False
+        return conn.accept(events[0]).status_code == 101
+
+    def _unsupported_upgrade_warning(self) -> None:
+        pass  # an upgrade we do not do is an ordinary request, answered by the app
+
+    # Output
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # Every cycle, pipelined ones too, starts here; its `send` is looked up when the task first runs.
+        cycle.__class__ = WholeAnswerCycle
+        super()._start_asgi_task(cycle, app)
+
+    def linger(self) -> None:
+        """Close after a response whose request is unfinished: FIN now, discard input, close soon."""
+        transport = self.transport
+        if transport.is_closing() or self._lingering:
+            return
+        self._lingering = True
+        self._ignore_input = True
+        self.deadline = None
+        # The answer said `Connection: close`: requests pipelined behind it are not answered (they would be
+        # written after the FIN), nor is a refusal that waited for it (on_response_complete).
+        self.pipeline.clear()
+        self._refuse_after = None
+        self._release_body()
+        self.flow.resume_reading()
+        try:
+            transport.write_eof()
+        except (NotImplementedError, RuntimeError, OSError):
+            transport.close()
+            return
+        self.loop.call_later(LINGER_SECONDS, self._linger_done)
+
+    def on_response_complete(self) -> None:
+        # uvicorn's on_response_complete (each answer's cycle calls it once the answer is written), then:
+        # nothing more on a lingering connection, and a refusal that waited for the answers owed before it
+        # goes out after the last of them.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing() or self._lingering:
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._release_body()
+        status = self._refuse_after
+        if status is not None:
+            self._refuse_after = None
+            self.transport.write(_RESPONSES[status])
+            self.linger()
+            return
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def _release_body(self) -> None:
+        """A body part buffered before the app answered without reading it: not kept with the connection."""
+        cycle = self.cycle
+        if cycle is not None and cycle.body and cycle.response_started:
+            cycle.body = bytearray()
+
+    def _linger_done(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse_current(self, cycle: RequestResponseCycle | None, status: int) -> None:
+        """Refuse the request being parsed: its app (if started) sees a disconnect, its answer is dropped;
+        one still queued behind earlier requests is dropped from the queue, and refused after their answers."""
+        if cycle is not None and not cycle.response_started and cycle.scope is self.scope:
+            self._ignore_input = True
+            cycle.disconnected = True
+            cycle.message_event.set()
+            queued = [entry for entry in self.pipeline if entry[0] is cycle]
+            for entry in queued:
+                self.pipeline.remove(entry)
+            if self.transport.is_closing() or self._lingering:
+                return
+            self.guard.note(str(status), self.loop.time())
+            if queued:  # an earlier request's answer is still owed
+                self._refuse_after = status
+                return
+            self.transport.write(_RESPONSES[status])
+            self.linger()
+            return
+        self._refuse(status)
+
+    def _refuse(self, status: int) -> None:
+        """Answer `status` with `Connection: close`, then linger; after the answers still owed (the
+        requests before it, pipelined or in progress: on_response_complete)."""
+        self._ignore_input = True
+        if self.transport.is_closing() or self._lingering:
+            return
+        self.guard.note(str(status), self.loop.time())
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started and cycle.scope is self.scope:
+                self.transport.close()  # too late for an answer of our own
+                return
+            self._refuse_after = status
+            return
+        self.transport.write(_RESPONSES[status])
+        self.linger()
+
+
+def protocol_class(limits: Limits) -> type[ShimHttpProtocol]:
+    """A ShimHttpProtocol subclass bound to `limits` (one per serving process), for uvicorn.Config(http=...)."""
+    namespace = {
+        "__slots__": (),
+        "guard": ConnectionGuard(limits),
+        "_max_head": limits.max_header_bytes,
+        "_max_headers": limits.max_headers,
+        "_timeout": limits.header_timeout,
+    }
+    return type("BoundShimHttpProtocol", (ShimHttpProtocol,), namespace)

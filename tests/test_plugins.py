@@ -1,0 +1,114 @@
+"""One-file plug-ins, for real: a new proxy added to a copy of the tree needs only its own files (its
+settings module and its bash adapter), and then `check`, `env --shell`, the scripts' adapter loading and
+status all know it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import ROOT, clean_env
+
+EXAMPLE_PY = '''"""A throwaway proxy for the plug-in test."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from . import Proxy, ProxySettings
+
+
+class ExampleSettings(ProxySettings):
+    example_api: str = Field("http://127.0.0.1:9999", description="the example proxy's API")
+
+
+class Example(Proxy):
+    name = "example"
+    title = "Example"
+    settings = ExampleSettings
+    service_keys: ClassVar[dict[str, str]] = {"EXAMPLE_POOL": "the example proxy's pool"}
+
+    @classmethod
+    def check_service(cls, prefix: str, keys: dict[str, str], switch: str) -> list[str]:
+        if switch == cls.name and not keys["EXAMPLE_POOL"]:
+            return [f"{prefix}EXAMPLE_POOL is not set (needed by MAINT_SWITCH=example)"]
+        return []
+
+
+PROXY = Example
+'''
+EXAMPLE_SH = """# shellcheck shell=bash
+proxy_describe() { printf 'example'; }
+proxy_check() { :; }
+proxy_where() { printf 'pool %s at %s' "$(svc "$1" EXAMPLE_POOL)" "$MAINT_EXAMPLE_API"; }
+proxy_point() { :; }
+proxy_test() { :; }
+proxy_reload() { :; }
+"""
+
+
+def _copy_tree(tmp_path: Path) -> Path:
+    """The tracked files of this checkout, copied; `maintenance_shim` importable from the copy's app/."""
+    tree = tmp_path / "tree"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, tree / name)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "maintenance_shim").symlink_to(tree / "app")
+    return tree
+
+
+def _shim(tree: Path, tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    full = clean_env({"PYTHONPATH": str(tmp_path / "site"), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "maintenance_shim", *args], cwd=tmp_path, env=full, capture_output=True, text=True
+    )
+
+
+def test_a_new_proxy_is_its_own_two_files(tmp_path: Path) -> None:
+    tree = _copy_tree(tmp_path)
+    settings = {"MAINT_SWITCH": "example", "MAINT_SERVICES": "studio", "MAINT_SERVICE_studio_EXAMPLE_POOL": "gpu"}
+
+    before = _shim(tree, tmp_path, settings, "check")
+    assert before.returncode == 2 and "MAINT_SWITCH" in before.stderr + before.stdout
+
+    (tree / "app/settings/proxies/example.py").write_text(EXAMPLE_PY)
+    (tree / "scripts/proxy/example.sh").write_text(EXAMPLE_SH)
+
+    checked = _shim(tree, tmp_path, settings, "check")
+    assert checked.returncode == 0, checked.stderr
+    missing = _shim(tree, tmp_path, {**settings, "MAINT_SERVICE_studio_EXAMPLE_POOL": ""}, "check")
+    assert missing.returncode == 2 and "MAINT_SERVICE_studio_EXAMPLE_POOL is not set" in missing.stderr
+
+    shell = _shim(tree, tmp_path, {**settings, "MAINT_EXAMPLE_API": "http://10.0.0.1:1"}, "env", "--shell")
+    assert shell.returncode == 0, shell.stderr
+    assert "export MAINT_EXAMPLE_API=http://10.0.0.1:1" in shell.stdout
+    assert "export MAINT_SERVICE_studio_EXAMPLE_POOL=gpu" in shell.stdout
+
+    # The scripts load the adapter by MAINT_SWITCH and status shows its line through proxy_status.
+    script = (
+        f'set -Eeuo pipefail; source "{tree}/scripts/lib.sh"; eval "$1"; STATE_DIR="{tmp_path}/state"; '
+        'proxy_load; proxy_status studio'
+    )
+    shown = subprocess.run(
+        ["bash", "-c", script, "lib", shell.stdout], cwd=tmp_path, capture_output=True, text=True,
+        env=clean_env({"PYTHONPATH": str(tmp_path / "site")}),
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "studio:   example pool gpu at http://10.0.0.1:1; live side not saved" in shown.stdout
+
+    # And that was all: the copy differs from the tracked tree by the two new files alone.
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split())
+    files = {str(path.relative_to(tree)) for path in tree.rglob("*") if path.is_file()}
+    files = {name for name in files if "__pycache__" not in name}
+    assert files - tracked == {"app/settings/proxies/example.py", "scripts/proxy/example.sh"}
+    for name in tracked & files:
+        assert (tree / name).read_bytes() == (ROOT / name).read_bytes(), name
