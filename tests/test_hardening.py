@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import logging
 import random
 import resource
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from babel import localedata
 
+from maintenance_shim.logsetup import THROTTLE_SECONDS, TracebackThrottle
 from maintenance_shim.main import create_app
 from maintenance_shim.settings.shim import load_settings
 from maintenance_shim.web.catchall import MaintenanceApp
@@ -935,3 +937,26 @@ def test_unread_uploads_leave_rss_flat(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_the_same_traceback_is_logged_once_per_interval() -> None:
+    """TracebackThrottle (on the shim's log handlers): a fault every connection can set off is logged once,
+    then (after THROTTLE_SECONDS) once more with the count left out; another kind gets its own first line."""
+    throttle = TracebackThrottle()
+    logger = logging.getLogger("tests.throttle")
+
+    def record(error: Exception, line: int = 1) -> logging.LogRecord:
+        try:
+            raise error
+        except Exception:
+            return logger.makeRecord(logger.name, logging.ERROR, __file__, line, "Exception in ASGI application",
+                                     (), sys.exc_info())
+
+    passed = [throttle.filter(record(RuntimeError("Cannot call write() after write_eof()"))) for _ in range(3000)]
+    assert passed.count(True) == 1 and passed[0]
+    assert throttle.filter(record(ValueError("another kind")))
+    later = record(RuntimeError("Cannot call write() after write_eof()"))
+    throttle._last = {key: at - THROTTLE_SECONDS for key, at in throttle._last.items()}  # the interval is over
+    assert throttle.filter(later)
+    assert "and 2999 more like it" in later.getMessage()
+    assert throttle.filter(logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "no traceback", (), None))
