@@ -18,7 +18,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 DEFAULT_URL = "http://127.0.0.1:8080"
-COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary", "serving", "event")
+COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary", "serving", "event",
+            "runtime", "gpu")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +78,29 @@ def _parser() -> argparse.ArgumentParser:
     event.add_argument("services", nargs="*", help="the services it concerns")
     event.add_argument("--status", type=int, help="the trainer's exit status (trainer-exit)")
     event.add_argument("--state-dir", metavar="PATH", required=True)
+    runtime = commands.add_parser(
+        "runtime", help="sleep, wake or check a service's inference server (MAINT_SERVICE_<name>_RUNTIME)"
+    )
+    runtime.add_argument("action", choices=("sleep", "wake", "ready"))
+    runtime.add_argument("--service", required=True, help="the service's name in MAINT_SERVICES")
+    runtime.add_argument("--env-file", metavar="PATH", help="settings file (default ./maintenance.env if present)")
+    gpu = commands.add_parser("gpu", help="wait until the GPUs' memory is free (nvidia-smi; with_maintenance.sh does)")
+    gpu.add_argument("--wait", type=float, default=60.0, metavar="SECONDS", help="how long to wait (default 60)")
+    gpu.add_argument("--below", type=int, default=1024, metavar="MIB",
+                     help="MiB in use per GPU that still counts as free (default 1024)")
     return parser
+
+
+def _runtime(args: argparse.Namespace) -> int:
+    from .runtime_cli import run
+
+    return run(args.action, args.service, args.env_file)
+
+
+def _gpu(args: argparse.Namespace) -> int:
+    from .gpu import wait_free
+
+    return wait_free(args.wait, args.below)
 
 
 def _settings(env_file: str | None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -387,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(arguments)
     command: str = args.command
     handlers = {"serve": _serve, "check": _check, "env": _env, "status": _status, "progress": _progress,
-                "history": _history, "notify": _notify, "summary": _summary, "serving": _serving, "event": _event}
+                "history": _history, "notify": _notify, "summary": _summary, "serving": _serving, "event": _event,
+                "runtime": _runtime, "gpu": _gpu}
     try:
         return handlers[command](args)
     except SettingsError as error:

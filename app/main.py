@@ -73,6 +73,7 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
         cookie_name=settings.lang_cookie,
         json_paths=settings.json_paths,
         sdk_retry_max_seconds=settings.sdk_retry_max_seconds,
+        reason_phrase=settings.reason_phrase,
     )
     secret = settings.admin_token.get_secret_value() if settings.admin_token else None
     traffic = Traffic() if settings.metrics else None

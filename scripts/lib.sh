@@ -459,7 +459,8 @@ shim_listen_specs() { SPECS=("${SHIM_SPECS[@]}"); PROBES=("${SHIM_PROBES[@]}"); 
 # ---- services ------------------------------------------------------------------------------------
 
 # hooks_run KIND TIMEOUT NAME...: run MAINT_SERVICE_<NAME>_<KIND> for every NAME that has one, in
-# parallel, each bounded; FAILED lists the services whose hook failed or timed out.
+# parallel, each bounded; FAILED lists the services whose hook failed or timed out. A service with a
+# runtime preset (MAINT_SERVICE_<NAME>_RUNTIME) is put to sleep (STOP) and woken until ready (START) by it.
 hooks_run() {
   local kind=$1 seconds=$2 name rc
   shift 2
@@ -467,6 +468,9 @@ hooks_run() {
   FAILED=()
   for name; do
     local cmd; cmd=$(svc "$name" "$kind")
+    if runtime_preset "$name"; then
+      case $kind in STOP) cmd=$(runtime_cmd sleep "$name") ;; START) cmd=$(runtime_cmd wake "$name") ;; esac
+    fi
     [[ -n $cmd ]] || continue
     log "$name: ${kind,,}: $cmd"
     timeout --kill-after=5 "$seconds" bash -c "$cmd" 9>&- &
@@ -494,7 +498,9 @@ services_wait_healthy() {
     next=()
     for name in "${pending[@]}"; do
       url=$(svc "$name" HEALTH_URL)
-      if [[ -n $NODE ]]; then
+      if runtime_preset "$name"; then  # the preset's own readiness check (a completion answered, ...)
+        bash -c "$(runtime_cmd ready "$name")" >/dev/null 2>&1 9>&- || next+=("$name")
+      elif [[ -n $NODE ]]; then
         # One node of a fleet: its own URL ({node} in HEALTH_URL), else HAProxy's check of the server
         # decides (proxy_test waits for it); the service's URL would answer from the other nodes.
         [[ $url == *'{node}'* ]] || continue
@@ -511,10 +517,23 @@ services_wait_healthy() {
     sleep 0.2
   done
 }
+# runtime_preset NAME: the service frees the GPU through a runtime preset, not its own STOP/START hooks.
+runtime_preset() { [[ $(svc "$1" RUNTIME) != command && -n $(svc "$1" RUNTIME) ]]; }
+# runtime_cmd sleep|wake|ready NAME: the command (for bash -c) that has the preset do it (app/runtimes/).
+runtime_cmd() {
+  local -a shim
+  read -r -a shim <<<"$MAINT_SHIM_CMD"
+  printf '%q ' "${shim[@]}" runtime "$1" --service "$2"
+  [[ -z ${MAINT_ENV_FILE:-} ]] || printf -- '--env-file %q' "$MAINT_ENV_FILE"
+}
 describe_unhealthy() {
   local name url out=()
   for name in "${UNHEALTHY[@]}"; do
     url=$(svc "$name" HEALTH_URL)
+    if runtime_preset "$name"; then
+      out+=("$name ($(svc "$name" RUNTIME) at $(svc "$name" RUNTIME_URL): $(bash -c "$(runtime_cmd ready "$name")" 2>&1 9>&-))")
+      continue
+    fi
     out+=("$name (${url:-a TCP connect to $(svc "$name" LISTEN)})")
   done
   local IFS=,

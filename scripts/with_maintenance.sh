@@ -67,6 +67,18 @@ wait_child() {
   CHILD=
 }
 
+# gpu_check: wait until the GPUs' memory is free before CMD, where nvidia-smi can tell (`maintenance-shim gpu`,
+# app/gpu.py); memory still held is a warning naming the processes, and CMD runs anyway.
+gpu_check() {
+  local out rc=0
+  local -a shim
+  ((MAINT_GPU_FREE_TIMEOUT > 0)) || return 0
+  read -r -a shim <<<"$MAINT_SHIM_CMD"
+  out=$("${shim[@]}" gpu --wait "$MAINT_GPU_FREE_TIMEOUT" --below "$MAINT_GPU_FREE_MIB" 2>&1 9>&-) || rc=$?
+  out=${out//maintenance-shim: /}
+  if ((rc == 0)); then log "$out"; else warn "$out; running ${ARGS[0]} anyway"; fi
+}
+
 main() {
   parse_args "$@"
   ((${#ARGS[@]})) || die "no command given; usage: ${0##*/} [--env-file PATH] [--node NODE | --rolling] -- CMD [ARG...]"
@@ -123,6 +135,7 @@ run_once() {
     return "$CHILD_RC"
   fi
   [[ -z $SIGNALLED ]] || { log "interrupted by SIG$SIGNALLED before CMD ran; stopping maintenance"; CMD_RC=$((128 + $(kill -l "$SIGNALLED"))); }
+  [[ -n $SIGNALLED ]] || gpu_check
 
   if [[ -z $SIGNALLED ]]; then
     log "running${NODE:+ on node $NODE}: ${ARGS[*]} (output also appended to $MAINT_TRAIN_LOG)"

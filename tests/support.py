@@ -138,12 +138,17 @@ class ShimLauncher:
             )
         shim = Shim(proc, ports, log, full_env)
         self.started.append(shim)
-        try:
-            wait_http(f"{shim.url}/_maintenance/health")
-        except TimeoutError:
-            shim.stop()
-            raise AssertionError(f"shim did not start:\n{shim.output()}") from None
-        return shim
+        # Generous: on a busy machine the first health answer waits for FastAPI's import (DeferredApp) for
+        # many seconds; a shim that exited fails at once.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                wait_http(f"{shim.url}/_maintenance/health", timeout=2)
+                return shim
+            except TimeoutError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    shim.stop()
+                    raise AssertionError(f"shim did not start:\n{shim.output()}") from None
 
     def close(self) -> None:
         for shim in self.started:

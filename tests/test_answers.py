@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from maintenance_shim.main import create_app
 from maintenance_shim.progress.tracker import RetryPolicy, Tracker
 from maintenance_shim.settings.shim import load_settings
-from maintenance_shim.uvicorn_ext.wire import HEAD_LINES, head_lines
+from maintenance_shim.uvicorn_ext.wire import HEAD_LINES, STATUS_LINE_KEY, head_lines
 from maintenance_shim.web.catchall import MaintenanceApp
 from maintenance_shim.web.responder import RequestFacts
 
@@ -68,8 +68,10 @@ class Harness:
         async def send(message: dict[str, Any]) -> None:
             lines = message.get(HEAD_LINES)  # the wire's encoding of the headers (wire.py), the fast path's alone
             if lines is not None:
-                assert lines == head_lines(message["headers"])
+                assert lines == head_lines(message["headers"], lines.status_line)
                 message = {key: value for key, value in message.items() if key != HEAD_LINES}
+                if lines.status_line is not None:  # off the fast path the status line travels beside the headers
+                    message[STATUS_LINE_KEY] = lines.status_line
             sent.append({**message, "headers": list(message.get("headers", []))} if "headers" in message else message)
 
         async def run() -> None:

@@ -170,7 +170,8 @@ def test_format_negotiation(app: InProcess, path: str, accept: str | None, expec
     assert response_headers["content-type"].split(";")[0] == expected
     if expected == "application/json":
         data = json.loads(body)
-        assert set(data) == {"detail", "maintenance"}
+        assert set(data) == {"detail", "error", "errors", "maintenance"}  # the api kind's one body for all SDKs
+        assert data["error"]["message"] == data["errors"][0]["message"] == data["detail"]
     elif expected == "application/problem+json":
         data = json.loads(body)
         assert data["status"] == 503 and data["type"] == "about:blank" and data["detail"]

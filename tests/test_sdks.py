@@ -205,7 +205,9 @@ def test_page_and_api_services_carry_the_headers_too(start_shim: ShimFactory) ->
         assert status == 503
         assert (got["x-robots-tag"], got["x-should-retry"]) == ("noindex", "false")
     data = json.loads(body)
-    assert set(data) == {"detail", "maintenance"}  # the api kind keeps FastAPI's shape
+    # The api kind: FastAPI's shape, OpenAI's error object and huggingface_hub's `errors`, one sentence.
+    assert set(data) == {"detail", "error", "errors", "maintenance"}
+    assert data["error"]["message"] == data["errors"][0]["message"] == data["detail"]
 
 
 def test_openai_body_shape(far_shim: Shim) -> None:

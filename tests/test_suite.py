@@ -20,7 +20,8 @@ def test_the_suite_collects_without_playwright(tmp_path: Path) -> None:
         timeout=300, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    collected = int(done.stdout.strip().splitlines()[-1].split()[0])
+    # "930 tests collected", or "930/931 tests collected (1 deselected)": addopts leaves out the vllm marker
+    collected = int(done.stdout.strip().splitlines()[-1].split()[0].split("/")[0])
     assert collected > 500, done.stdout[-500:]
 
 

@@ -26,6 +26,7 @@ HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 BODY = b'{"detail":"wait"}'
+OWN = b"HTTP/1.1 503 Service Unavailable: video back in about 45 minutes (15:30 UTC)\r\n"
 
 
 def uvicorns_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -71,11 +72,13 @@ APP = """
 import sys
 import uvicorn
 from maintenance_shim.uvicorn_ext.protocol import Limits, WholeAnswerCycle, protocol_class
-from maintenance_shim.uvicorn_ext.wire import HEAD_LINES, head_lines
+from maintenance_shim.uvicorn_ext.wire import HEAD_LINES, STATUS_LINE_KEY, head_lines
 
 HEADERS = {headers!r}
 BODY = {body!r}
 LINES = head_lines(HEADERS)
+OWN = {own!r}
+OWN_LINES = head_lines(HEADERS, OWN)
 WRITTEN = [0]  # heads the cycle wrote from their lines, for /written
 _write = WholeAnswerCycle._write_known_head
 
@@ -97,6 +100,10 @@ async def app(scope, receive, send):
         return
     if scope["path"] == "/known":  # as the catch-all's fast path sends it
         start = {{"type": "http.response.start", "status": 503, "headers": LINES.headers, HEAD_LINES: LINES}}
+    elif scope["path"] == "/known-own":  # the fast path with the answer's own status line
+        start = {{"type": "http.response.start", "status": 503, "headers": OWN_LINES.headers, HEAD_LINES: OWN_LINES}}
+    elif scope["path"] == "/plain-own":  # uvicorn's loop, the status line beside the headers
+        start = {{"type": "http.response.start", "status": 503, "headers": list(HEADERS), STATUS_LINE_KEY: OWN}}
     elif scope["path"] == "/replaced":  # the lines, but headers something else put in their place
         start = {{"type": "http.response.start", "status": 503, "headers": list(HEADERS) + [(b"x-extra", b"1")],
                   HEAD_LINES: LINES}}
@@ -113,7 +120,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http=protocol_class(Li
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     script = tmp_path_factory.mktemp("wire") / "app.py"
-    script.write_text(textwrap.dedent(APP.format(headers=HEADERS, body=BODY)))
+    script.write_text(textwrap.dedent(APP.format(headers=HEADERS, body=BODY, own=OWN)))
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(script), str(port)])
     try:
@@ -193,3 +200,25 @@ def test_head_requests_keep_uvicorns_answer(server: int) -> None:
     assert received.endswith(heads[1] + BODY)
 
 
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_an_answers_own_status_line_replaces_uvicorns_and_nothing_else(server: int, method: str) -> None:
+    """The reason phrase (reason.py), on the fast path and through uvicorn's loop, for GET and for HEAD."""
+    stock = b"HTTP/1.1 503 Service Unavailable\r\n"
+    request_head = f"{method} {{path}} HTTP/1.1\r\nHost: x\r\n\r\n{method} /plain HTTP/1.1\r\nHost: x\r\n\r\n"
+    heads = []
+    for path in ("/known-own", "/plain-own"):
+        with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+            sock.sendall(request_head.format(path=path).encode())
+            received = b""
+            while len(re.findall(rb"\r\n\r\n", received)) < 2 or (method == "GET" and received.count(BODY) < 2):
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
+        received = re.sub(rb"date: [^\r]+", b"date: -", received)
+        own, plain = re.findall(rb"HTTP/1\.1 503 [^\r]*\r\n(?:[^\r]+\r\n)*\r\n", received)
+        assert own.startswith(OWN) and plain.startswith(stock)
+        assert own[len(OWN):] == plain[len(stock):]  # the same headers, byte for byte
+        heads.append(own)
+    assert heads[0] == heads[1]

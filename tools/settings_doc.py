@@ -40,6 +40,9 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
         ("sdk_retry_max_seconds", "a 503 says `x-should-retry: true` while the ETA is at most this many seconds "
                                   "away, else (and while it is unknown) `false`, so SDK retry loops fail at once "
                                   "with the message"),
+        ("reason_phrase", "the 503's status line says when, in short ASCII English (`503 Service Unavailable: "
+                          "video back in about 45 minutes (15:30 UTC)`), which requests, httpx, aiohttp and wget "
+                          "show in their errors; `off`: the stock `Service Unavailable` ([http.md](http.md))"),
         ("retry_after_min", "lower clamp for `Retry-After`"),
         ("retry_after_max", "upper clamp for `Retry-After`"),
         ("retry_after_unknown", "`Retry-After` while the ETA is unknown"),
@@ -125,6 +128,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
                                   "shim_stop_timeout"]),
     ("Hooks, locks and waits", ["lock_timeout", "drain_timeout", "stop_timeout", "start_timeout", "health_timeout",
                                 "bind_retry_seconds", "state_dir"]),
+    ("The GPU check (with_maintenance.sh)", ["gpu_free_timeout", "gpu_free_mib"]),
 ]
 # Each proxy's own settings follow, a section each, from its module (app/settings/proxies/).
 GATHERED = {"messages", "display_names", "service_keys", "proxy_settings"}  # not one variable each

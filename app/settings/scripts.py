@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .. import runtimes
 from .env import SettingsError, describe_error, read_environment
 from .proxies import ProxySettings, registry
 from .shim import ServiceKind, Settings, parse_listener
@@ -28,11 +29,22 @@ COMMON_SERVICE_KEYS: dict[str, str] = {  # MAINT_SERVICE_<name>_<KEY>: what each
     "LISTEN": "HOST:PORT the service listens on (port mode: what the shim takes over)",
     "INCLUDE": "a proxy switched by an include file (nginx, Caddy, Traefik): the file holding the service's upstream",
     "PROXY_URL": "the service's URL through the proxy, to confirm each switch",
+    "RUNTIME": "how the service frees the GPU: `command` (its STOP and START hooks, the default) or a preset that "
+    "puts the running server to sleep and wakes it: " + ", ".join(f"`{name}`" for name in runtimes.names())
+    + " (docs/runtimes.md; not with MAINT_SWITCH=port)",
+    "RUNTIME_URL": "a preset's server, e.g. `http://127.0.0.1:8000` (required with a preset)",
+    "RUNTIME_MODEL": "the model a preset unloads, loads and asks (required by llamacpp, ollama, triton; vllm: "
+    "default the first of /v1/models)",
+    "RUNTIME_LEVEL": "vllm: the sleep level, `1` (weights offloaded to CPU, the default) or `2` (discarded, "
+    "reloaded from the model's path on wake)",
+    "RUNTIME_WEIGHTS": "sglang: the path to load the weights from on wake (default its /model_info model_path)",
+    "RUNTIME_TIMEOUT": "seconds for a preset's sleep, and for its wake until ready (default the preset's own)",
 }
 SERVICE_KEYS: dict[str, str] = {
     **COMMON_SERVICE_KEYS,
     **{key: meaning for proxy in registry().values() for key, meaning in proxy.service_keys.items()},
 }
+RUNTIME_OPTION_KEYS = ("RUNTIME_URL", "RUNTIME_MODEL", "RUNTIME_LEVEL", "RUNTIME_WEIGHTS", "RUNTIME_TIMEOUT")
 
 
 def switches() -> tuple[str, ...]:
@@ -109,6 +121,12 @@ class ScriptSettings(BaseModel):
         description="lock, state, saved includes, shim log, run events and history (exported to the shim)",
     )
     shim_log: Path | None = Field(None, description="the shim's output")
+    gpu_free_timeout: int = Field(
+        60, ge=0, le=3600, description="with_maintenance.sh: seconds to wait, after the services stopped or went to "
+        "sleep, for the GPUs' memory in use to drop below MAINT_GPU_FREE_MIB (nvidia-smi); then it warns, naming "
+        "what holds memory, and runs CMD anyway. `0`: no check"
+    )
+    gpu_free_mib: int = Field(1024, ge=0, description="MiB in use per GPU that still counts as free")
     # MAINT_SERVICE_<name>_<KEY>, gathered by load_script_settings.
     service_keys: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
     # Each registered proxy's own settings, validated by load_script_settings (defaults when built directly).
@@ -180,6 +198,7 @@ class ScriptSettings(BaseModel):
             problems.append(f"{prefix}INCLUDE is not set (needed by MAINT_SWITCH={self.switch})")
         for each in registry().values():
             problems += each.check_service(prefix, keys, self.switch)
+        problems += self._check_runtime(spec)
         unknown = sorted(
             key
             for key in set(self.service_keys.get(spec.name, {})) - set(SERVICE_KEYS)
@@ -187,6 +206,34 @@ class ScriptSettings(BaseModel):
         )
         problems += [f"{prefix}{key}: not a service setting (one of {', '.join(SERVICE_KEYS)})" for key in unknown]
         return problems
+
+    def _check_runtime(self, spec: ServiceSpec) -> list[str]:
+        prefix = f"MAINT_SERVICE_{spec.name}_"
+        keys = spec.keys
+        runtime = keys["RUNTIME"]
+        if runtime == runtimes.COMMAND:
+            return [f"{prefix}{key}: needs {prefix}RUNTIME set to a preset ({', '.join(runtimes.names())})"
+                    for key in RUNTIME_OPTION_KEYS if keys.get(key)]
+        if runtime not in runtimes.names():
+            return [f"{prefix}RUNTIME: {runtime!r} is not one of {runtimes.COMMAND}, {', '.join(runtimes.names())}"]
+        problems = []
+        if self.switch == "port":
+            problems.append(f"{prefix}RUNTIME: a sleeping {runtime} server keeps its port, so MAINT_SWITCH=port "
+                            f"cannot hand it to the shim; use a proxy ({', '.join(registry())})")
+        problems += [f"{prefix}{hook}: not used with RUNTIME={runtime} (the preset sleeps and wakes the server); "
+                     "remove it" for hook in ("STOP", "START") if keys.get(hook)]
+        try:
+            options = runtime_options(keys)
+        except ValidationError as error:
+            for err in error.errors():
+                key = f"RUNTIME_{str(err['loc'][0]).upper()}" if err.get("loc") else "RUNTIME"
+                if err.get("type") == "missing":
+                    problems.append(f"{prefix}{key} is not set (needed by RUNTIME={runtime})")
+                else:
+                    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+                    problems.append(f"{prefix}{key}: {message} (got {err.get('input')!r})")
+            return problems
+        return problems + [prefix + line for line in runtimes.get(runtime).problems(options)]
 
     @property
     def service_specs(self) -> list[ServiceSpec]:
@@ -197,6 +244,7 @@ class ScriptSettings(BaseModel):
             keys = {key: given.get(key, "") for key in SERVICE_KEYS}
             for proxy in registry().values():
                 keys.update(proxy.service_defaults(name, keys))
+            keys["RUNTIME"] = keys["RUNTIME"].strip() or runtimes.COMMAND
             specs.append(ServiceSpec(name, kind, tag, keys))
         return specs
 
@@ -225,6 +273,13 @@ class ScriptSettings(BaseModel):
         for spec in self.service_specs:
             out.update({f"MAINT_SERVICE_{spec.name}_{key}": value for key, value in spec.keys.items()})
         return out
+
+
+def runtime_options(keys: dict[str, str]) -> runtimes.RuntimeOptions:
+    """A service's RUNTIME_* keys as the preset's options (pydantic ValidationError when one is bad); an
+    empty value is unset."""
+    given = {key.removeprefix("RUNTIME_").lower(): keys[key].strip() for key in RUNTIME_OPTION_KEYS if keys.get(key)}
+    return runtimes.RuntimeOptions.model_validate(given)
 
 
 def _text(value: Any) -> str:

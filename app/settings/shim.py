@@ -235,6 +235,8 @@ class Settings(BaseModel):
     supervise: bool = True
     # `x-should-retry: true` on a 503 while the ETA is at most this far away, else `false` (SDK retry loops).
     sdk_retry_max_seconds: int = Field(default=120, ge=0)
+    # The 503's reason phrase says when (`503 Service Unavailable: video back in about 45 minutes (15:30 UTC)`).
+    reason_phrase: bool = True
     # Limits where the shim faces the internet (app/uvicorn_ext/protocol.py): nginx's 32 KiB of request head,
     # Apache's 100 header fields, a 10 s header timeout, and a cap on open connections per process.
     max_header_bytes: int = Field(default=32768, ge=1024, le=1048576)

@@ -45,7 +45,7 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from .limits import Limits
-from .wire import HEAD_LINES, HeadLines, encode
+from .wire import HEAD_LINES, STATUS_LINE_KEY, HeadLines, encode
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
@@ -249,6 +249,22 @@ class _HeadFirst:
         self.transport.close()
 
 
+def _own_status_line(start: Mapping[str, object]) -> bytes | None:
+    """The status line an answer carries (its HeadLines', or beside its headers), None for uvicorn's."""
+    lines = start.get(HEAD_LINES)
+    line = lines.status_line if isinstance(lines, HeadLines) else start.get(STATUS_LINE_KEY)
+    return line if isinstance(line, bytes) else None
+
+
+def _restatus(head: _HeadFirst, start: Mapping[str, object]) -> None:
+    """Put the answer's own status line in place of the stock one uvicorn's loop just wrote into `head`."""
+    line = _own_status_line(start)
+    status = start.get("status")
+    stock = STATUS_LINE.get(status) if isinstance(status, int) else None
+    if line is not None and stock is not None and head.head.startswith(stock):
+        head.head = line + head.head[len(stock):]
+
+
 class WholeAnswerCycle(RequestResponseCycle):
     """uvicorn's request cycle, holding an answer's head until its first body part: uvicorn writes the
     two separately, and a process killed between those writes leaves the client half an answer.
@@ -259,7 +275,9 @@ class WholeAnswerCycle(RequestResponseCycle):
 
     A start that carries its headers' `HeadLines` (wire.py: checked and encoded once, for the catch-all's
     answers) has its head written from them, with the connection state uvicorn's loop would set; the body
-    is uvicorn's to send either way.
+    is uvicorn's to send either way. A start that carries its own status line (the 503's reason phrase,
+    reason.py) has it written in place of uvicorn's `STATUS_LINE[status]`, from its HeadLines or after
+    uvicorn's loop wrote the head (HEAD's too), which is one write that begins with that line.
     """
 
     _held: ASGISendEvent | None = None
@@ -269,9 +287,13 @@ class WholeAnswerCycle(RequestResponseCycle):
     _defaults_block: ClassVar[bytes | None] = None
 
     async def send(self, message: ASGISendEvent) -> None:
-        if message["type"] == "http.response.start" and not self.response_started and self.scope["method"] != "HEAD":
-            self._held = message
-            return
+        if message["type"] == "http.response.start" and not self.response_started:
+            if self.scope["method"] != "HEAD":
+                self._held = message
+                return
+            if _own_status_line(message) is not None:  # a HEAD's answer: its head alone, in one write
+                await self._send_head(message)
+                return
         start = self._held
         if start is None:
             await super().send(message)
@@ -284,11 +306,24 @@ class WholeAnswerCycle(RequestResponseCycle):
             written = self._write_known_head(start, head)
             if not written:
                 await super().send(start)
+                _restatus(head, start)
             head.holding = False
             await super().send(message)
         finally:
             self.transport = transport
             head.flush()  # a head no body followed (the body message was wrong): as uvicorn would send it
+
+    async def _send_head(self, start: ASGISendEvent) -> None:
+        """uvicorn writes the head of `start`, which carries its own status line: put in place of uvicorn's."""
+        transport = self.transport
+        head = _HeadFirst(transport)
+        self.transport = cast(asyncio.Transport, head)
+        try:
+            await super().send(start)
+            _restatus(head, start)
+        finally:
+            self.transport = transport
+            head.flush()
 
     def _write_known_head(self, start: Mapping[str, object], head: _HeadFirst) -> bool:
         """Write `start`'s head from its HeadLines, setting what uvicorn's loop sets; False (nothing done)
@@ -302,7 +337,7 @@ class WholeAnswerCycle(RequestResponseCycle):
         ):
             return False
         status = start.get("status")
-        status_line = STATUS_LINE.get(status) if isinstance(status, int) else None
+        status_line = lines.status_line or (STATUS_LINE.get(status) if isinstance(status, int) else None)
         defaults = self.default_headers
         if defaults is not WholeAnswerCycle._defaults_for:
             encoded = encode(defaults)

@@ -28,28 +28,31 @@ except ImportError:  # a uvicorn without them: no answer gets lines, every head 
 
 # The http.response.start key that carries an answer's HeadLines (servers ignore keys they do not know).
 HEAD_LINES = "maintenance_shim.head_lines"
+# ... and the one that carries its own status line (reason.py) on an answer without HeadLines.
+STATUS_LINE_KEY = "maintenance_shim.status_line"
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 
 class HeadLines(NamedTuple):
     """`headers` as uvicorn writes them (b"name: value\\r\\n" each, names lowercased), and the length
-    their Content-Length declares. Sent only with this very tuple as the message's headers: anything that
-    replaced them on the way gets uvicorn's loop."""
+    their Content-Length declares, and the answer's own status line (None: uvicorn's). Sent only with this
+    very tuple as the message's headers: anything that replaced them on the way gets uvicorn's loop."""
 
     headers: RawHeaders
     block: bytes
     content_length: int
+    status_line: bytes | None = None
 
 
-def head_lines(headers: Iterable[tuple[bytes, bytes]]) -> HeadLines | None:
+def head_lines(headers: Iterable[tuple[bytes, bytes]], status_line: bytes | None = None) -> HeadLines | None:
     """The lines uvicorn's loop would write for `headers`, or None where that loop must see them."""
     kept = tuple(headers)
     lines = encode(kept)
     if lines is None:
         return None
     block, length = lines
-    return None if length is None else HeadLines(kept, block, length)
+    return None if length is None else HeadLines(kept, block, length, status_line)
 
 
 def encode(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int | None] | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..uvicorn_ext.wire import HEAD_LINES, HeadLines, head_lines
+from ..uvicorn_ext.wire import HEAD_LINES, STATUS_LINE_KEY, HeadLines, head_lines
 from .negotiate import Choice
 from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
 
@@ -37,6 +37,14 @@ class Answer(NamedTuple):
     counted: CountKey  # what Traffic counts it as
     tally: Tally  # Traffic's cell for `counted` (a cell of its own, never read, with MAINT_METRICS off)
     lines: HeadLines | None  # the headers checked and encoded for the wire (wire.py), when they can be
+    status_line: bytes | None  # the reply's own status line (reason.py), None for uvicorn's
+
+    def start(self) -> Message:
+        """The `http.response.start` off the fast path: a fresh headers list, the status line beside it."""
+        message: Message = {"type": "http.response.start", "status": self.status, "headers": list(self.headers)}
+        if self.status_line is not None:
+            message[STATUS_LINE_KEY] = self.status_line
+        return message
 
 
 HEALTH_BODY = json.dumps({"status": "ok", "maintenance": True}).encode()
@@ -128,8 +136,8 @@ class MaintenanceApp:
         self.observe = observe
         self.cors = cors_middleware(_send_stashed_reply, cors_origins) if cors_origins else None
         self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
-        # (service, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
-        self._cors_replies: dict[tuple[str, Choice, bytes], tuple[Reply, Reply]] = {}
+        # (service, kind, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
+        self._cors_replies: dict[tuple[str, str, Choice, bytes], tuple[Reply, Reply]] = {}
         self._admin_listener = admin_port is not None or admin_socket
         self._tracker = responder.tracker
         self._json_paths = responder.json_paths
@@ -196,7 +204,7 @@ class MaintenanceApp:
             await send({"type": "http.response.start", "status": answer.status, "headers": lines.headers,
                         HEAD_LINES: lines})
         else:
-            await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
+            await send(answer.start())
         await send({"type": "http.response.body", "body": answer.body})
 
     def _count(self, key: CountKey, scope: Scope, log: bool = True) -> None:
@@ -243,7 +251,7 @@ class MaintenanceApp:
             return
         answer = await self._prepare(scope, facts, self._tracker.snapshot())
         self._count(answer.counted, scope)
-        await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
+        await send(answer.start())
         await send({"type": "http.response.body", "body": answer.body})
 
     def _allowed(self, origin: bytes | None) -> bool:
@@ -267,7 +275,7 @@ class MaintenanceApp:
         if cors is not None and self._allowed(facts.origin):
             assert facts.origin is not None
             # With `*` the decorated reply is the same for every Origin: one entry, not one per Origin sent.
-            key = (service.name, choice, b"*" if cors.allow_all_origins else facts.origin)
+            key = (service.name, service.kind, choice, b"*" if cors.allow_all_origins else facts.origin)
             cached = self._cors_replies.get(key)
             if cached is None or cached[0] is not reply:
                 cached = (reply, await _decorate(cors, scope, reply))
@@ -278,8 +286,9 @@ class MaintenanceApp:
         body = b"" if scope["method"] == "HEAD" else reply.body
         counted = (service.name, choice.format, choice.locale, 503)
         tally = self.traffic.tally(counted) if self.traffic is not None else [0]
-        lines = head_lines(reply.headers) if encoded else None  # the fast path's alone: sent many times
-        return Answer(snapshot, reply.status, reply.headers, body, counted, tally, lines)
+        # the fast path's alone: sent many times
+        lines = head_lines(reply.headers, reply.status_line) if encoded else None
+        return Answer(snapshot, reply.status, reply.headers, body, counted, tally, lines, reply.status_line)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -334,7 +343,7 @@ async def _decorate(cors: CORSMiddleware, scope: Scope, reply: Reply) -> Reply:
         captured.append(message)
 
     await cors({**scope, "maintenance_shim.reply": reply}, _never_receive, capture)
-    return Reply(reply.status, list(captured[0]["headers"]), reply.body)
+    return Reply(reply.status, list(captured[0]["headers"]), reply.body, reply.status_line)
 
 
 async def _send_stashed_reply(scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,7 +21,7 @@ from ..progress.tracker import NodeSnapshot, Progress, Snapshot
 from ..settings.shim import ServiceKind
 from .branding import Brand, BrandError, accent_css
 from .negotiate import Format
-from .texts import Texts, build_node_texts, build_texts
+from .texts import Texts, build_node_texts, build_texts, plain_spaces, plain_texts
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATUS_PATH = "/_maintenance/status"
@@ -138,11 +138,11 @@ class Renderer:
             self._envs[locale] = env
 
     def texts(self, snapshot: Snapshot, service: Service, locale: str) -> Texts:
-        """The localized sentences for this snapshot."""
-        return build_texts(
+        """The localized sentences for this snapshot, with plain spaces (SDKs print them verbatim)."""
+        return plain_texts(build_texts(
             snapshot, self._catalogs[locale], locale, self.display_name(service, locale), self._operator.get(locale),
             zone=self.brand.timezone, display=lambda tag: self.brand.display_name(tag, locale),
-        )
+        ))
 
     def display_name(self, service: Service, locale: str) -> str:
         """The service's name for people: MAINT_SERVICE_<tag>_DISPLAY_NAME[_<LANG>], else the tag."""
@@ -199,7 +199,7 @@ class Renderer:
         if fmt == "json":
             if service.kind == "openai":
                 return _json(openai_error(texts.detail, maintenance))
-            return _json({"detail": texts.detail, "maintenance": maintenance})
+            return _json(api_error(texts.detail, maintenance))
         if fmt == "problem":
             return _json(
                 {
@@ -290,15 +290,25 @@ def openai_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
     (`_base_client.py`, `_make_status_error_from_response`: `body.get("error", body)["message"]`).
     huggingface_hub's `hf_raise_for_status` (`utils/_http.py`, `_format`) shows a string `error`, an
     `error_description`, and each `errors[].message`; an `error` object it shows only as its Python
-    repr, which escapes the narrow no-break space of localized times (`9:22\u202fAM`). A string
-    `error` would cost openai-python the message, so `errors: [{"message": ...}]` carries the same
-    sentence for huggingface_hub, which then shows it verbatim on its own line.
+    repr (which would escape a no-break space: the sentences have plain ones, texts.plain_texts). A
+    string `error` would cost openai-python the message, so `errors: [{"message": ...}]` carries the
+    same sentence for huggingface_hub, which then shows it verbatim on its own line.
     """
     return {
         "error": {"message": detail, "type": OPENAI_ERROR_TYPE, "param": None, "code": OPENAI_ERROR_CODE},
         "errors": [{"message": detail}],
         "maintenance": maintenance,
     }
+
+
+def api_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
+    """The JSON 503 of an `api` service: one body that every client we test reads (docs/http.md).
+
+    FastAPI's `detail` (what existing error handling reads), OpenAI's error object (openai-python and
+    the SDKs generated like it show `error.message`), `errors[].message` (huggingface_hub shows it on a
+    line of its own) and the `maintenance` object, all with the same sentence.
+    """
+    return {"detail": detail, **openai_error(detail, maintenance)}
 
 
 def _steps_left_forms(catalogs: Catalogs, locale: str) -> dict[str, str]:
@@ -341,7 +351,7 @@ def _node_json(node: NodeSnapshot, locale: str) -> dict[str, Any]:
         "state": node.state,
         "eta_seconds": node.eta_seconds,
         "eta_at": _iso(node.eta_at),
-        "eta_text": relative_time(node.eta_seconds, locale) if node.eta_seconds is not None else None,
+        "eta_text": plain_spaces(relative_time(node.eta_seconds, locale)) if node.eta_seconds is not None else None,
         "progress": _progress_json(node.progress),
     }
 

@@ -9,6 +9,7 @@ from typing import NamedTuple
 from ..i18n import bcp47
 from ..progress.tracker import Snapshot, Tracker
 from .negotiate import Choice, Format, LocaleMatcher, cookie_value, negotiate, query_params
+from .reason import phrase, plain_name, status_line
 from .render import Renderer, Service
 
 Headers = list[tuple[bytes, bytes]]
@@ -31,11 +32,13 @@ LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 
 @dataclass(frozen=True)
 class Reply:
-    """A complete response: status, headers (including Content-Length) and the GET body."""
+    """A complete response: status, headers (including Content-Length) and the GET body; `status_line`
+    replaces the stock one (uvicorn's) when set: the 503's reason phrase saying when (reason.py)."""
 
     status: int
     headers: Headers
     body: bytes
+    status_line: bytes | None = None
 
 
 class RequestFacts(NamedTuple):
@@ -82,9 +85,11 @@ class Responder:
         cookie_name: str,
         json_paths: Sequence[str],
         sdk_retry_max_seconds: int = 120,
+        reason_phrase: bool = True,
     ) -> None:
         self.tracker = tracker
         self._sdk_retry_max_seconds = sdk_retry_max_seconds
+        self._reason_phrase = reason_phrase
         self.renderer = renderer
         self.matcher = matcher
         self._services = dict(services)
@@ -94,7 +99,8 @@ class Responder:
         self.cookie_needle = f"{cookie_name}=".encode()  # a Cookie header without it has no language cookie
         self._choices: dict[ChoiceKey, Choice] = {}
         self._snapshot: Snapshot | None = None
-        self._cache: dict[tuple[str, str, Format, bool], Reply] = {}
+        # (service, kind, locale, format, remember): two listeners of one service may differ in kind
+        self._cache: dict[tuple[str, str, str, Format, bool], Reply] = {}
 
     def service_for(self, server: tuple[str, int] | None) -> Service:
         """The service whose listener accepted this connection (by local port)."""
@@ -154,7 +160,7 @@ class Responder:
             self._cache = {}
             self._snapshot = snapshot
         remember = choice.remember_locale and choice.format == "html"
-        key = (service.name, choice.locale, choice.format, remember)
+        key = (service.name, service.kind, choice.locale, choice.format, remember)
         reply = self._cache.get(key)
         if reply is None:
             reply = self._build(snapshot, service, choice.locale, choice.format, remember)
@@ -185,7 +191,13 @@ class Responder:
         if remember:
             cookie = f"{self._cookie_name}={locale}; Path=/; Max-Age={LANG_COOKIE_MAX_AGE}; SameSite=Lax"
             headers.append((b"set-cookie", cookie.encode()))
-        return Reply(503, headers, body)
+        line = None
+        if self._reason_phrase:
+            # The English display name (`Video`) where it is plain ASCII, else the service's tag.
+            name = self.renderer.display_name(service, "en")
+            name = name if plain_name(name) == name else service.name
+            line = status_line(503, phrase(snapshot, name, self.renderer.brand.timezone))
+        return Reply(503, headers, body, line)
 
     def status_reply(self, service: Service, locale: str) -> Reply:
         """The 200 /_maintenance/status reply in `locale` (never cached by clients)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gettext
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import tzinfo
 
 from babel.lists import format_list
@@ -28,6 +28,28 @@ class Texts:
     progress: str | None
     steps_left: str | None
     problem_title: str
+
+
+_TEXT_FIELDS = tuple(field.name for field in fields(Texts))
+
+
+# Babel's times and numbers hold no-break spaces (U+202F in `9:22 AM` and in French `1 200`, U+00A0 in
+# `22 Min.`): SDKs print the JSON's sentences verbatim, and some escape these (huggingface_hub shows a repr:
+# `9:22\u202fAM`); a terminal may not show them at all. The page keeps them.
+_PLAIN_SPACES = str.maketrans({"\u202f": " ", "\u00a0": " ", "\u2007": " "})
+
+
+def plain_spaces(text: str) -> str:
+    """`text` with every no-break space a plain space."""
+    if "\u202f" in text or "\u00a0" in text or "\u2007" in text:
+        return text.translate(_PLAIN_SPACES)
+    return text
+
+
+def plain_texts(texts: Texts) -> Texts:
+    """`texts` for SDKs and terminals: plain spaces throughout."""
+    values = (getattr(texts, name) for name in _TEXT_FIELDS)
+    return Texts(*(plain_spaces(value) if isinstance(value, str) else value for value in values))
 
 
 def _state_message(translations: gettext.NullTranslations, state: str, service: str) -> str:
