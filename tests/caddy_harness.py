@@ -4,10 +4,10 @@ Everything lives under its own dir: the Caddyfile, the imported upstream files, 
 XDG_CONFIG_HOME and XDG_DATA_HOME (Caddy's autosave.json and storage), so it writes nothing global.
 It runs in the foreground as our child (`caddy run`) and is stopped by PID. The shipped files are
 copied with their paths rewritten: `/etc/caddy/maintenance-shim/` -> the dir, each site address ->
-`http://HOST:PORT` on a free loopback port, the `to` lines -> the stand-in services' ports; a global
-options block is put in front (admin endpoint on a free loopback port, so `caddy reload` finds this
-instance through the Caddyfile; `auto_https off`; `default_bind 127.0.0.1`) and an `import` of an extra
-file that tests break to make `caddy validate` fail.
+`http://HOST:PORT` on a free loopback port (picked again when taken), the `to` lines -> the stand-in
+services' ports; a global options block is put in front (admin endpoint on a free loopback port, so
+`caddy reload` finds this instance through the Caddyfile; `auto_https off`; `default_bind 127.0.0.1`)
+and an `import` of an extra file that tests break to make `caddy validate` fail.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.nginx_harness import HOSTS, free_port
+from tests.nginx_harness import HOSTS
+from tests.support import PortInUse, start_on_free_ports, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "caddy"
@@ -71,10 +70,30 @@ class Caddy:
     def restart(self) -> None:
         """Stop our caddy and run a new one on the same Caddyfile (as `systemctl restart caddy`)."""
         self.stop()
+        since = self._sizes()
         self.proc = _launch(self.dir, self.bin, self.run_env)
-        deadline = time.monotonic() + 10
-        _wait_listening(self.admin_port, self, deadline)
-        _wait_listening(self.port, self, deadline)
+        self.wait_listening(since)
+
+    def _sizes(self) -> list[int]:
+        return [len(path.read_bytes()) if path.exists() else 0 for path in self._logs()]
+
+    def _logs(self) -> list[Path]:
+        return [self.dir / "stderr.log", self.dir / "caddy.log"]
+
+    def output(self, since: list[int] | None = None) -> str:
+        """What our caddy wrote (its stderr and its log), from the sizes `since` on (this start's lines)."""
+        offsets = since or [0, 0]
+        return "".join(path.read_bytes()[offset:].decode(errors="replace") if path.exists() else ""
+                       for path, offset in zip(self._logs(), offsets, strict=True))
+
+    def wait_listening(self, since: list[int] | None = None) -> None:
+        """Until our caddy listens on its port and its admin port; stopped on failure (PortInUse when one of
+        them was taken, by what it wrote after `since`)."""
+        try:
+            wait_listening(self.proc.pid, [self.admin_port, self.port], lambda: self.output(since), "caddy")
+        except (PortInUse, AssertionError):
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """SIGTERM to our caddy by PID, then SIGKILL if it lingers."""
@@ -120,19 +139,6 @@ import {caddy_dir}/extra.caddy
     return head + text
 
 
-def _wait_listening(port: int, caddy: Caddy, deadline: float) -> None:
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if caddy.proc.poll() is not None or time.monotonic() > deadline:
-                caddy.stop()
-                stderr = (caddy.dir / "stderr.log").read_text(errors="replace")
-                raise AssertionError(f"caddy did not start:\n{stderr}\n{caddy.log()}") from None
-            time.sleep(0.02)
-
-
 def _launch(caddy_dir: Path, binary: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with (caddy_dir / "stderr.log").open("ab") as log:
         return subprocess.Popen(
@@ -151,7 +157,13 @@ def start_caddy(base: Path, upstreams: dict[str, int], env: dict[str, str]) -> C
     caddy_dir = base / "caddy"
     for sub in ("maintenance-shim", "home", "config", "data"):
         (caddy_dir / sub).mkdir(parents=True, exist_ok=True)
-    port, admin_port = free_port(), free_port()
+    return start_on_free_ports(lambda ports: _start(caddy_dir, binary, ports, upstreams, env), 2)
+
+
+def _start(caddy_dir: Path, binary: str, ports: list[int], upstreams: dict[str, int], env: dict[str, str]) -> Caddy:
+    port, admin_port = ports
+    for old_log in ("stderr.log", "caddy.log"):
+        (caddy_dir / old_log).unlink(missing_ok=True)  # a previous attempt's "address already in use"
     for service, live_port in upstreams.items():
         text = (DEPLOY / f"{service}.upstream.caddy").read_text()
         text, count = re.subn(r"^to 127\.0\.0\.1:\d+$", f"to 127.0.0.1:{live_port}", text, flags=re.M)
@@ -162,7 +174,5 @@ def start_caddy(base: Path, upstreams: dict[str, int], env: dict[str, str]) -> C
     (caddy_dir / "Caddyfile").write_text(_caddyfile(caddy_dir, port, admin_port))
     proc = _launch(caddy_dir, binary, env)
     caddy = Caddy(caddy_dir, port, admin_port, binary, proc, env)
-    deadline = time.monotonic() + 10
-    _wait_listening(admin_port, caddy, deadline)
-    _wait_listening(port, caddy, deadline)
+    caddy.wait_listening()
     return caddy

@@ -1,9 +1,18 @@
-"""Shared fixtures: real shim processes on free loopback ports, stopped by PID."""
+"""Shared fixtures (real shim processes on free loopback ports, stopped by PID) and the markers.
+
+Markers (registered in pyproject.toml, --strict-markers): `e2e` (starts real processes: the shim, the
+scripts, servers, CLI commands), `proxies` (a real nginx, Caddy, HAProxy or Traefik), `browser` (Chromium),
+`trainers` (real Lightning/transformers code), and `quick` (everything else: no subprocess, no socket;
+`pytest -m quick`). They are given here at collection, keyed on the fixtures a test uses (the whole chain)
+and on the module; a test that starts processes some other way says so with `@pytest.mark.e2e`. A `quick`
+test that starts a process or opens a connection fails (the audit hook below), so the marker stays true.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,9 +20,96 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.scripts_harness import SERVICES, Service, Setup, _shim_cmd
-from tests.support import ARTIFACTS, ROOT, Shim, ShimFactory, ShimLauncher, clean_env, free_port, wait_http
+from tests.support import (
+    ARTIFACTS,
+    ROOT,
+    Shim,
+    ShimFactory,
+    ShimLauncher,
+    clean_env,
+    free_port,
+    start_on_free_ports,
+    wait_http,
+)
 
 __all__ = ["ARTIFACTS", "ROOT", "Shim", "ShimFactory", "ShimLauncher", "clean_env", "free_port", "wait_http"]
+
+# Fixtures whose use makes a test end-to-end (the fixtures a test uses include those its fixtures use).
+E2E_FIXTURES = frozenset({
+    "start_shim", "module_shim_launcher", "setup", "chromium", "fd_limited_shim", "server", "venv", "floor",
+    "prometheus", "webhook", "box", "fleet", "hf_run", "pl_run", "runs", "trainer",
+})
+FIXTURE_MARKS = {
+    "chromium": ("browser",),
+    "nginx_setup": ("proxies",), "caddy_setup": ("proxies",), "haproxy_setup": ("proxies",),
+    "traefik_setup": ("proxies",), "box": ("proxies",), "shared_box": ("proxies",), "read_only_box": ("proxies",),
+    "fleet": ("proxies",),
+    "hf_run": ("trainers",), "pl_run": ("trainers",), "runs": ("trainers",),
+}
+MODULE_MARKS = {
+    "test_a11y": ("browser", "e2e"), "test_page": ("browser", "e2e"), "test_cors_browser": ("browser", "e2e"),
+    "test_scripts_caddy": ("proxies", "e2e"), "test_scripts_haproxy": ("proxies", "e2e"),
+    "test_scripts_traefik": ("proxies", "e2e"), "test_fallback": ("proxies", "e2e"), "test_rolling": ("proxies", "e2e"),
+    "test_install": ("e2e",), "test_bench_smoke": ("e2e",), "test_suite": ("e2e",), "test_plugins": ("e2e",),
+    "test_runtimes": ("e2e",), "test_runtime_vllm": ("e2e",),
+}
+SLOW = ("e2e", "proxies", "browser", "trainers", "vllm")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        names: set[str] = set(MODULE_MARKS.get(module.__name__.rsplit(".", 1)[-1], ()) if module else ())
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture in fixtures:
+            names.update(FIXTURE_MARKS.get(fixture, ()))
+        if fixtures & E2E_FIXTURES or names:
+            names.add("e2e")
+        names.update(mark.name for mark in item.iter_markers() if mark.name in SLOW)
+        if names & set(SLOW):
+            names.add("e2e")
+        else:
+            names.add("quick")
+        for name in sorted(names - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(name)
+
+
+class StartedAProcess(BaseException):
+    """Raised in a `quick` test that starts a process or opens a connection (BaseException: no `except
+    Exception` in the code under test swallows it; it is also recorded and failed at teardown)."""
+
+
+_GUARDED: list[str] | None = None  # the events seen while a quick test runs; None outside quick tests
+FORBIDDEN = ("subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.system", "os.exec", "os.spawn",
+             "pty.spawn", "socket.connect", "socket.bind")
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _GUARDED is not None and event in FORBIDDEN:
+        _GUARDED.append(f"{event}{args!r}"[:300])
+        raise StartedAProcess(f"a quick test may not start a process or open a connection: {event}")
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(autouse=True)
+def _quick_means_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Quick tests run under the audit hook: a subprocess, fork or socket connection fails them."""
+    global _GUARDED
+    if request.node.get_closest_marker("quick") is None:
+        yield
+        return
+    seen: list[str] = []
+    _GUARDED = seen
+    try:
+        yield
+    finally:
+        _GUARDED = None
+    if seen:
+        pytest.fail(f"{request.node.nodeid} is marked quick but started a process or opened a connection: {seen}",
+                    pytrace=False)
+
 
 if TYPE_CHECKING:  # Playwright is imported by the browser fixture only: the suite collects without it
     from playwright.sync_api import Browser
@@ -65,10 +161,21 @@ def chromium() -> Iterator[Browser]:
         browser.close()
 
 
+def _service_on_a_free_port(name: str, directory: Path) -> Service:
+    """A started stand-in service, on a port picked again if it was taken."""
+
+    def start(ports: list[int]) -> Service:
+        service = Service(name, ports[0], directory)
+        service.start()
+        return service
+
+    return start_on_free_ports(start)
+
+
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     """Two running stand-in services, an env file with their hooks; everything stopped by PID after."""
-    services = {name: Service(name, free_port(), tmp_path) for name in SERVICES}
+    services = {name: _service_on_a_free_port(name, tmp_path) for name in SERVICES}
     settings = {
         "MAINT_SERVICES": "studio video:api",
         "MAINT_STATE_DIR": str(tmp_path / "state"),
@@ -87,8 +194,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         settings[f"MAINT_SERVICE_{name}_HEALTH_URL"] = f"http://127.0.0.1:{service.port}/health"
         settings[f"MAINT_SERVICE_{name}_LISTEN"] = f"127.0.0.1:{service.port}"
     result = Setup(tmp_path, services, settings)
-    for service in services.values():
-        service.start()
     try:
         yield result
     finally:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import PortInUse, start_on_free_ports, wait_listening, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "haproxy"
@@ -116,21 +116,20 @@ def start_haproxy(base: Path, live: dict[str, int], shim: dict[str, int]) -> HAP
         raise AssertionError("haproxy is not installed (apt-get install haproxy); CI installs it")
     haproxy_dir = base / "haproxy"
     haproxy_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    return start_on_free_ports(lambda ports: _start(binary, haproxy_dir, ports[0], live, shim))
+
+
+def _start(binary: str, haproxy_dir: Path, port: int, live: dict[str, int], shim: dict[str, int]) -> HAProxy:
+    (haproxy_dir / "haproxy.log").unlink(missing_ok=True)  # a previous attempt's "Address already in use"
     (haproxy_dir / "haproxy.cfg").write_text(render_config(haproxy_dir, port, live, shim))
     with (haproxy_dir / "haproxy.log").open("ab") as log:
         proc = subprocess.Popen([binary, "-db", "-f", str(haproxy_dir / "haproxy.cfg")],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     haproxy = HAProxy(haproxy_dir, port, proc)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            if haproxy.socket.exists():
-                return haproxy
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            haproxy.stop()
-            raise AssertionError(f"haproxy did not start:\n{haproxy.log()}")
-        time.sleep(0.02)
+    try:
+        wait_listening(proc.pid, [port], haproxy.log, "haproxy")
+        wait_until(haproxy.socket.exists, what=f"haproxy's stats socket {haproxy.socket}")
+    except (PortInUse, AssertionError):
+        haproxy.stop()
+        raise
+    return haproxy

@@ -13,13 +13,11 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import PortInUse, start_on_free_ports, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "nginx"
@@ -106,7 +104,12 @@ def start_nginx(base: Path, upstreams: dict[str, int]) -> Nginx:
     prefix = base / "nginx"
     for sub in ("conf", "logs", "temp", "maintenance-shim"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    return start_on_free_ports(lambda ports: _start(prefix, ports[0], upstreams))
+
+
+def _start(prefix: Path, port: int, upstreams: dict[str, int]) -> Nginx:
+    for old_log in ("error.log", "stderr.log"):
+        (prefix / "logs" / old_log).unlink(missing_ok=True)  # a previous attempt's "Address already in use"
     shutil.copy(DEPLOY / "proxy.conf", prefix / "maintenance-shim" / "proxy.conf")
     for service, live_port in upstreams.items():
         text = (DEPLOY / f"{service}.upstream.conf").read_text()
@@ -123,14 +126,10 @@ def start_nginx(base: Path, upstreams: dict[str, int]) -> Nginx:
     )
     log.close()
     nginx = Nginx(prefix, port, proc)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                nginx.stop()
-                raise AssertionError(f"nginx did not start:\n{nginx.error_log()}") from None
-            time.sleep(0.02)
+    stderr = prefix / "logs" / "stderr.log"
+    try:
+        wait_listening(proc.pid, [port], lambda: nginx.error_log() + stderr.read_text(errors="replace"), "nginx")
+    except (PortInUse, AssertionError):
+        nginx.stop()
+        raise
     return nginx

@@ -1,5 +1,5 @@
 """The script tests' pieces, shared by tests/test_scripts*.py and the others that drive the scripts:
-stand-in services run through the hooks, a request helper, a load of clients on fresh connections (Hammer),
+stand-in services run through the hooks, a load of clients on fresh connections (Hammer),
 and Setup (two running services, an env file, the script runner). The `setup` fixture is in conftest.py.
 """
 
@@ -12,7 +12,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.nginx_harness import HOSTS, Nginx
+from tests.support import Answer, PortInUse, request, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -93,52 +93,25 @@ class Service:
     def running(self) -> bool:
         return self.pid() is not None
 
+    def log(self) -> str:
+        path = self.dir / f"{self.name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def start(self) -> None:
+        """Start it through its hook and wait until it listens; PortInUse when its port was taken (stopped
+        by then: start it with start_on_free_ports)."""
+        before = len(self.log())  # the log is appended to: only this start's lines count
         subprocess.run(self.hook("start"), shell=True, check=True)
-        _wait_port(self.port)
+        try:
+            wait_listening(self.pid, [self.port], lambda: self.log()[before:], f"stand-in {self.name}")
+        except PortInUse:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         pid = self.pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
-
-
-def _wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nothing listens on {port} after {timeout}s") from None
-            time.sleep(0.02)
-
-
-# ---- HTTP helpers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: str
-
-
-def request(port: int, path: str = "/", host: str | None = None, method: str = "GET",
-            headers: dict[str, str] | None = None, timeout: float = 5) -> Answer:
-    """One request on a fresh connection (Connection: close)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        all_headers = {"Connection": "close", **(headers or {})}
-        if host:
-            all_headers["Host"] = host
-        conn.request(method, path, headers=all_headers)
-        response = conn.getresponse()
-        body = response.read().decode(errors="replace")
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -178,13 +151,13 @@ class Hammer:
             path = f"/api/generate?n={n}" if n % 2 else f"/page/{n}"
             start = time.monotonic()
             try:
-                answer = request(target.port, path, host=target.host, timeout=10)
-                if answer.status == 200 and answer.body.startswith(f"{target.name} "):
+                answer = request(target.port, "GET", path, host=target.host, close=True, timeout=10)
+                if answer.status == 200 and answer.text.startswith(f"{target.name} "):
                     kind = "service-200"
                 elif answer.status == 503 and int(answer.headers.get("retry-after", "0")) >= 1:
                     kind = "shim-503"
                 else:
-                    kind = f"BAD {answer.status} {answer.body[:80]!r}"
+                    kind = f"BAD {answer.status} {answer.text[:80]!r}"
             except ConnectionRefusedError:
                 kind = "refused"
             except ConnectionResetError:
@@ -303,16 +276,17 @@ class Setup:
                 alive.append(pid)
         return alive
 
-    def through_nginx(self, service: str, path: str = "/", **kwargs: object) -> Answer:
+    def through_nginx(self, service: str, path: str = "/", method: str = "GET",
+                      headers: dict[str, str] | None = None) -> Answer:
         assert self.nginx is not None
-        return request(self.nginx.port, path, host=HOSTS[service], **kwargs)  # type: ignore[arg-type]
+        return request(self.nginx.port, method, path, headers, host=HOSTS[service], close=True, timeout=5)
 
     def assert_live(self) -> None:
         """Every service runs and answers 200 (through nginx when there is one), nothing in maintenance."""
         for service in self.services.values():
             assert service.running(), f"{service.name} is not running"
-            answer = self.through_nginx(service.name) if self.nginx else request(service.port)
-            assert answer.status == 200 and answer.body.startswith(service.name), answer
+            answer = self.through_nginx(service.name) if self.nginx else request(service.port, close=True)
+            assert answer.status == 200 and answer.text.startswith(service.name), answer
         assert self.state() == {}, self.state()
         assert self.shim_pids() == []
 
@@ -320,7 +294,7 @@ class Setup:
         """The services are stopped and every request gets the shim's 503."""
         for service in self.services.values():
             assert not service.running(), f"{service.name} still runs"
-            answer = self.through_nginx(service.name) if self.nginx else request(service.port)
+            answer = self.through_nginx(service.name) if self.nginx else request(service.port, close=True)
             assert answer.status == 503 and int(answer.headers["retry-after"]) >= 1, answer
             assert answer.headers["cache-control"] == "no-store"
         assert self.state().get("S_STATE") == "active"

@@ -114,6 +114,7 @@ def test_cli_progress_and_status(start_shim: ShimFactory, tmp_path: Path) -> Non
     assert "another-token" not in wrong.stderr
 
 
+@pytest.mark.e2e
 def test_cli_progress_file_is_written_atomically(tmp_path: Path) -> None:
     target = tmp_path / "progress.json"
     result = subprocess.run(
@@ -126,6 +127,7 @@ def test_cli_progress_file_is_written_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]
 
 
+@pytest.mark.e2e
 def test_cli_status_without_a_shim_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "maintenance_shim", "status", "--url", "http://127.0.0.1:9"],
@@ -135,6 +137,7 @@ def test_cli_status_without_a_shim_says_so(tmp_path: Path) -> None:
     assert result.stderr.startswith("maintenance-shim: no shim answering at") and "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_serve_is_the_default_command(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "maintenance_shim", "--listen", "127.0.0.1:99999"],
@@ -171,7 +174,7 @@ def test_guessing_the_token_is_rate_limited(start_shim: ShimFactory) -> None:
     assert set(statuses[10:]) == {429}
     status, headers, _ = request(shim.admin_url, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1}')
     assert status == 429 and int(headers["retry-after"]) >= 1  # the limit is per client, right token or not
-    time.sleep(1.1)
+    time.sleep(1.1)  # sleep-ok: the limit's one-second window must pass; a busy machine only lengthens the wait
     assert request(shim.admin_url, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1}')[0] == 204
 
 
@@ -249,6 +252,7 @@ def test_admin_listener_off(start_shim: ShimFactory) -> None:
     [("127.0.0.1:0", "port must be 1-65535"), ("unix:relative.sock", "must be absolute"),
      ("127.0.0.1:9=studio", "serves no service"), ("nonsense", "is not HOST:PORT")],
 )
+@pytest.mark.e2e
 def test_bad_admin_listen_stops_start_up(tmp_path: Path, value: str, words: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "maintenance_shim", "check"], env=clean_env({"MAINT_ADMIN_LISTEN": value}),
@@ -258,6 +262,7 @@ def test_bad_admin_listen_stops_start_up(tmp_path: Path, value: str, words: str)
     assert "MAINT_ADMIN_LISTEN" in result.stderr and words in result.stderr
 
 
+@pytest.mark.e2e
 def test_admin_port_must_differ_from_the_public_ones(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "maintenance_shim", "serve", "--listen", "127.0.0.1:8200=studio"],
@@ -267,6 +272,7 @@ def test_admin_port_must_differ_from_the_public_ones(tmp_path: Path) -> None:
     assert result.returncode == 2 and "MAINT_ADMIN_LISTEN: port 8200 is also a public listener" in result.stderr
 
 
+@pytest.mark.e2e
 def test_a_taken_admin_port_is_named(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -38,7 +38,7 @@ from tests.caddy_harness import caddy_bin, start_caddy
 from tests.haproxy_harness import haproxy_bin, start_haproxy
 from tests.loadgen import KeepAlive, Load
 from tests.nginx_harness import NGINX_BIN, Nginx, _main_conf, start_nginx
-from tests.support import Shim, ShimFactory, free_port
+from tests.support import PortInUse, Shim, ShimFactory, start_on_free_ports, stop_pid, wait_listening
 from tests.traefik_harness import start_traefik, traefik_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,24 @@ class Standin:
             self.proc = subprocess.Popen(
                 [sys.executable, str(STANDIN), "serve", "--name", self.name, "--port", str(self.port),
                  "--slow", "0.05"], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    @classmethod
+    def on_free_port(cls, name: str, log: Path) -> Standin:
+        """A started stand-in listening on a port of its own (picked again when taken)."""
+
+        def start(ports: list[int]) -> Standin:
+            log.unlink(missing_ok=True)
+            standin = cls(name, ports[0], log)
+            standin.start()
+            assert standin.proc is not None
+            try:
+                wait_listening(standin.proc.pid, ports, lambda: log.read_text(errors="replace"), f"stand-in {name}")
+            except (PortInUse, AssertionError):
+                standin.stop()
+                raise
+            return standin
+
+        return start_on_free_ports(start)
 
     def wait_healthy(self, timeout: float = 10) -> float:
         """Until GET /health answers 200 directly; the time it did."""
@@ -107,9 +125,7 @@ class Box:
 def _box(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Box]:
     """Two stand-in services and the shim (listeners for both, /health answered 200 for the proxies'
     active checks), everything stopped by PID after."""
-    services = {name: Standin(name, free_port(), tmp_path / f"{name}.log") for name in HOSTS}
-    for service in services.values():
-        service.start()
+    services = {name: Standin.on_free_port(name, tmp_path / f"{name}.log") for name in HOSTS}
     shim = start_shim(services=["studio", "video:api"],
                       env={"MAINT_HEALTH_PATHS": "/health", "MAINT_LOG_LEVEL": "warning"})
     b = Box(tmp_path, services, dict(zip(HOSTS, shim.ports, strict=True)), shim)
@@ -157,7 +173,14 @@ def _nginx_fallback(b: Box) -> int:
     prefix = b.tmp / "nginx"
     for sub in ("conf", "logs", "temp", "maintenance-shim"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    nginx = start_on_free_ports(lambda ports: _nginx_fallback_on(b, prefix, ports[0]))
+    b.stops.append(nginx.stop)
+    return nginx.port
+
+
+def _nginx_fallback_on(b: Box, prefix: Path, port: int) -> Nginx:
+    for old_log in ("error.log", "stderr.log"):
+        (prefix / "logs" / old_log).unlink(missing_ok=True)
     deploy = ROOT / "deploy" / "nginx"
     shutil.copy(deploy / "fallback-proxy.conf", prefix / "maintenance-shim" / "fallback-proxy.conf")
     site = (deploy / "fallback-site.conf").read_text().replace("/etc/nginx/maintenance-shim/",
@@ -176,8 +199,14 @@ def _nginx_fallback(b: Box) -> int:
         proc = subprocess.Popen([NGINX_BIN, "-p", f"{prefix}/", "-c", str(prefix / "conf" / "nginx.conf"),
                                  "-e", str(prefix / "logs" / "error.log")],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    b.stops.append(Nginx(prefix, port, proc).stop)
-    return port
+    nginx = Nginx(prefix, port, proc)
+    stderr = prefix / "logs" / "stderr.log"
+    try:
+        wait_listening(proc.pid, [port], lambda: nginx.error_log() + stderr.read_text(errors="replace"), "nginx")
+    except (PortInUse, AssertionError):
+        nginx.stop()
+        raise
+    return nginx
 
 
 def _caddy_fallback(b: Box) -> int:
@@ -186,7 +215,24 @@ def _caddy_fallback(b: Box) -> int:
     caddy_dir = b.tmp / "caddy"
     for sub in ("home", "config", "data"):
         (caddy_dir / sub).mkdir(parents=True, exist_ok=True)
-    port, admin = free_port(), free_port()
+    port, proc = start_on_free_ports(lambda ports: _caddy_fallback_on(b, caddy_dir, binary, ports), 2)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    b.stops.append(stop)
+    return port
+
+
+def _caddy_fallback_on(b: Box, caddy_dir: Path, binary: str, ports: list[int]) -> tuple[int, subprocess.Popen[bytes]]:
+    port, admin = ports
+    for old_log in ("stderr.log", "caddy.log"):
+        (caddy_dir / old_log).unlink(missing_ok=True)
     text = (ROOT / "deploy" / "caddy" / "Caddyfile.fallback").read_text().replace("/healthz", "/health")
     for host in HOSTS.values():
         text, count = re.subn(rf"^{re.escape(host)} \{{", f"http://{host}:{port} {{", text, flags=re.M)
@@ -202,16 +248,16 @@ def _caddy_fallback(b: Box) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAINT_")}
     proc = launch_caddy(caddy_dir, binary, env)
 
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-    b.stops.append(stop)
-    return port
+    def output() -> str:
+        return "".join(path.read_text(errors="replace") for path in (caddy_dir / "stderr.log", caddy_dir / "caddy.log")
+                       if path.exists())
+
+    try:
+        wait_listening(proc.pid, ports, output, "caddy")
+    except (PortInUse, AssertionError):
+        stop_pid(proc)
+        raise
+    return port, proc
 
 
 def _wait_proxy(port: int, hosts_ok: Box, timeout: float = 15) -> None:
@@ -426,9 +472,7 @@ def test_the_shipped_config_never_forwards_the_admin_paths(read_only_box: Box, k
 def test_graceful_reloads_close_kept_alive_client_connections(tmp_path: Path) -> None:
     """What the switch modes cost kept-alive clients: nginx and Caddy reload (their switch modes do);
     measured and reported (docs/switching.md), asserted only to be no HTTP error. Three reloads each."""
-    services = {name: Standin(name, free_port(), tmp_path / f"{name}.log") for name in HOSTS}
-    for service in services.values():
-        service.start()
+    services = {name: Standin.on_free_port(name, tmp_path / f"{name}.log") for name in HOSTS}
     lines = []
     stops: list[object] = []
     try:

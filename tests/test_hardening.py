@@ -26,7 +26,19 @@ from maintenance_shim.logsetup import THROTTLE_SECONDS, TracebackThrottle
 from maintenance_shim.main import create_app
 from maintenance_shim.settings.shim import load_settings
 from maintenance_shim.web.catchall import MaintenanceApp
-from tests.support import ROOT, Shim, ShimFactory, clean_env, free_port, request, rss_kb, serving_pid, wait_http
+from tests.support import (
+    ROOT,
+    Shim,
+    ShimFactory,
+    clean_env,
+    free_port,
+    request,
+    rss_kb,
+    serving_pid,
+    start_server,
+    wait_http,
+    wait_until,
+)
 
 ORIGIN = "https://studio.example.com"
 OTHER = "https://evil.example"
@@ -468,6 +480,18 @@ def _timed_requests(shim: Shim, count: int) -> list[tuple[int | str, float]]:
     return results
 
 
+def _accepted(port: int) -> int:
+    """How many connections to loopback `port` the server has accepted (a connection still in the listen
+    queue has no socket inode yet)."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            count += local_port == port and fields[3] == "01" and fields[9] != "0"
+    return count
+
+
 def _still_open(socks: list[socket.socket]) -> int:
     alive = 0
     for sock in socks:
@@ -485,9 +509,10 @@ def _still_open(socks: list[socket.socket]) -> int:
 def test_slowloris_past_the_connection_limit(start_shim: ShimFactory) -> None:
     shim = start_shim(env={"MAINT_MAX_CONNECTIONS": "50", "MAINT_HEADER_TIMEOUT": "30"})
     request(shim, "GET", "/")  # first render out of the way
+    limit_line = "connection limit reached (MAINT_MAX_CONNECTIONS, 50 in this process): idle connections closed"
     socks = _open_slowloris(shim.port, 150)
     try:
-        time.sleep(0.2)
+        wait_until(lambda: limit_line in shim.output(), what="the connection limit reached")
         results = _timed_requests(shim, 20)
         assert [status for status, _ in results] == [503] * 20, results
         assert max(seconds for _, seconds in results) < 0.1, results
@@ -495,8 +520,6 @@ def test_slowloris_past_the_connection_limit(start_shim: ShimFactory) -> None:
     finally:
         for sock in socks:
             sock.close()
-    time.sleep(0.1)
-    limit_line = "connection limit reached (MAINT_MAX_CONNECTIONS, 50 in this process): idle connections closed"
     assert limit_line in shim.output()
     assert "Traceback" not in shim.output()
 
@@ -514,7 +537,7 @@ def test_busy_connections_at_the_limit_refuse_newcomers_cleanly(start_shim: Shim
                 + b'{"step": '
             )
             socks.append(sock)
-        time.sleep(0.5)
+        wait_until(lambda: _accepted(shim.admin_port) >= 20, what="the server holding the 20 connections")
         results = _timed_requests(shim, 5)
         for status, seconds in results:
             assert status in ("RemoteDisconnected", "ConnectionResetError", "BrokenPipeError"), results
@@ -522,8 +545,7 @@ def test_busy_connections_at_the_limit_refuse_newcomers_cleanly(start_shim: Shim
     finally:
         for sock in socks:
             sock.close()
-    time.sleep(0.2)
-    assert "with no connection idle: new connections refused" in shim.output()
+    wait_until(lambda: "with no connection idle: new connections refused" in shim.output(), what="the refusal logged")
     assert request(shim, "GET", "/")[0] == 503
 
 
@@ -538,22 +560,14 @@ def _limits(pid: int) -> tuple[int, int]:
 @pytest.fixture
 def fd_limited_shim(tmp_path: Path) -> Iterator[tuple[Shim, int]]:
     """A shim started with a soft fd limit of 64 under a hard limit of 300."""
-    port = free_port()
-    log = tmp_path / "shim.log"
-
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 300))
 
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{port}=studio"],
-            cwd=tmp_path,
-            env=clean_env(),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit,
-        )
-    shim = Shim(proc, [port], log)
+    server = start_server(
+        lambda ports: [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{ports[0]}=studio"],
+        tmp_path / "shim.log", what="the fd-limited shim", cwd=tmp_path, env=clean_env(), preexec_fn=limit,
+    )
+    shim = Shim(server.proc, server.ports, server.log)
     try:
         wait_http(f"{shim.url}/_maintenance/health")
         yield shim, 300
@@ -569,14 +583,13 @@ def test_fd_limit_is_raised_and_connections_fit_under_it(fd_limited_shim: tuple[
     request(shim, "GET", "/")
     socks = _open_slowloris(shim.port, 320)  # more than the process has descriptors for
     try:
-        time.sleep(0.2)
+        wait_until(lambda: "connection limit reached" in shim.output(), what="the connection limit reached")
         results = _timed_requests(shim, 20)
         assert [status for status, _ in results] == [503] * 20, results
         assert max(seconds for _, seconds in results) < 0.1, results
     finally:
         for sock in socks:
             sock.close()
-    time.sleep(0.1)
     output = shim.output()
     assert "connection limit reached" in output
     assert "Too many open files" not in output and "Traceback" not in output
@@ -719,6 +732,7 @@ def test_no_traceback_after_the_upgrades(cors_shim: Shim) -> None:
         ("MAINT_MAX_CONNECTIONS", "-1"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_limit_setting_exits_2_naming_it(name: str, value: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{free_port()}"],
@@ -737,6 +751,7 @@ def test_bad_limit_setting_exits_2_naming_it(name: str, value: str, tmp_path: Pa
 # The soak, shortened.
 
 
+@pytest.mark.e2e
 def test_short_soak_keeps_rss_flat(tmp_path: Path) -> None:
     result = subprocess.run(
         [

@@ -345,6 +345,7 @@ def test_operator_message_replaces_catalog_and_is_escaped(start_shim: ShimFactor
         ({"MAINT_LISTEN": "nonsense"}, [], "MAINT_LISTEN"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_setting_exits_2_naming_it(env: dict[str, str], args: list[str], name: str, tmp_path: Path) -> None:
     for command in (["serve", *args], ["check"]):
         if command == ["check"] and args:
@@ -362,6 +363,7 @@ def test_bad_setting_exits_2_naming_it(env: dict[str, str], args: list[str], nam
             assert env["MAINT_ADMIN_TOKEN"] not in result.stderr
 
 
+@pytest.mark.e2e
 def test_env_file_is_read_and_check_passes(tmp_path: Path) -> None:
     (tmp_path / "maintenance.env").write_text("MAINT_ETA=45m\nMAINT_LANGUAGES=en,ja\n# comment\n")
     result = subprocess.run(
@@ -383,6 +385,7 @@ def test_port_taken_fails_with_one_line(start_shim: ShimFactory, tmp_path: Path)
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_bind_retry_takes_the_port_when_it_frees(tmp_path: Path) -> None:
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -395,6 +398,7 @@ def test_bind_retry_takes_the_port_when_it_frees(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
+        # sleep-ok: still running while the port is taken (a busy machine makes this easier, never failing)
         time.sleep(1.5)  # fully started, waiting for the port
         assert shim.poll() is None
         blocker.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, clean_env, free_port, wait_http
+from tests.support import ROOT, clean_env, start_server, wait_http
 
 USER_APP = """
 from fastapi import FastAPI
@@ -58,22 +58,6 @@ def _status(url: str) -> int:
         return int(error.code)
 
 
-class Server:
-    def __init__(self, args: list[str], cwd: Path, log: Path) -> None:
-        self.log = log
-        with log.open("wb") as handle:
-            self.proc = subprocess.Popen(args, cwd=cwd, env=clean_env(), stdout=handle, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
     """(venv, shim wheel, user wheel): a fresh venv and the two wheels, built here."""
@@ -110,9 +94,10 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
 
 
 def _shim_answers(env_dir: Path, cwd: Path) -> None:
-    port = free_port()
-    server = Server([str(env_dir / "bin" / "maintenance-shim"), "serve", "--listen", f"127.0.0.1:{port}=studio"],
-                    cwd, cwd / f"shim-{port}.log")
+    server = start_server(
+        lambda ports: [str(env_dir / "bin" / "maintenance-shim"), "serve", "--listen", f"127.0.0.1:{ports[0]}=studio"],
+        cwd / "shim.log", what="the installed shim", cwd=cwd, env=clean_env())
+    port = server.port
     try:
         wait_http(f"http://127.0.0.1:{port}/_maintenance/health", timeout=20)
         assert _status(f"http://127.0.0.1:{port}/anything") == 503
@@ -123,9 +108,10 @@ def _shim_answers(env_dir: Path, cwd: Path) -> None:
 
 
 def _user_app_answers(env_dir: Path, cwd: Path) -> None:
-    port = free_port()
-    server = Server([str(env_dir / "bin" / "python"), "-m", "uvicorn", "app.main:app", "--port", str(port)],
-                    cwd, cwd / f"user-{port}.log")
+    server = start_server(
+        lambda ports: [str(env_dir / "bin" / "python"), "-m", "uvicorn", "app.main:app", "--port", str(ports[0])],
+        cwd / "user.log", what="the user's service", cwd=cwd, env=clean_env())
+    port = server.port
     try:
         wait_http(f"http://127.0.0.1:{port}/", timeout=20)
         assert _status(f"http://127.0.0.1:{port}/") == 200

@@ -271,6 +271,7 @@ def assert_steps_advance(run: Run, total: int, landmarks: set[int]) -> None:
 # Import hygiene and the push reporter (no framework needed)
 
 
+@pytest.mark.e2e
 def test_importing_the_package_imports_no_framework() -> None:
     code = textwrap.dedent(
         """
@@ -318,6 +319,7 @@ def test_push_reporter_reaches_a_real_shim(start_shim: ShimFactory) -> None:
     assert progress["total"] == 50
 
 
+@pytest.mark.e2e
 def test_push_reporter_never_blocks_on_a_silent_or_dead_shim(caplog: pytest.LogCaptureFixture) -> None:
     # A socket that accepts connections (the kernel's backlog) and never answers: requests time out.
     silent = socket.socket()
@@ -516,6 +518,7 @@ def test_transformers_trainer_drives_the_status(hf_run: Run) -> None:
 
 # Here, not with the import checks at the top: by now the `runs` fixture has started the trainings, and the
 # wheel builds while they run (it asserts nothing about time).
+@pytest.mark.e2e
 def test_the_wheel_ships_the_integrations_and_their_entry_points(tmp_path: Path) -> None:
     # scripts/test.sh and users install the wheel (not the editable tree): it must carry both.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
@@ -737,6 +740,7 @@ JOBS: dict[str, Job] = {
 }
 
 
+@pytest.mark.e2e
 def test_threads_left_behind_are_daemons() -> None:
     # The push thread must never keep a finished training process alive.
     reporter = PushReporter(f"http://127.0.0.1:{free_port()}", TOKEN, total=10, min_interval=0, timeout=0.2)

@@ -29,7 +29,7 @@ from maintenance_shim.integrations import TRAINING, ProgressSink
 from maintenance_shim.integrations._core import ENV_TOKEN, ENV_URL
 from maintenance_shim.settings.shim import Settings, load_settings, parse_admin_listen, parse_listener
 from maintenance_shim.web.catchall import PUBLIC_RESERVED
-from tests.support import ROOT, clean_env, free_port, stop_pid, wait_http
+from tests.support import ROOT, PortInUse, clean_env, start_on_free_ports, stop_pid, wait_http, wait_listening
 
 KUBE = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes the manifests are written for (the preStop `sleep` action on by default since 1.30,
@@ -391,6 +391,7 @@ def _check(environ: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[st
                           text=True, timeout=60)
 
 
+@pytest.mark.e2e
 def test_maintenance_shim_check_accepts_the_configmap(tmp_path: Path) -> None:
     result = _check({**CONFIGMAP["data"], "MAINT_ADMIN_TOKEN": secrets.token_hex(32)}, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -398,6 +399,7 @@ def test_maintenance_shim_check_accepts_the_configmap(tmp_path: Path) -> None:
     assert "push" in result.stdout
 
 
+@pytest.mark.e2e
 def test_the_placeholder_token_stops_the_shim(tmp_path: Path) -> None:
     result = _check({**CONFIGMAP["data"], **SECRET["stringData"]}, tmp_path)
     assert result.returncode == 2
@@ -405,18 +407,18 @@ def test_the_placeholder_token_stops_the_shim(tmp_path: Path) -> None:
     assert SECRET["stringData"]["MAINT_ADMIN_TOKEN"] not in result.stderr
 
 
-def _loopback_env(token: str) -> tuple[dict[str, str], dict[int, int]]:
-    """The ConfigMap with every host 127.0.0.1 and every port a free one; returns it and old -> new ports."""
+def _loopback_env(token: str, free: Iterator[int]) -> tuple[dict[str, str], dict[int, int]]:
+    """The ConfigMap with every host 127.0.0.1 and every port one from `free`; returns it and old -> new ports."""
     data = dict(CONFIGMAP["data"])
     ports: dict[int, int] = {}
     listen = []
     for item in data["MAINT_LISTEN"].split(","):
         listener = parse_listener(item)
-        ports[listener.port] = free_port()
+        ports[listener.port] = next(free)
         listen.append(f"127.0.0.1:{ports[listener.port]}={listener.service}:{listener.kind}")
     admin = parse_admin_listen(data["MAINT_ADMIN_LISTEN"])
     assert admin is not None
-    ports[admin.port] = free_port()
+    ports[admin.port] = next(free)
     data.update(MAINT_LISTEN=",".join(listen), MAINT_ADMIN_LISTEN=f"127.0.0.1:{ports[admin.port]}",
                 MAINT_ADMIN_TOKEN=token)
     return data, ports
@@ -437,13 +439,27 @@ def _status_step(base: str) -> int:
     return int(json.loads(body)["progress"]["step"])
 
 
+def _pod_shim(token: str, free: Iterator[int], tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[int, int]]:
+    """The shim started with the pod's settings on loopback ports; PortInUse (stopped) when one was taken."""
+    environ, ports = _loopback_env(token, free)
+    log = tmp_path / "shim.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen([str(SHIM_BIN), "serve"], env=clean_env(environ), cwd=tmp_path, stdout=handle,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_listening(proc.pid, list(ports.values()), lambda: log.read_text(errors="replace"), "the shim")
+    except (PortInUse, AssertionError):
+        stop_pid(proc)
+        raise
+    return proc, ports
+
+
+@pytest.mark.e2e
 def test_the_shim_serves_the_pod_settings_and_takes_the_jobs_pushes(tmp_path: Path) -> None:
     token = secrets.token_hex(32)
-    environ, ports = _loopback_env(token)
+    proc, ports = start_on_free_ports(lambda picked: _pod_shim(token, iter(picked), tmp_path),
+                                      len(CONFIGMAP["data"]["MAINT_LISTEN"].split(",")) + 1)
     public = f"http://127.0.0.1:{ports[_named_ports(SHIM)['http']]}"
-    with (tmp_path / "shim.log").open("wb") as log:
-        proc = subprocess.Popen([str(SHIM_BIN), "serve"], env=clean_env(environ), cwd=tmp_path, stdout=log,
-                                stderr=subprocess.STDOUT)
     stopped_in: float | None = None
     try:
         wait_http(public + HEALTH_PATH, timeout=20)

@@ -80,6 +80,7 @@ def test_the_access_log_is_off_by_default(start_shim: ShimFactory) -> None:
     assert "/x" not in shim.output()
 
 
+@pytest.mark.e2e
 def test_script_log_lines_are_json_objects(tmp_path: Path) -> None:
     message = 'nginx said "no"\tC:\\path\nsecond line \x01'
     code = f'. {ROOT}/scripts/lib.sh; log "$1"; warn "w"; die "gone"'
@@ -95,6 +96,7 @@ def test_script_log_lines_are_json_objects(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[0].endswith(": plain")
 
 
+@pytest.mark.e2e
 def test_bad_observability_settings_exit_2_with_one_line(tmp_path: Path) -> None:
     for name, value in (("MAINT_LOG_FORMAT", "xml"), ("MAINT_METRICS", "maybe"), ("MAINT_ACCESS_LOG_SAMPLE", "0"),
                         ("MAINT_ACCESS_LOG", "sometimes")):

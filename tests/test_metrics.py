@@ -31,7 +31,7 @@ from maintenance_shim.settings.shim import load_settings
 from maintenance_shim.traffic import DistinctClients, Traffic, TrafficTicker, client_key
 from maintenance_shim.web.catchall import MaintenanceApp
 from tests.nginx_harness import HOSTS, start_nginx
-from tests.support import ShimFactory, free_port, wait_http
+from tests.support import ShimFactory, free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "standin.py"
@@ -328,6 +328,7 @@ def _kill_pidfile(path: Path) -> None:
 
 
 @pytest.mark.parametrize("kill_midway", [False, True], ids=["one-server", "server-killed-midway"])
+@pytest.mark.e2e
 def test_stop_prints_a_summary_matching_the_load(tmp_path: Path, kill_midway: bool) -> None:
     """A known load through nginx; `server-killed-midway` kill -9s the serving process after the first three
     clients, and the server the supervisor starts in its place carries the counts on."""
@@ -374,7 +375,7 @@ def test_stop_prints_a_summary_matching_the_load(tmp_path: Path, kill_midway: bo
         clients = [f"203.0.113.{index}" for index in range(1, 7)]
         for index, client in enumerate(clients):
             if kill_midway and index == 3:
-                _kill_the_serving_server(state)
+                _kill_the_serving_server(state, sum(load.values()))
             for _ in range(index + 1):
                 for service, path, accept, fmt in (
                     ("studio", "/gallery", "text/html", "html"),
@@ -413,10 +414,18 @@ def test_stop_prints_a_summary_matching_the_load(tmp_path: Path, kill_midway: bo
     assert record["health_checks"] == 0
 
 
-def _kill_the_serving_server(state: Path) -> None:
-    """Once the server has written its counts (once a second), kill -9 it; back when the supervisor has
-    started another on the same sockets."""
-    time.sleep(1.5)
+def _kill_the_serving_server(state: Path, sent: int) -> None:
+    """Once the server has written its counts of the `sent` requests (once a second), kill -9 it; back when
+    the supervisor has started another on the same sockets."""
+
+    def written() -> bool:
+        try:
+            record = json.loads((state / "requests-summary.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(record.get("turned_away") == sent)
+
+    wait_until(written, what=f"requests-summary.json counting the {sent} requests sent")
     serving = json.loads((state / "shim-serving.json").read_text())["serving"]
     assert b"maintenance" in Path(f"/proc/{serving}/cmdline").read_bytes()
     os.kill(serving, signal.SIGKILL)

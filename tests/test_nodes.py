@@ -29,7 +29,7 @@ from maintenance_shim.progress.tracker import ProgressUpdate, RetryPolicy, Track
 from maintenance_shim.settings.env import SettingsError
 from maintenance_shim.settings.shim import SourcePath, load_settings, parse_source_paths
 from tests.page_harness import BROWSER, Watch, axe_script, expect, new_context, overflow, shot
-from tests.support import ROOT, Shim, ShimFactory, clean_env, request
+from tests.support import ROOT, Shim, ShimFactory, clean_env, request, wait_until
 
 if TYPE_CHECKING:  # imported when a browser runs: the suite collects without Playwright
     from playwright.sync_api import Browser
@@ -221,6 +221,7 @@ def test_a_bad_source_entry_is_one_line_naming_the_setting(value: str, reason: s
     assert caught.value.lines[0].startswith("MAINT_TRAIN_LOG: ") and reason in caught.value.lines[0]
 
 
+@pytest.mark.e2e
 def test_check_stops_on_a_bad_entry_with_exit_2(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "maintenance_shim", "check"],
@@ -384,8 +385,12 @@ def test_node_names_and_the_node_limit_over_http(start_shim: ShimFactory) -> Non
     detail = json.loads(data)["detail"][0]
     assert detail["loc"] == ["node"] and "64 nodes are tracked already" in detail["msg"], detail
     assert push(shim, step=2, total=10, node="gpu-01")[0] == 204  # a known node still reports
-    time.sleep(1.1)
-    nodes = status(shim.url)["nodes"]
+    def with_new_step() -> list[dict[str, Any]] | None:
+        """The nodes once the status (a snapshot recomputed once a second) has gpu-01's new step."""
+        nodes: list[dict[str, Any]] = status(shim.url)["nodes"]
+        return nodes if any(item["node"] == "gpu-01" and item["progress"]["step"] == 2 for item in nodes) else None
+
+    nodes = wait_until(with_new_step, what="gpu-01's step 2 in the status")
     assert len(nodes) == MAX_NODES and "gpu-64" not in {item["node"] for item in nodes}
     assert [item["node"] for item in nodes] == sorted(item["node"] for item in nodes)
     code, _, body = request(shim, "GET", "/", {"Accept": "text/html"})
@@ -430,17 +435,26 @@ def tagged_scenario(launch: ShimFactory, tmp_path: Path) -> dict[str, Any]:
         trainer = subprocess.Popen([sys.executable, "-c", TRAINER], stderr=handle)
         started = time.monotonic()
         try:
-            while trainer.poll() is None and time.monotonic() - started < 20:
+            # 8 s paced by the clock; the deadline is generous for a busy machine.
+            while trainer.poll() is None and time.monotonic() - started < 120:
                 time.sleep(0.5)
                 samples.append(status(shim.url))
         finally:
             if trainer.poll() is None:
                 trainer.kill()
             trainer.wait()
-    final = status(shim.url)
+
+    def log_node_done() -> dict[str, Any] | None:
+        """The status once the shim has read the bar's last step (it polls the log)."""
+        now = status(shim.url)
+        item = {entry["node"]: entry for entry in now.get("nodes", [])}.get("gpu-log")
+        done = item and item["progress"] and item["progress"]["step"] == LOG_STEPS and item["state"] == "finishing"
+        return now if done else None
+
+    final = wait_until(log_node_done, what=f"gpu-log at step {LOG_STEPS}, finishing")
     # A bad node in the untagged file.
     write_json(named, {"step": 40, "total": 300, "node": "gpu b"})
-    time.sleep(1.2)
+    wait_until(lambda: "node is not 1-64 letters" in shim.output(), what="the bad node's warning")
     after_bad = status(shim.url)
     output = shim.output()
     shim.stop()

@@ -29,7 +29,16 @@ import pytest
 from tests.haproxy_harness import DEPLOY, HAProxy, haproxy_bin, local_globals
 from tests.loadgen import Load
 from tests.scripts_harness import SCRIPTS, STANDIN, _shim_cmd, _write_artifact
-from tests.support import Shim, ShimFactory, clean_env, free_port, request
+from tests.support import (
+    PortInUse,
+    Shim,
+    ShimFactory,
+    clean_env,
+    free_port,
+    request,
+    start_on_free_ports,
+    wait_listening,
+)
 
 NODES = {"gpu-1": "127.0.0.11", "gpu-2": "127.0.0.12", "gpu-3": "127.0.0.13"}
 TOKEN = "fleet-token-0123456789abcdef"
@@ -114,19 +123,30 @@ def fleet(tmp_path: Path, start_shim: ShimFactory) -> Iterator[Fleet]:
     node_port = free_port()
     while not _port_free_on_all(node_port):
         node_port = free_port()
-    shim_port = free_port()
-    shim = start_shim(ports=[shim_port], env={"MAINT_ADMIN_TOKEN": TOKEN, "MAINT_HEALTH_PATHS": "/health",
-                                              "MAINT_STALL_SECONDS": "60", "MAINT_LANGUAGES": "en,ja"})
+    shim = start_shim(env={"MAINT_ADMIN_TOKEN": TOKEN, "MAINT_HEALTH_PATHS": "/health",
+                           "MAINT_STALL_SECONDS": "60", "MAINT_LANGUAGES": "en,ja"})
+    shim_port = shim.port
     for node, host in NODES.items():
         (tmp_path / f"{node}.host").write_text(host)
         subprocess.run(["bash", "-c", _hook("START", node_port, tmp_path)], env={**clean_env(), "MAINT_NODE": node},
                        check=True)
-    port = free_port()
-    (tmp_path / "haproxy.cfg").write_text(render_fleet(tmp_path, port, node_port, shim_port))
-    with (tmp_path / "haproxy.log").open("ab") as log:
-        proc = subprocess.Popen([binary, "-db", "-f", str(tmp_path / "haproxy.cfg")], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log)
-    haproxy = HAProxy(tmp_path, port, proc)
+
+    def start_haproxy(ports: list[int]) -> HAProxy:
+        (tmp_path / "haproxy.log").unlink(missing_ok=True)
+        (tmp_path / "haproxy.cfg").write_text(render_fleet(tmp_path, ports[0], node_port, shim_port))
+        with (tmp_path / "haproxy.log").open("ab") as log:
+            proc = subprocess.Popen([binary, "-db", "-f", str(tmp_path / "haproxy.cfg")], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log)
+        started = HAProxy(tmp_path, ports[0], proc)
+        try:
+            wait_listening(proc.pid, ports, started.log, "haproxy")
+        except (PortInUse, AssertionError):
+            started.stop()
+            raise
+        return started
+
+    haproxy = start_on_free_ports(start_haproxy)
+    proc = haproxy.proc
     # HAProxy(dir) reads its socket and log from dir: the rendered config puts the socket there.
     f = Fleet(tmp_path, haproxy, shim, node_port)
     settings = {

@@ -178,6 +178,7 @@ def test_before_any_progress_the_eta_comes_from_recent_runs() -> None:
     assert shim.snapshot().source == "log"
 
 
+@pytest.mark.e2e
 def test_record_run_and_the_history_command(tmp_path: Path) -> None:
     (tmp_path / "events.jsonl").write_text(
         '{"t": 1800000000, "event": "start"}\n'

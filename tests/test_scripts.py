@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nginx_harness import HOSTS, free_port, start_nginx
+from tests.nginx_harness import HOSTS, start_nginx
 from tests.scripts_harness import (
     ROOT,
     SCRIPTS,
@@ -30,8 +31,8 @@ from tests.scripts_harness import (
     _require,
     _shim_cmd,
     _write_artifact,
-    request,
 )
+from tests.support import free_port, request, stop_pid, wait_until
 
 
 @pytest.fixture
@@ -130,16 +131,16 @@ def test_a_killed_shim_is_replaced_with_no_failed_request(nginx_setup: Setup) ->
             time.sleep(0.01)
         replaced_after = time.monotonic() - killed_at
         hammer.wait_for("shim-503")
-        time.sleep(1)
-        status = s.run("status_maintenance.sh")
+        status = wait_until(lambda: (done := s.run("status_maintenance.sh")).returncode == 0
+                            and "restarted 1 time(s)" in done.stdout and done, what="the status of one restart")
         assert status.returncode == 0, status.stdout + status.stderr
         assert "restarted 1 time(s)" in status.stdout and "killed by SIGKILL" in status.stdout, status.stdout
 
         supervisor = int(str(first["supervisor"]))
         os.kill(supervisor, signal.SIGKILL)
-        time.sleep(0.5)
         hammer.wait_for("shim-503")
-        status = s.run("status_maintenance.sh")
+        status = wait_until(lambda: (done := s.run("status_maintenance.sh")).returncode == 1 and done,
+                            what="the status of an unsupervised server")
         assert status.returncode == 1 and "serves on, unsupervised" in status.stdout, status.stdout
         stopped = s.run("stop_maintenance.sh")
         assert stopped.returncode == 0, stopped.stderr
@@ -227,7 +228,7 @@ def test_nginx_config_test_failure_rolls_back(nginx_setup: Setup) -> None:
     assert {n: s.nginx.include(n).read_bytes() for n in SERVICES} == live
     shim_port = int(s.settings["MAINT_LISTEN"].split("=")[0].rsplit(":", 1)[1])
     with pytest.raises(ConnectionRefusedError):
-        request(shim_port, "/_maintenance/health")
+        request(shim_port, "GET", "/_maintenance/health", close=True)
     s.nginx.extra.write_text("# fixed\n")
     assert s.run("start_maintenance.sh").returncode == 0
     s.assert_maintenance()
@@ -285,7 +286,7 @@ def test_start_interrupted_by_sigint_in_port_mode_rolls_back(setup: Setup) -> No
     proc = s.popen("start_maintenance.sh")
     # halfway: studio stopped, video stopping (after the trial run and the shim's start-up: it is loaded first)
     _wait_state(s, "S_STOPPED_video", "1", proc, timeout=60)
-    time.sleep(1)
+    time.sleep(1)  # sleep-ok: into the stop hook's sleep (the state is reached already); asserted: the exit status
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -323,7 +324,7 @@ def test_stop_interrupted_by_sigint_keeps_the_shim(nginx_setup: Setup) -> None:
     s.services["studio"].unhealthy_file.touch()  # halfway: services started, waiting for health
     proc = s.popen("stop_maintenance.sh")
     _wait_state(s, "S_STATE", "stopping", proc)
-    time.sleep(0.5)
+    time.sleep(0.5)  # sleep-ok: into the health wait (the state is reached already); asserted: the exit status
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -386,7 +387,7 @@ def trainer(tmp_path: Path) -> Path:
 
 
 def _shim_status(port: int) -> dict[str, object]:
-    return json.loads(request(port, "/_maintenance/status").body)  # type: ignore[no-any-return]
+    return json.loads(request(port, "GET", "/_maintenance/status", close=True).body)  # type: ignore[no-any-return]
 
 
 def _watch_run(s: Setup, proc: subprocess.Popen[str], shim_port: int, timeout: float = 30) -> dict[str, object]:
@@ -536,20 +537,25 @@ def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup
 # ---- 3b. real trainers, unchanged, followed by their log under with_maintenance.sh ---------------------
 
 CAPTURE = ROOT / "tests" / "data" / "capture"
-LIVE_TRAINERS = {
+# name: (command, bound of the ETA's error, or None). The real trainers' (None) rate follows the machine's
+# load (issue 26: 17 % and 47 % off on a busy machine): live, only what does not depend on speed is asserted,
+# and the accuracy of the ETA over their output is asserted on their recordings replayed at their recorded
+# timing (tests/test_replay.py: hf_trainer_eval_save, lightning_tqdm, lightning_rich_interactive, captured
+# from these scripts). The paced stand-ins' steps are sleeps: their bound is asserted here. Errors are reported.
+LIVE_TRAINERS: dict[str, tuple[list[str], float | None]] = {
     # The Hugging Face Trainer with evaluations every 100 steps and saves every 150: its tqdm bar.
-    "transformers": ([str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "1000"], 0.15),
+    "transformers": ([str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "1000"], None),
     # The Lightning runs are 4 x 300 batches: their bars reach the log about once a second and the ETA
     # needs 8 intervals, so 25 % must come 10 s or more into training (4 x 120 reached it after 4.6 s on an
     # idle machine here: still `estimating`, the test failed 3 times in 5).
     # Lightning's default bar (Rich is installed): drawn live only because with_maintenance.sh sets
     # TTY_COMPATIBLE and TTY_INTERACTIVE; MAINT_LIGHTNING_AUTO=0 keeps the callback out of it.
     "lightning-rich": ([str(CAPTURE / "lightning_fit.py"), "--bar", "rich", "--max-epochs", "4",
-                        "--train-batches", "300", "--batch", "160", "--val-batches", "20"], 0.10),
+                        "--train-batches", "300", "--batch", "160", "--val-batches", "20"], None),
     # Lightning's TQDM bar never prints the number of epochs: the callback that Lightning's entry point
     # attaches by itself (MAINT_PROGRESS_FILE is exported) reports the whole run, still with no change.
     "lightning-tqdm-auto-callback": ([str(CAPTURE / "lightning_fit.py"), "--bar", "tqdm", "--max-epochs", "4",
-                                      "--train-batches", "300", "--batch", "160", "--val-batches", "20"], 0.10),
+                                      "--train-batches", "300", "--batch", "160", "--val-batches", "20"], None),
     # LTX trainers' Rich bars, paced (trainers_paced.py makes their progress calls; the step is a sleep, so the
     # rate does not follow this machine's load): LTX-Video-Trainer's count is cut off at Rich's default 80
     # columns and is read only because with_maintenance.sh gives Rich 200; LTX-2 prints its count before the bar.
@@ -561,12 +567,15 @@ LIVE_TRAINERS = {
 }
 
 
-@pytest.mark.parametrize("name", list(LIVE_TRAINERS))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.trainers] if bound is None else [])
+                                  for name, (_, bound) in LIVE_TRAINERS.items()])
 def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
     setup: Setup, tmp_path: Path, name: str
 ) -> None:
-    """No change to the training script: the shim follows its log; at 25, 50 and 75 % of the steps the ETA
-    (less MAINT_RESUME_SECONDS) is within the bound of the time the trainer really took to its last step."""
+    """No change to the training script: the shim follows its log; at 25, 50 and 75 % of the steps it shows
+    the run's exact total (the whole run's scope) and a finite ETA while training, and `finishing` once the
+    last step is done. For the paced stand-ins, the ETA (less MAINT_RESUME_SECONDS) is within their bound of
+    the time to the last step; for real trainers (machine-dependent) the error goes to the artifact only."""
     s = setup
     shim_port = free_port()
     command, bound = LIVE_TRAINERS[name]
@@ -577,12 +586,18 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
     proc = subprocess.Popen([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
                             cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen: list[tuple[float, dict[str, object]]] = []
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):  # before the shim is up, and after it is gone
-            seen.append((time.time() - t0, _shim_status(shim_port)))
-        time.sleep(0.5)
-    _, err = proc.communicate(timeout=120)
+    # About a minute on an idle 2-core machine; six on one loaded ten times over (issue 26): the deadline
+    # only stops a hung run.
+    deadline = time.monotonic() + 1200
+    try:
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the run did not end within 20 minutes"
+            with contextlib.suppress(OSError, ValueError):  # before the shim is up, and after it is gone
+                seen.append((time.time() - t0, _shim_status(shim_port)))
+            time.sleep(0.5)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        stop_pid(proc, grace=60)  # with_maintenance.sh's traps put the services back
     assert proc.returncode == 0, err[-3000:]
     steps = [(item["t"], item["step"], item["total"]) for item in map(json.loads, truth.read_text().splitlines())
              if "step" in item]
@@ -603,10 +618,17 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
             f"{states} {status}")
         shown, true = float(eta["seconds"]) - 30, end - at  # type: ignore[arg-type]
         report.append(f"{fraction:.0%}: shown {shown:.0f} s, true {true:.1f} s, error {abs(shown - true) / true:.1%}")
+        assert math.isfinite(float(eta["seconds"])) and float(eta["seconds"]) > 0, status  # type: ignore[arg-type]
         progress = status["progress"]
         assert isinstance(progress, dict) and progress["total"] == total and progress["scope"] == "run", progress
-        # ETAs are whole seconds of a snapshot up to 1 s old; the log is polled every 0.5 s.
-        assert abs(shown - true) <= bound * true + 3.0, report
+        if bound is not None:  # paced. ETAs are whole seconds of a snapshot up to 1 s old; the log is polled each 0.5 s
+            assert abs(shown - true) <= bound * true + 3.0, report
+    # After the last step: `finishing` (seen before with_maintenance.sh brought the services back: the shim
+    # serves until then). The step shown may be short of the total: a Rich bar's last frame can be one that
+    # was drawn before the last step (a paced Rich stand-in here: 298 shown, then `finishing`).
+    after = [st for t, st in seen if t >= end]
+    assert any(st["state"] == "finishing" for st in after), [
+        (st["state"], (st.get("progress") or {}).get("step")) for st in after]  # type: ignore[union-attr]
     _write_artifact(f"live-eta-{name}.txt", "\n".join(report))
     s.assert_live()
 
@@ -614,6 +636,7 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
 # ---- 4. lint and documentation ------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_shellcheck_clean() -> None:
     shellcheck = _require("shellcheck")
     scripts = sorted(str(p) for p in SCRIPTS.glob("*.sh"))

@@ -17,16 +17,14 @@ from dataclasses import dataclass
 import pytest
 
 from tests.caddy_harness import HOSTS, Caddy, caddy_bin, start_caddy
-from tests.nginx_harness import free_port
 from tests.scripts_harness import (
     SERVICES,
-    Answer,
     Hammer,
     Setup,
     Target,
     _write_artifact,
-    request,
 )
+from tests.support import Answer, free_port, request
 
 
 @dataclass
@@ -40,8 +38,9 @@ class CaddySetup(Setup):
         assert self.caddy is not None
         return self.caddy
 
-    def through_caddy(self, service: str, path: str = "/", **kwargs: object) -> Answer:
-        return request(self.proxy.port, path, host=HOSTS[service], **kwargs)  # type: ignore[arg-type]
+    def through_caddy(self, service: str, path: str = "/", method: str = "GET",
+                      headers: dict[str, str] | None = None) -> Answer:
+        return request(self.proxy.port, method, path, headers, host=HOSTS[service], close=True)
 
     def shim_port(self, service: str) -> int:
         for item in self.settings["MAINT_LISTEN"].split(","):
@@ -59,7 +58,7 @@ class CaddySetup(Setup):
         for service in self.services.values():
             assert service.running(), f"{service.name} is not running"
             answer = self.through_caddy(service.name)
-            assert answer.status == 200 and answer.body.startswith(service.name), answer
+            assert answer.status == 200 and answer.text.startswith(service.name), answer
         assert self.state() == {}, self.state()
         assert self.shim_pids() == []
 
@@ -122,7 +121,7 @@ def _assert_headers_pass_through(s: CaddySetup) -> None:
                                           "Access-Control-Request-Headers": "content-type"}),
     ]
     for service, method, path, headers in cases:
-        direct = request(s.shim_port(service), path, method=method, headers=headers)
+        direct = request(s.shim_port(service), method, path, headers=headers, close=True)
         proxied = s.through_caddy(service, path, method=method, headers=headers)
         assert proxied.status == direct.status, (service, method, path, proxied)
         assert _shim_headers(proxied) == _shim_headers(direct), (service, method, path)
@@ -230,7 +229,7 @@ def test_caddy_validate_failure_rolls_back(caddy_setup: CaddySetup, broken: str,
     assert s.includes() == live
     assert hammer.failures() == [] and set(hammer.counts()) == {"service-200"}, hammer.counts()
     with pytest.raises(ConnectionRefusedError):
-        request(s.shim_port("studio"), "/_maintenance/health")
+        request(s.shim_port("studio"), "GET", "/_maintenance/health", close=True)
 
     s.proxy.extra.write_text("# fixed\n")
     started = s.run("start_maintenance.sh")

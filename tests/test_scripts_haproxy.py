@@ -17,13 +17,12 @@ import pytest
 
 from tests.haproxy_harness import DEPLOY, HOSTS, HAProxy, haproxy_bin, start_haproxy
 from tests.loadgen import KeepAlive, Load
-from tests.nginx_harness import free_port
 from tests.scripts_harness import (
     SERVICES,
     Setup,
     _write_artifact,
-    request,
 )
+from tests.support import free_port, request
 
 CYCLES = 5
 
@@ -47,8 +46,8 @@ class HAProxySetup(Setup):
         assert self.proxy.proc.poll() is None, self.proxy.log()
         for service in self.services.values():
             assert service.running(), f"{service.name} is not running"
-            answer = request(self.proxy.port, "/", host=HOSTS[service.name])
-            assert answer.status == 200 and answer.body.startswith(service.name), answer
+            answer = request(self.proxy.port, "GET", "/", host=HOSTS[service.name], close=True)
+            assert answer.status == 200 and answer.text.startswith(service.name), answer
         assert self.state() == {}, self.state()
         assert self.shim_pids() == []
 
@@ -106,7 +105,7 @@ def test_haproxy_switch_five_times_under_load_has_no_failed_request(haproxy_setu
                 assert s.proxy.server_state(name, "live")[1] & 8, "live server not drained"
             if cycle == 0:
                 assert "studio: haproxy now sends it to the shim" in started.stderr, started.stderr
-                answer = request(s.proxy.port, "/api/generate", host=HOSTS["video"], method="POST")
+                answer = request(s.proxy.port, "POST", "/api/generate", host=HOSTS["video"], close=True)
                 assert answer.status == 503 and answer.headers["content-type"].startswith("application/json")
             stopped = s.run("stop_maintenance.sh")
             assert stopped.returncode == 0, stopped.stderr
@@ -165,6 +164,6 @@ def test_haproxy_down_rolls_back_and_leaves_the_services_serving(haproxy_setup: 
     assert "rolled back: the live services are serving" in result.stderr
     for service in s.services.values():
         assert service.running()
-        answer = request(service.port, "/")
-        assert answer.status == 200 and answer.body.startswith(service.name)
+        answer = request(service.port, "GET", "/", close=True)
+        assert answer.status == 200 and answer.text.startswith(service.name)
     assert s.state() == {} and s.shim_pids() == []

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 import pytest
 
 from tests.loadgen import KeepAlive, Load
-from tests.nginx_harness import free_port
 from tests.scripts_harness import (
     ROOT,
     SCRIPTS,
     SERVICES,
     Setup,
     _write_artifact,
-    request,
 )
+from tests.support import free_port, request
 from tests.traefik_harness import HOSTS, Traefik, start_traefik, traefik_bin
 
 CYCLES = 5
@@ -50,8 +49,8 @@ class TraefikSetup(Setup):
         assert self.proxy.proc.poll() is None, self.proxy.log()
         for service in self.services.values():
             assert service.running(), f"{service.name} is not running"
-            answer = request(self.proxy.port, "/", host=HOSTS[service.name])
-            assert answer.status == 200 and answer.body.startswith(service.name), answer
+            answer = request(self.proxy.port, "GET", "/", host=HOSTS[service.name], close=True)
+            assert answer.status == 200 and answer.text.startswith(service.name), answer
         assert self.state() == {}, self.state()
         assert self.shim_pids() == []
 
@@ -80,7 +79,7 @@ def traefik_setup(request: pytest.FixtureRequest) -> Iterator[TraefikSetup]:
 def _wait_200(s: TraefikSetup, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     for name in SERVICES:
-        while request(s.proxy.port, "/", host=HOSTS[name]).status != 200:
+        while request(s.proxy.port, "GET", "/", host=HOSTS[name], close=True).status != 200:
             assert time.monotonic() < deadline, f"{name} does not answer 200 through traefik"
             time.sleep(0.05)
 
@@ -107,7 +106,7 @@ def test_traefik_switch_five_times_under_load_has_no_failed_request(traefik_setu
                 assert text.startswith("# maintenance-shim: this include points at the shim"), text
             if cycle == 0:
                 assert "studio: traefik now sends it to the shim" in started.stderr, started.stderr
-                answer = request(s.proxy.port, "/api/generate", host=HOSTS["video"], method="POST")
+                answer = request(s.proxy.port, "POST", "/api/generate", host=HOSTS["video"], close=True)
                 assert answer.status == 503 and answer.headers["content-type"].startswith("application/json")
             stopped = s.run("stop_maintenance.sh")
             assert stopped.returncode == 0, stopped.stderr
@@ -169,8 +168,8 @@ def test_traefik_down_rolls_back_and_leaves_the_services_serving(traefik_setup: 
     assert s.includes() == live
     for service in s.services.values():
         assert service.running()
-        answer = request(service.port, "/")
-        assert answer.status == 200 and answer.body.startswith(service.name)
+        answer = request(service.port, "GET", "/", close=True)
+        assert answer.status == 200 and answer.text.startswith(service.name)
     assert s.state() == {} and s.shim_pids() == []
 
 

@@ -244,6 +244,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     )
 
 
+@pytest.mark.e2e
 def test_listen_accepts_the_openai_kind(tmp_path: Path) -> None:
     result = _run(["check"], {"MAINT_LISTEN": "127.0.0.1:8000=video:openai,127.0.0.1:7860=studio"}, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -259,6 +260,7 @@ def test_listen_accepts_the_openai_kind(tmp_path: Path) -> None:
         ({"MAINT_SDK_RETRY_MAX_SECONDS": "2m"}, ["serve"], "MAINT_SDK_RETRY_MAX_SECONDS", "2m"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_kind_or_retry_setting_exits_2_naming_it(
     env: dict[str, str], args: list[str], name: str, shown: str, tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ printf 'SERVICE_TAG_video=%s\\0' "${{SERVICE_TAG[video]}}"
     return dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if item)
 
 
+@pytest.mark.e2e
 def test_bash_and_python_see_the_same_value_for_every_setting(tmp_path: Path) -> None:
     env_file = tmp_path / "maintenance.env"
     env_file.write_text(TRICKY_ENV, encoding="utf-8")
@@ -92,6 +93,7 @@ def test_bash_and_python_see_the_same_value_for_every_setting(tmp_path: Path) ->
         assert {f"MAINT_{name.upper()}" for name in proxy.settings.model_fields} <= set(bash)
 
 
+@pytest.mark.e2e
 def test_the_environment_wins_over_the_file_in_both(tmp_path: Path) -> None:
     env_file = tmp_path / "maintenance.env"
     env_file.write_text(TRICKY_ENV, encoding="utf-8")
@@ -132,6 +134,7 @@ def test_a_malformed_env_file_line_is_named(tmp_path: Path, line: str, words: st
         ("MAINT_VERIFY_PATH=health", "MAINT_VERIFY_PATH"),
     ],
 )
+@pytest.mark.e2e
 def test_check_names_a_bad_script_setting_with_exit_2(tmp_path: Path, line: str, named: str) -> None:
     env_file = tmp_path / "maintenance.env"
     env_file.write_text(f"MAINT_SWITCH=port\nMAINT_SERVICES=studio\nMAINT_SERVICE_studio_LISTEN=127.0.0.1:7860\n{line}\n")
@@ -144,6 +147,7 @@ def test_check_names_a_bad_script_setting_with_exit_2(tmp_path: Path, line: str,
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.e2e
 def test_the_scripts_refuse_a_bad_setting_with_pythons_line(tmp_path: Path) -> None:
     env_file = tmp_path / "maintenance.env"
     env_file.write_text("MAINT_SWITCH=port\nMAINT_SERVICES=studio\nMAINT_LOCK_TIMEOUT=soon\n")

@@ -33,3 +33,102 @@ def test_no_test_module_imports_another() -> None:
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         others = sorted(name for name in imported if name.startswith("tests.test_"))
         assert others == [], f"{path.name} imports {others}"
+
+
+# ---- the time rule: no fixed sleep followed by an assertion -----------------------------------------------
+
+# Modules of helpers (waiting loops live there, with deadlines); test modules are checked.
+HELPERS = {"support.py", "conftest.py", "scripts_harness.py", "loadgen.py", "page_harness.py", "standin.py",
+           "fleet_trainer.py", "nginx_harness.py", "caddy_harness.py", "haproxy_harness.py", "traefik_harness.py"}
+SLEEP_OK = "# sleep-ok:"  # on the sleep's line or the line above: why this sleep cannot make the test fail
+
+
+def _is_sleep(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+            and ast.unparse(node.value.func) in ("time.sleep", "sleep"))
+
+
+def sleeps_followed_by_asserts(source: str) -> list[int]:
+    """Lines of `time.sleep(...)` statements followed (within the next three statements of the same block,
+    before another sleep) by an assertion, with no `# sleep-ok: <reason>` comment on or above the sleep."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if not isinstance(block, list):
+                continue
+            for index, statement in enumerate(block):
+                if not _is_sleep(statement):
+                    continue
+                following = []
+                for later in block[index + 1:index + 4]:
+                    if _is_sleep(later):
+                        break
+                    following.append(later)
+                if not any(isinstance(inner, ast.Assert) for later in following for inner in ast.walk(later)):
+                    continue
+                here = lines[statement.lineno - 1]
+                above = lines[statement.lineno - 2] if statement.lineno > 1 else ""
+                reason = (here.split(SLEEP_OK, 1)[1] if SLEEP_OK in here else
+                          above.split(SLEEP_OK, 1)[1] if SLEEP_OK in above.strip() else "")
+                if not reason.strip():
+                    found.append(statement.lineno)
+    return sorted(found)
+
+
+def test_the_rule_finds_a_sleep_then_a_count() -> None:
+    bad = "import time\ndef test_x():\n    n = []\n    time.sleep(1)\n    assert len(n) == 3\n"
+    justified = ("import time\ndef test_x():\n    n = []\n    time.sleep(1)  # sleep-ok: a quiet period\n"
+                 "    assert len(n) == 0\n")
+    polled = ("import time\ndef test_x():\n    while True:\n        if ready():\n            break\n"
+              "        assert time.monotonic() < deadline\n        time.sleep(0.05)\n")
+    assert sleeps_followed_by_asserts(bad) == [4]
+    assert sleeps_followed_by_asserts(justified) == []
+    assert sleeps_followed_by_asserts(polled) == []
+
+
+def test_no_test_sleeps_then_asserts() -> None:
+    """Tests wait for conditions (tests/support.py: wait_until, wait_listening, ...) with generous deadlines;
+    a fixed sleep followed by an assertion measures the machine. The exceptions say why in a comment."""
+    found = {path.name: lines for path in sorted((ROOT / "tests").glob("*.py"))
+             if path.name not in HELPERS and (lines := sleeps_followed_by_asserts(path.read_text()))}
+    assert found == {}, f"time.sleep(...) then assert (file: lines); wait for the condition instead: {found}"
+
+
+# ---- markers: quick tests start no process ----------------------------------------------------------------
+
+
+def _run_probe(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    probe = tmp_path / "test_quick_probe.py"
+    probe.write_text("import socket\nimport subprocess\n\nimport pytest\n\npytestmark = pytest.mark.quick\n\n\n" + body)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), "-c", str(ROOT / "pyproject.toml"), str(probe)],
+        env=clean_env({"PYTHONPATH": str(ROOT)}), cwd=ROOT, capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+
+
+def test_a_quick_test_that_starts_a_process_fails(tmp_path: Path) -> None:
+    done = _run_probe(tmp_path, (
+        "def test_spawns():\n    subprocess.run(['true'], check=False)\n\n\n"
+        "def test_swallows():\n    try:\n        subprocess.run(['true'], check=False)\n    except Exception:\n"
+        "        pass\n\n\n"
+        "def test_connects():\n    with socket.socket() as sock:\n        sock.connect(('127.0.0.1', 9))\n\n\n"
+        "def test_computes():\n    assert sum(range(4)) == 6\n"
+    ))
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "3 failed, 1 passed" in out, out
+    assert out.count("is marked quick but started a process or opened a connection") >= 3, out
+
+
+def test_every_test_has_one_kind() -> None:
+    """Every collected test is `quick` or `e2e` (never both), and proxies/browser/trainers tests are e2e."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m",
+         "(quick and e2e) or (quick and (proxies or browser or trainers)) or not (quick or e2e)", "tests"],
+        env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 5, done.stdout[-2000:]  # 5: no test selected

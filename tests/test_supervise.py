@@ -27,6 +27,7 @@ def _served_then(action: str) -> int:
     return 0
 
 
+@pytest.mark.e2e
 def test_a_server_that_never_served_is_not_restarted(tmp_path: Path) -> None:
     supervisor = Supervisor(lambda: 3, tmp_path)
     assert supervisor.run() == 3
@@ -34,11 +35,13 @@ def test_a_server_that_never_served_is_not_restarted(tmp_path: Path) -> None:
     assert not (tmp_path / "shim-serving.json").exists()
 
 
+@pytest.mark.e2e
 def test_a_server_that_stops_cleanly_ends_the_supervisor() -> None:
     supervisor = Supervisor(lambda: _served_then("stop"))
     assert supervisor.run() == 0 and supervisor.restarts == 0
 
 
+@pytest.mark.e2e
 def test_a_crash_loop_gives_up(tmp_path: Path) -> None:
     supervisor = Supervisor(lambda: _served_then("crash"), tmp_path, crash_limit=4, crash_window=30)
     assert supervisor.run() == 1

