@@ -159,6 +159,7 @@ def test_raw_requests_at_the_admin_listener(raw_shim: Shim, data: bytes) -> None
     assert bad_statuses(response) == [], response[:300]
 
 
+@pytest.mark.proxies
 @raw_settings(500)
 @given(data=connection_bytes())
 def test_raw_requests_through_nginx(raw_nginx: Nginx, data: bytes) -> None:

@@ -942,6 +942,7 @@ def test_slowloris_evicts_head_trickles_before_kept_alive_clients(start_shim: Sh
     assert "idle connections closed to make room" in shim.output()
 
 
+@pytest.mark.e2e
 def test_unread_uploads_leave_rss_flat(tmp_path: Path) -> None:
     """bench/upload_rss.py, shortened: 3,000 uploads of 70 KB the shim never reads (each lingers), RSS of
     the serving process within 10 MB of its value after 500 warm-up uploads. Measured: +2.5 MB (before
