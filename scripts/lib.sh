@@ -21,7 +21,11 @@ say() {
   if [[ ${MAINT_LOG_FORMAT:-} != json ]]; then printf '%s: %s%s\n' "$PROG" "$2" "$3" >&2; return 0; fi
   local m=${3//\\/\\\\}
   m=${m//\"/\\\"}; m=${m//$'\n'/\\n}; m=${m//$'\t'/\\t}; m=${m//[[:cntrl:]]/ }
-  printf '{"t":"%(%Y-%m-%dT%H:%M:%S%z)T","level":"%s","logger":"%s","message":"%s"}\n' -1 "$1" "$PROG" "$m" >&2
+  local -x TZ=UTC0  # as the shim's own JSON lines (logsetup.py): UTC, milliseconds, Z
+  local now=${EPOCHREALTIME/,/.} frac
+  frac=${now#*.}
+  printf '{"t":"%(%Y-%m-%dT%H:%M:%S)T.%sZ","level":"%s","logger":"%s","message":"%s"}\n' "${now%.*}" \
+    "${frac:0:3}" "$1" "$PROG" "$m" >&2
 }
 
 # An unexpected failing command (set -e) is named on exit, so no failure is silent.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -84,10 +86,15 @@ def test_the_access_log_is_off_by_default(start_shim: ShimFactory) -> None:
 def test_script_log_lines_are_json_objects(tmp_path: Path) -> None:
     message = 'nginx said "no"\tC:\\path\nsecond line \x01'
     code = f'. {ROOT}/scripts/lib.sh; log "$1"; warn "w"; die "gone"'
+    # In a zone far from UTC: the scripts' times are UTC with milliseconds and Z, as the shim's own lines.
     done = subprocess.run(["bash", "-c", code, "start_maintenance.sh", message], capture_output=True, text=True,
-                          env=clean_env({"MAINT_LOG_FORMAT": "json"}), timeout=10)
+                          env=clean_env({"MAINT_LOG_FORMAT": "json", "TZ": "Asia/Tokyo"}), timeout=10)
     assert done.returncode == 1
     records = [json.loads(line) for line in done.stderr.splitlines()]
+    for record in records:
+        stamp = datetime.strptime(record["t"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["t"]), record["t"]
+        assert abs((datetime.now(UTC) - stamp).total_seconds()) < 600, record["t"]
     assert [(r["level"], r["message"]) for r in records] == [
         ("info", message.replace("\x01", " ")), ("warning", "w"), ("error", "gone")
     ]
