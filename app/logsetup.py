@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -70,3 +72,54 @@ def uvicorn_log_config(fmt: LogFormat) -> dict[str, Any]:
             "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
         },
     }
+
+
+THROTTLE_SECONDS = 10.0  # the same traceback at most once in this long (protocol.REPORT_EVERY's grain)
+_THROTTLE_KINDS = 256  # kinds remembered; past that the oldest are forgotten (memory stays bounded)
+
+
+class TracebackThrottle(logging.Filter):
+    """Lets a record with a traceback through the first time, then the same kind (logger, message,
+    exception type, the line that raised it) at most once every THROTTLE_SECONDS, saying how many were left
+    out since: a fault that every connection can set off (or every request of a flood) costs a few log
+    lines, not one traceback each. Records without a traceback pass untouched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[tuple[str, object, str, str], float] = {}
+        self._skipped: Counter[tuple[str, object, str, str]] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if not info or info[1] is None:
+            return True
+        error = info[1]
+        tb = error.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+        key = (record.name, record.msg, type(error).__qualname__, where)
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < THROTTLE_SECONDS:
+            self._skipped[key] += 1
+            return False
+        self._last.pop(key, None)
+        self._last[key] = now
+        while len(self._last) > _THROTTLE_KINDS:
+            oldest = next(iter(self._last))
+            del self._last[oldest]
+            self._skipped.pop(oldest, None)
+        skipped = self._skipped.pop(key, 0)
+        if skipped and last is not None:
+            record.msg = f"{record.msg} (and {skipped} more like it in the last {now - last:.0f} s, not logged)"
+        return True
+
+
+def throttle_tracebacks(names: tuple[str, ...] = ("", "maintenance_shim", "uvicorn", "uvicorn.error")) -> None:
+    """One TracebackThrottle on every handler of these loggers (after uvicorn's logging config is applied)."""
+    throttle = TracebackThrottle()
+    for name in names:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, TracebackThrottle) for f in handler.filters):
+                handler.addFilter(throttle)

@@ -16,7 +16,7 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from .logsetup import configure_logging, uvicorn_log_config
+from .logsetup import configure_logging, throttle_tracebacks, uvicorn_log_config
 from .main import create_app, create_tracker
 from .settings.env import SettingsError
 from .settings.shim import AdminAddress, Listener, Settings
@@ -27,6 +27,7 @@ from .uvicorn_ext.server import ShimServer, _RefusedHandshakeFilter
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1
 BACKLOG = 2048
+WAITING_FOR_PORT = "loaded and retrying"  # in the log line scripts/lib.sh's port mode waits for
 
 
 class BindError(Exception):
@@ -34,34 +35,65 @@ class BindError(Exception):
 
 
 def bind(listener: Listener, retry_seconds: float = 0.0, backlog: int = 2048) -> socket.socket:
-    """A listening TCP socket for `listener`; raises BindError with a readable reason.
+    """A listening TCP socket for `listener`; raises BindError with a readable reason (see bind_all)."""
+    return bind_all([listener], retry_seconds, backlog)[0]
 
-    While the address is in use, binding is retried every 10 ms for `retry_seconds`: in port mode the
-    shim is started, fully imported, while the service it replaces is still shutting down, and takes
-    the port the moment it is free. It listens at once, so clients queue instead of being refused.
-    """
+
+def _listen(listener: Listener, backlog: int) -> socket.socket:
+    """One attempt: a listening socket for `listener`, or the OSError of the bind (BindError: unresolvable)."""
     try:
         infos = socket.getaddrinfo(listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
         raise BindError(f"cannot resolve {listener.host}: {error.strerror}") from None
     family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_all(listeners: list[Listener], retry_seconds: float = 0.0, backlog: int = 2048) -> list[socket.socket]:
+    """A listening TCP socket for each of `listeners`, in their order; raises BindError with a readable
+    reason (the sockets bound so far closed).
+
+    While an address is in use, binding it is retried every 10 ms for `retry_seconds`, the others being
+    bound as soon as they are free (the services of port mode stop in parallel, in any order), and the
+    first refusal of each is logged (WAITING_FOR_PORT): in port mode the scripts start the shim before they
+    stop the services, wait for that line (the app is built by then), then stop them; the shim takes each
+    port the moment it is free and listens at once, so clients queue instead of being refused.
+    """
+    bound: dict[int, socket.socket] = {}
+    waiting: set[int] = set()
     deadline = time.monotonic() + retry_seconds
-    while True:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(backlog)
-        except OSError as error:
+    try:
+        while True:
+            for index, listener in enumerate(listeners):
+                if index in bound:
+                    continue
+                try:
+                    bound[index] = _listen(listener, backlog)
+                except OSError as error:
+                    if error.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                        raise BindError(f"cannot listen on {listener.host}:{listener.port}: {error.strerror}") from None
+                    if index not in waiting:  # the scripts' port mode waits for this line before stopping
+                        waiting.add(index)
+                        logger.warning("%s:%s is in use: %s every 10 ms for up to %g s (MAINT_BIND_RETRY_SECONDS)",
+                                       listener.host, listener.port, WAITING_FOR_PORT, retry_seconds)
+            if len(bound) == len(listeners):
+                return [bound[index] for index in range(len(listeners))]
+            time.sleep(0.01)
+    except BindError:
+        for sock in bound.values():
             sock.close()
-            if error.errno == errno.EADDRINUSE and time.monotonic() < deadline:
-                time.sleep(0.01)
-                continue
-            raise BindError(f"cannot listen on {listener.host}:{listener.port}: {error.strerror}") from None
-        sock.set_inheritable(True)
-        return sock
+        raise
 
 
 def bind_unix(path: Path, backlog: int = 2048) -> socket.socket:
@@ -183,8 +215,7 @@ def serve(settings: Settings, reload_settings: Callable[[], Settings] | None = N
     sockets: list[socket.socket] = []
     admin = settings.admin_address
     try:
-        for listener in settings.listeners:
-            sockets.append(bind(listener, settings.bind_retry_seconds, BACKLOG))
+        sockets.extend(bind_all(list(settings.listeners), settings.bind_retry_seconds, BACKLOG))
         if admin is not None and admin.default:
             admin_socket = bind_default_admin(admin)
             if admin_socket is None:
@@ -250,6 +281,7 @@ def _server_runner(settings: Settings, app: ASGIApp, sockets: list[socket.socket
         backlog=BACKLOG,
     )
     logging.getLogger("uvicorn.error").addFilter(_RefusedHandshakeFilter())
+    throttle_tracebacks()  # uvicorn.Config applied uvicorn's handlers: a traceback per connection is not logged
 
     def run_server() -> int:
         server_signals(settings.supervise)

@@ -783,14 +783,20 @@ port_trial() {
 }
 
 # port_takeover NAME...: stop the services (STOP hooks in parallel) and have the shim listen on their
-# ports as soon as they are free. The shim is launched at once, while the services stop: its start-up
-# (imports) overlaps their shutdown, and it binds when it is ready. If it exits because a port was still
-# taken, it is relaunched the moment every port is free, for up to MAINT_BIND_RETRY_SECONDS after the
-# hooks are done. MAINT_BIND_RETRY_SECONDS is also passed to the shim, which may retry the bind itself.
+# ports the moment they are free. The shim is launched first and the hooks run once it is loaded and
+# retrying the bind (its log says so; or it already serves, or exits, or MAINT_SHIM_START_TIMEOUT passes),
+# so its start-up (about a second) is not a window of refused connections; it retries the bind every
+# 10 ms for the hooks' time plus MAINT_BIND_RETRY_SECONDS. If it exits anyway (a port still taken), it is
+# relaunched the moment every port is free, for up to MAINT_BIND_RETRY_SECONDS after the hooks are done.
 port_takeover() {
-  local name rc pid hooks_done=0 bind_deadline=0 stop_deadline
+  local name rc pid hooks_done=0 bind_deadline=0 stop_deadline offset
   local -A pids=()
   ports_of "$@"
+  offset=$(stat -c %s -- "$MAINT_SHIM_LOG" 2>/dev/null) || offset=0
+  local retry=$(( MAINT_STOP_TIMEOUT + MAINT_BIND_RETRY_SECONDS ))
+  SHIM_BIND_RETRY=$(( retry > 600 ? 600 : retry )) shim_launch "${SPECS[@]}"  # the shim's bound: 600 s
+  state_set S_SHIM_PID "$SHIM_PID"; state_set S_SHIM_START "$SHIM_START"
+  shim_wait_loaded "$offset"
   for name; do state_set "S_STOPPED_$name" 1; done
   for name; do
     local cmd; cmd=$(svc "$name" STOP)
@@ -800,7 +806,6 @@ port_takeover() {
     pids[$name]=$!; CHILDREN+=("$!")
   done
   stop_deadline=$(( $(mono) + (MAINT_STOP_TIMEOUT + MAINT_BIND_RETRY_SECONDS) * 100 ))
-  SHIM_PID=
   while :; do
     if [[ -n $SHIM_PID ]] && pid_alive "$SHIM_PID"; then
       WHY=$(shim_check_once_all "${PROBES[@]}")
@@ -830,6 +835,23 @@ port_takeover() {
   done
   CHILDREN=()
   ((${#FAILED[@]} == 0)) || die "stopping ${FAILED[*]} failed"
+}
+# shim_wait_loaded OFFSET: until the shim just launched has built its app and is retrying the bind (its
+# log, past byte OFFSET, says "loaded and retrying": app/server.py), serves (its supervisor wrote the
+# state file), or is gone; at most MAINT_SHIM_START_TIMEOUT. Never fails: the takeover loop after it
+# handles every case.
+shim_wait_loaded() {
+  local deadline
+  deadline=$(( $(mono) + MAINT_SHIM_START_TIMEOUT * 100 ))
+  while pid_alive "$SHIM_PID" && (( $(mono) < deadline )); do
+    grep -qF 'loaded and retrying' < <(tail -c "+$(( $1 + 1 ))" -- "$MAINT_SHIM_LOG" 2>/dev/null) && return 0
+    if [[ -f $STATE_DIR/shim-serving.json ]]; then
+      serving_read
+      [[ $SERVING_SUPERVISOR == "$SHIM_PID" ]] && return 0
+    fi
+    sleep 0.02
+  done
+  return 0
 }
 shim_check_once_all() { local addr why; for addr; do why=$(shim_check_once "$addr"); [[ -z $why ]] || { printf '%s' "$why"; return; }; done; }
 

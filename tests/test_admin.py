@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -173,6 +176,52 @@ def test_guessing_the_token_is_rate_limited(start_shim: ShimFactory) -> None:
     assert status == 429 and int(headers["retry-after"]) >= 1  # the limit is per client, right token or not
     time.sleep(1.1)  # sleep-ok: the limit's one-second window must pass; a busy machine only lengthens the wait
     assert request(shim.admin_url, "PUT", "/_maintenance/progress", AUTH, b'{"step": 1}')[0] == 204
+
+
+def _push_from(shim: Shim, source: str, headers: dict[str, str]) -> int:
+    """One push from the loopback address `source` (127.0.0.x), a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", shim.admin_port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("PUT", "/_maintenance/progress", body=b'{"step": 1}', headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_wrong_tokens_from_other_addresses_never_lock_the_trainer_out(start_shim: ShimFactory) -> None:
+    """20 other loopback addresses guess the token without pause (far past the 100 failures the shared bucket
+    allows); the trainer's right-token pushes from its own address all succeed meanwhile."""
+    shim = start_shim(env=PUSH_ENV)
+    wrong = {"Authorization": "Bearer wrong-token-0123456789abcdef", "Content-Type": "application/json"}
+    stop = threading.Event()
+    answers: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def guess(source: str) -> None:
+        while not stop.is_set():
+            status = _push_from(shim, source, wrong)
+            with lock:
+                answers[status] += 1
+
+    guessers = [threading.Thread(target=guess, args=(f"127.0.0.{n}",), daemon=True) for n in range(2, 22)]
+    for thread in guessers:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(answers.values()) < 300 or not answers[429]:  # every bucket the guessers reach is empty
+            assert time.monotonic() < deadline, answers
+            time.sleep(0.05)
+        trainer = [_push_from(shim, "127.0.0.1", AUTH) for _ in range(13)]
+        late = dict(answers)
+    finally:
+        stop.set()
+        for thread in guessers:
+            thread.join(15)
+    assert trainer == [204] * 13, (trainer, late)
+    assert set(answers) == {401, 429}, answers
+    assert "wrong-token" not in shim.output() and TOKEN not in shim.output()
 
 
 def test_admin_listener_on_a_unix_socket(start_shim: ShimFactory, tmp_path: Path) -> None:

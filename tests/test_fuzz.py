@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import Shim, ShimFactory
+from tests.nginx_harness import Nginx, start_nginx
+from tests.rawfuzz import bad_statuses, connection_bytes, exchange
+from tests.support import Shim, ShimFactory, request
 
 PROBE = "<x-probe onerror=1>"
 # Characters allowed in an HTTP/1.1 field value (VCHAR, SP, HTAB, obs-text); the wire parser rejects the rest.
@@ -111,3 +113,63 @@ def test_always_the_documented_answer(
     assert status != 500
     assert response_headers.get("cache-control") == "no-store"
     assert PROBE.encode() not in data and b"<x-probe" not in data
+
+
+# Raw byte streams (tests/rawfuzz.py): a few thousand Hypothesis-built and mutated requests straight at the
+# shim's listeners and through nginx; bench/fuzz_raw.py runs the same for longer.
+
+def raw_settings(examples: int) -> settings:
+    return settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module")
+def raw_shim(module_shim_launcher: ShimFactory) -> Shim:
+    return module_shim_launcher(
+        services=["studio", "video:api"],
+        env={
+            "MAINT_CORS_ORIGINS": "https://studio.example.com",
+            "MAINT_HEALTH_PATHS": "/healthz",
+            "MAINT_ADMIN_TOKEN": "fuzz-token-0123456789",
+            "MAINT_HEADER_TIMEOUT": "2",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def raw_nginx(raw_shim: Shim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """The shipped nginx site in maintenance: both services' upstreams are the shim's listeners."""
+    nginx = start_nginx(tmp_path_factory.mktemp("fuzz-nginx"),
+                        {"studio": raw_shim.ports[0], "video": raw_shim.ports[1]})
+    yield nginx
+    nginx.stop()
+
+
+@raw_settings(600)
+@given(data=connection_bytes())
+def test_raw_requests_straight_at_the_shim(raw_shim: Shim, data: bytes) -> None:
+    response = exchange(raw_shim.ports[hash(data) % 2], data)
+    assert bad_statuses(response) == [], response[:300]
+
+
+@raw_settings(150)
+@given(data=connection_bytes())
+def test_raw_requests_at_the_admin_listener(raw_shim: Shim, data: bytes) -> None:
+    response = exchange(raw_shim.admin_port, data)
+    assert bad_statuses(response) == [], response[:300]
+
+
+@pytest.mark.proxies
+@raw_settings(500)
+@given(data=connection_bytes())
+def test_raw_requests_through_nginx(raw_nginx: Nginx, data: bytes) -> None:
+    response = exchange(raw_nginx.port, data)
+    assert bad_statuses(response, proxy=b"nginx") == [], response[:300]
+
+
+def test_no_traceback_after_the_raw_requests(raw_shim: Shim) -> None:
+    """Run after the three above (pytest keeps the file's order): the shim logged no traceback, no 500."""
+    output = raw_shim.output()
+    assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-3000:]
+    assert raw_shim.proc.poll() is None
+    assert request(raw_shim, "GET", "/")[0] == 503

@@ -183,9 +183,18 @@ def test_port_mode_refused_window_is_short(setup: Setup) -> None:
                     f"{gap:.3f} s (during start: {start_gap:.3f} s; during stop: {stop_gap:.3f} s)\n"
                     + "".join(f"  {kind}: {n}\n" for kind, n in sorted(counts.items())))
     assert hammer.failures() == [], counts
-    # Mostly the shim's own start-up (about 0.7 s to its first answer here, bench/run.py) after the services
-    # have let go of their ports; measured 0.70-0.96 s on a quiet machine (2026-12-01), so 1.5 s, not 1 s.
-    assert gap < 1.5, gap
+    # The shim is started first and the services are stopped once it is loaded and retrying the bind (it
+    # says so in its log, for each port): it takes each port within ~10 ms of its being freed (measured in
+    # bench/port_gap.py: 14 ms on a quiet moment; 0.70-0.96 s before, when it started after the services
+    # had stopped). The ordering is what is asserted; the bound is generous (a busy machine delays the
+    # shim's 10 ms retries). At the stop the window is the service's own start-up (a Python interpreter
+    # here), after the shim let the port go.
+    log = (s.state_dir / "shim.log").read_text() if (s.state_dir / "shim.log").exists() else ""
+    # (a port freed before the shim first tried it was not in use: any one of them)
+    waited = [f"127.0.0.1:{svc.port} is in use: loaded and retrying" in log for svc in s.services.values()]
+    assert any(waited), log[-2000:]
+    assert start_gap < 1.5, start_gap
+    assert stop_gap < 10, stop_gap
 
 
 # ---- 2. failure injection --------------------------------------------------------------------------
@@ -279,7 +288,8 @@ def test_start_interrupted_by_sigint_in_port_mode_rolls_back(setup: Setup) -> No
     video = s.services["video"]
     s.write_env(MAINT_SWITCH="port", MAINT_SERVICE_video_STOP=f"sleep 30; {video.hook('stop')}")
     proc = s.popen("start_maintenance.sh")
-    _wait_state(s, "S_STOPPED_video", "1", proc)  # halfway: studio stopped, video stopping
+    # halfway: studio stopped, video stopping (after the trial run and the shim's start-up: it is loaded first)
+    _wait_state(s, "S_STOPPED_video", "1", proc, timeout=60)
     time.sleep(1)  # sleep-ok: into the stop hook's sleep (the state is reached already); asserted: the exit status
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)

@@ -10,8 +10,9 @@ the number of connections, and a body the app never reads is parsed for as long 
   first request), and for a body the app waits for: 408 if part of a head arrived, a silent close if
   nothing did; `ConnectionGuard.sweep` checks them every 0.2 s against a clock of that grain, so they
   hold to within a few tenths of a second;
-- a per-process connection limit: past it the oldest idle connections (keep-alive, still sending their
-  head, or lingering) are closed to make room, and only if none is idle is the new one refused; logged;
+- a per-process connection limit: past it idle connections are closed to make room (lingering ones, then
+  those in the middle of a head, then those that sent nothing, then kept-alive ones between requests, the
+  oldest first within each: `eviction_rank`), and only if none is idle is the new one refused; logged;
 - `Connection: close` on the answer to a request whose body is still on its way (chunked, declared
   larger than SMALL_BODY_BYTES, or behind `Expect: 100-continue`), then a lingering close: FIN, at most
   LINGER_SECONDS and LINGER_BYTES of discarded input, close; so the client reads the 503 instead of a
@@ -176,7 +177,7 @@ class ConnectionGuard:
             return
         idle = sorted(
             (conn for conn in conns if isinstance(conn, ShimHttpProtocol) and conn is not newcomer and conn.idle),
-            key=lambda conn: conn.since,
+            key=lambda conn: conn.eviction_rank,
         )
         # Close a batch at once, so that a flood of connections does not rescan the set for each one.
         victims = idle[: max(excess, self.limits.max_connections // 64)]
@@ -368,6 +369,7 @@ class ShimHttpProtocol(HttpToolsProtocol):
     __slots__ = (
         "_body_bytes",
         "_body_cycle",
+        "_head_bytes",
         "_head_room",
         "_ignore_input",
         "_in_head",
@@ -386,11 +388,12 @@ class ShimHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_room = self._max_head  # bytes the current request's head may still take
+        self._head_bytes = 0  # bytes of the current request's URL and complete fields (parser callbacks)
         self._in_head = True  # from the end of one request until the next one's head is complete
         self._ignore_input = False  # refused, upgrade refused or lingering: input is discarded
         self._lingering = False
         self._linger_budget = LINGER_BYTES
-        self._refuse_after: int | None = None  # a refusal waiting for the answer to an earlier request
+        self._refuse_after: int | None = None  # a refusal waiting for the answers to earlier requests
         self._upgrade_ok = False
         self._upgrade_scope: object = None  # the request `_upgrade_ok` was worked out for
         self._body_bytes = 0
@@ -406,12 +409,18 @@ class ShimHttpProtocol(HttpToolsProtocol):
         return cycle is None or cycle.response_complete
 
     @property
-    def since(self) -> float:
-        """Loop time since which the connection has waited for a request (0 when lingering: first to go)."""
+    def eviction_rank(self) -> tuple[int, float]:
+        """Which idle connection is closed first to make room (the lowest): lingering ones (their answer is
+        out), then those in the middle of a head (a slowloris trickle), then those that sent nothing yet,
+        then kept-alive ones between requests, the longest waiting first within each. A client that
+        completed a request is the likeliest to send another, and it would find its connection closed;
+        one that has taken longest over its head, the least likely to finish it."""
+        if self._lingering:
+            return (0, 0.0)
         if self.deadline is not None:
-            return self.deadline - self._timeout
+            return (1 if self._head_room < self._max_head else 2, self.deadline - self._timeout)
         task = self.timeout_keep_alive_task
-        return task.when() - self.timeout_keep_alive if task is not None else 0.0
+        return (3, task.when() - self.timeout_keep_alive) if task is not None else (0, 0.0)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -427,6 +436,9 @@ class ShimHttpProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         now = self.loop.time()
+        if self._refuse_after is not None:  # the answers owed before a refusal did not come in time
+            self.transport.close()
+            return
         if self._in_head:
             if self._head_room < self._max_head:
                 self._refuse(408)
@@ -475,13 +487,10 @@ class ShimHttpProtocol(HttpToolsProtocol):
             self._upgrade(previous)
             return
         cycle = self.cycle
-        if cycle is not previous and cycle is not None:
-            # A new request's head arrived in this read. Its body (if any) is still on its way, or the
-            # request has more header fields than allowed, or both: rare, and handled off this path.
-            if cycle.more_body or len(self.headers) > self._max_headers:
-                self._new_request_checks(cycle)
-        elif self._in_head and self.headers is not None and len(self.headers) > self._max_headers:
-            self._refuse(431)  # a head still arriving with too many fields already
+        if cycle is not previous and cycle is not None and cycle.more_body:
+            # A new request's head arrived in this read and its body is still on its way: rare, and
+            # handled off this path.
+            self._new_request_checks(cycle)
 
     def _data_past_room(self, data: bytes, room: int) -> None:
         """More bytes than the head may still take: its end must come within them."""
@@ -494,10 +503,7 @@ class ShimHttpProtocol(HttpToolsProtocol):
         self.data_received(data[room:])
 
     def _new_request_checks(self, cycle: RequestResponseCycle) -> None:
-        """The head of a request arrived and its body did not, or it has too many header fields."""
-        if len(self.headers) > self._max_headers:
-            self._refuse_current(cycle, 431)
-            return
+        """The head of a request arrived and its body did not."""
         self._in_head = False
         # With Expect: 100-continue the body only comes after a 100, which the catch-all never sends.
         if not cycle.response_started and (self.expect_100_continue or not self._small_body()):
@@ -538,16 +544,41 @@ class ShimHttpProtocol(HttpToolsProtocol):
 
     # Parser callbacks
 
+    def on_url(self, url: bytes) -> None:
+        # uvicorn's on_url, counting the request's head bytes (see on_header).
+        self.url += url
+        size = self._head_bytes + len(url)
+        self._head_bytes = size
+        if size > self._max_head:
+            raise _Refuse(414 if len(self.url) * 2 > self._max_head else 431)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's on_header, with the head limits applied to every request: the bytes counted as they
+        # arrive (data_received) cover a head still arriving, but not a second request that began in the
+        # same read as the end of the one before; these counts do, for every request of a pipeline.
+        size = self._head_bytes + len(name) + len(value) + 4
+        self._head_bytes = size
+        headers = self.headers
+        if size > self._max_head or len(headers) >= self._max_headers:
+            raise _Refuse(414 if len(self.url) * 2 > self._max_head else 431)
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which RFC 9110 excludes
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        headers.append((name, value))
+
     def on_body(self, body: bytes) -> None:
-        # uvicorn's on_body, with a cap on what is buffered for the app.
+        # uvicorn's on_body, with a cap on what is buffered for the app, and nothing buffered once the app
+        # has started its answer: it did not wait for the body, and the catch-all never reads one (a body
+        # kept for nobody held up to 64 KiB a connection, for as long as the connection lingered).
         cycle = self.cycle
-        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_started:
             return
         if self._body_cycle is not cycle:
             self._body_cycle = cycle
             self._body_bytes = 0
         self._body_bytes += len(body)
-        if self._body_bytes > MAX_BODY_BYTES and not cycle.response_started:
+        if self._body_bytes > MAX_BODY_BYTES:
             raise _Refuse(413)
         cycle.body += body
         if len(cycle.body) > HIGH_WATER_LIMIT:
@@ -558,6 +589,7 @@ class ShimHttpProtocol(HttpToolsProtocol):
         # uvicorn's on_message_complete, then where the next request's head begins.
         self._in_head = True
         self._head_room = self._max_head
+        self._head_bytes = 0
         self.deadline = None
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
@@ -628,8 +660,11 @@ class ShimHttpProtocol(HttpToolsProtocol):
         self._lingering = True
         self._ignore_input = True
         self.deadline = None
-        if self.cycle is not None:
-            self.cycle.on_response = self._count_response  # no keep-alive timer, no pipelined requests
+        # The answer said `Connection: close`: requests pipelined behind it are not answered (they would be
+        # written after the FIN), nor is a refusal that waited for it (on_response_complete).
+        self.pipeline.clear()
+        self._refuse_after = None
+        self._release_body()
         self.flow.resume_reading()
         try:
             transport.write_eof()
@@ -638,29 +673,64 @@ class ShimHttpProtocol(HttpToolsProtocol):
             return
         self.loop.call_later(LINGER_SECONDS, self._linger_done)
 
-    def _count_response(self) -> None:
+    def on_response_complete(self) -> None:
+        # uvicorn's on_response_complete (each answer's cycle calls it once the answer is written), then:
+        # nothing more on a lingering connection, and a refusal that waited for the answers owed before it
+        # goes out after the last of them.
         self.server_state.total_requests += 1
+        if self.transport.is_closing() or self._lingering:
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._release_body()
+        status = self._refuse_after
+        if status is not None:
+            self._refuse_after = None
+            self.transport.write(_RESPONSES[status])
+            self.linger()
+            return
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def _release_body(self) -> None:
+        """A body part buffered before the app answered without reading it: not kept with the connection."""
+        cycle = self.cycle
+        if cycle is not None and cycle.body and cycle.response_started:
+            cycle.body = bytearray()
 
     def _linger_done(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
 
     def _refuse_current(self, cycle: RequestResponseCycle | None, status: int) -> None:
-        """Refuse the request being parsed: its app (if started) sees a disconnect, its answer is dropped."""
+        """Refuse the request being parsed: its app (if started) sees a disconnect, its answer is dropped;
+        one still queued behind earlier requests is dropped from the queue, and refused after their answers."""
         if cycle is not None and not cycle.response_started and cycle.scope is self.scope:
             self._ignore_input = True
             cycle.disconnected = True
             cycle.message_event.set()
+            queued = [entry for entry in self.pipeline if entry[0] is cycle]
+            for entry in queued:
+                self.pipeline.remove(entry)
+            if self.transport.is_closing() or self._lingering:
+                return
             self.guard.note(str(status), self.loop.time())
+            if queued:  # an earlier request's answer is still owed
+                self._refuse_after = status
+                return
             self.transport.write(_RESPONSES[status])
             self.linger()
             return
         self._refuse(status)
 
     def _refuse(self, status: int) -> None:
-        """Answer `status` with `Connection: close`, then linger; after any answer still owed."""
+        """Answer `status` with `Connection: close`, then linger; after the answers still owed (the
+        requests before it, pipelined or in progress: on_response_complete)."""
         self._ignore_input = True
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._lingering:
             return
         self.guard.note(str(status), self.loop.time())
         cycle = self.cycle
@@ -669,19 +739,9 @@ class ShimHttpProtocol(HttpToolsProtocol):
                 self.transport.close()  # too late for an answer of our own
                 return
             self._refuse_after = status
-            cycle.on_response = self._refuse_after_response
             return
         self.transport.write(_RESPONSES[status])
         self.linger()
-
-    def _refuse_after_response(self) -> None:
-        """The last request before the refused head has been answered (in order): now the refusal."""
-        self.server_state.total_requests += 1
-        status = self._refuse_after
-        self._refuse_after = None
-        if status is not None and not self.transport.is_closing():
-            self.transport.write(_RESPONSES[status])
-            self.linger()
 
 
 def protocol_class(limits: Limits) -> type[ShimHttpProtocol]:

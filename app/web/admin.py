@@ -55,7 +55,8 @@ def create_admin(responder: Responder, admin_token: str | None, traffic: Traffic
         openapi_url="/_maintenance/openapi.json",
     )
     token = admin_token.encode() if admin_token else None
-    # Failed token checks: 10 per client then one a second, and 100 in all then ten a second.
+    # Failed token checks: 10 per client then one a second; and 100 in all then ten a second, for the clients
+    # that failed recently (a trainer with the right token is never held up by the others' failures).
     per_client = FailureLimiter(burst=10, per_second=1.0, max_clients=1024)
     overall = FailureLimiter(burst=100, per_second=10.0, max_clients=1)
 
@@ -103,7 +104,11 @@ def create_admin(responder: Responder, admin_token: str | None, traffic: Traffic
             raise HTTPException(404, "Not Found")
         client = request.client.host if request.client else "unix"
         now = time.monotonic()
-        wait = max(per_client.retry_after(client, now), overall.retry_after("*", now))
+        # The client's own bucket first; the bucket shared by all only for a client that failed recently:
+        # wrong tokens from other addresses never hold up a trainer's right one (ratelimit.py).
+        wait = per_client.retry_after(client, now)
+        if not wait and per_client.failed_recently(client, now):
+            wait = overall.retry_after("*", now)
         if wait:
             raise HTTPException(429, "Too many failed token checks", {"Retry-After": str(wait)})
         scheme, _, given = (authorization or "").partition(" ")

@@ -4,6 +4,11 @@ Each client (its address) has a bucket of `burst` failures that refills at `per_
 bucket is empty is answered 429 without its token being compared at all. Only failures are counted, so a
 trainer with the right token is never slowed; at most `max_clients` buckets are kept (the least recently
 used is forgotten first), so memory stays bounded whatever addresses the requests come from.
+
+A bucket shared by all clients (the admin's `overall`) must not let guessers lock the trainer out: it is
+consulted only for a client that failed recently (`failed_recently`), so a client whose last failure is
+`burst / per_second` seconds ago or more, the trainer among them, has its token compared whatever the
+others send (admin.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ class FailureLimiter:
         if tokens >= 1.0:
             return 0
         return max(1, math.ceil((1.0 - tokens) / self.per_second))
+
+    def failed_recently(self, key: str, now: float) -> bool:
+        """Has `key` a failure its bucket has not yet refilled from?"""
+        return key in self._buckets and self._tokens(key, now) < self.burst
 
     def failed(self, key: str, now: float) -> None:
         """Count one failed attempt from `key`."""
