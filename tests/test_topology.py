@@ -80,7 +80,10 @@ def test_each_live_include_holds_its_services_port(path: str) -> None:
 def test_each_fallback_config_pairs_the_services_with_the_shims_ports(path: str) -> None:
     top = topology()
     want = [top["studio"]["live"], top["studio"]["shim"], top["video"]["live"], top["video"]["shim"]]
-    assert ADDRESS.findall(_code(DEPLOY / path)) == want
+    # The same address listed again in a row is one server (nginx lists the backup shim three times, so a
+    # request cut by a restart of the shim is retried on it: deploy/nginx/fallback-site.conf).
+    found = ADDRESS.findall(_code(DEPLOY / path))
+    assert [port for i, port in enumerate(found) if i == 0 or found[i - 1] != port] == want
 
 
 @pytest.mark.parametrize("path", ["nginx/maintenance-shim-site.conf", "nginx/fallback-site.conf"])

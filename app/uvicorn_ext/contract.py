@@ -22,7 +22,8 @@ MODULE_NAMES: dict[str, tuple[str, ...]] = {
 # HttpToolsProtocol: attributes read or set, methods called, and methods overridden (uvicorn must still call them).
 PROTOCOL_MEMBERS: tuple[str, ...] = (
     "config", "connections", "cycle", "expect_100_continue", "flow", "headers", "loop", "parser", "scope",
-    "server_state", "timeout_keep_alive", "timeout_keep_alive_task", "transport", "url", "ws_protocol_class",
+    "server_state", "timeout_keep_alive", "timeout_keep_alive_task", "timeout_keep_alive_handler", "transport", "url",
+    "ws_protocol_class", "pipeline",
     "_unset_keepalive_if_required", "handle_websocket_upgrade", "send_400_response",
     "connection_made", "connection_lost", "data_received", "on_body", "on_message_complete",
     "_should_upgrade", "_start_asgi_task",
