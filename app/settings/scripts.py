@@ -357,6 +357,9 @@ def _split_service_key(rest: str, services: str) -> tuple[str, str]:
     for name in names:  # a listed service with a key that does not exist: reported, not ignored
         if rest.startswith(name + "_"):
             return name, rest[len(name) + 1 :].upper()
+    display = re.search(r"_(DISPLAY_NAME(?:_[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)?)?)$", rest, re.IGNORECASE)
+    if display:  # the shim's own key, for a listener's tag: MAINT_SERVICE_<tag>_DISPLAY_NAME[_<LANG>]
+        return rest[: display.start()], display[1].upper()
     for key in sorted(SERVICE_KEYS, key=len, reverse=True):
         if rest.upper().endswith("_" + key):
             return rest[: -len(key) - 1], key
