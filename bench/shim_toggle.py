@@ -15,12 +15,13 @@ from typing import Any
 from maintenance_shim import server
 from maintenance_shim.cli import main
 from maintenance_shim.main import create_app
+from maintenance_shim.progress.tracker import Tracker
 from maintenance_shim.settings.shim import Settings
 from maintenance_shim.web.catchall import MaintenanceApp
 
 
-def create_toggled_app(settings: Settings) -> Any:
-    app = create_app(settings)
+def create_toggled_app(settings: Settings, tracker: Tracker | None = None) -> Any:
+    app = create_app(settings, tracker)
     if not isinstance(app, MaintenanceApp) or app.traffic is None:
         raise SystemExit("shim_toggle: the app has no Traffic to switch (MAINT_METRICS is off?)")
     traffic, known = app.traffic, app._known  # the bench reaches in on purpose
@@ -35,11 +36,23 @@ def create_toggled_app(settings: Settings) -> Any:
         app.traffic, app._known = traffic, known
         app._answers.clear()
 
-    signal.signal(signal.SIGUSR1, off)
-    signal.signal(signal.SIGUSR2, on)
+    TOGGLES[:] = [off, on]
     return app
 
 
+TOGGLES: list[Any] = []
+_server_signals = server.server_signals
+
+
+def toggled_signals(supervised: bool) -> None:
+    """The serving process's own signal handlers (USR1/USR2 are logged and ignored there), then ours."""
+    _server_signals(supervised)
+    off, on = TOGGLES
+    signal.signal(signal.SIGUSR1, off)
+    signal.signal(signal.SIGUSR2, on)
+
+
 server.create_app = create_toggled_app  # serve() builds its app through this name
+server.server_signals = toggled_signals  # and sets the serving process's handlers through this one
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))
