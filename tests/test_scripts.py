@@ -28,12 +28,12 @@ from tests.scripts_harness import (
     SCRIPTS,
     SERVICES,
     Hammer,
-    ScriptProcess,
     Setup,
     Target,
     _require,
     _shim_cmd,
     _write_artifact,
+    assert_no_stray_lines,
     run_script,
 )
 from tests.support import free_port, request, stop_pid, wait_until
@@ -644,8 +644,12 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
     s.write_env(MAINT_LISTEN=f"127.0.0.1:{shim_port}", MAINT_RESUME_SECONDS="30", MAINT_LIGHTNING_AUTO=auto)
     truth, t0 = tmp_path / "truth.jsonl", time.time()
     env = {**s.env(), "CAPTURE_TRUTH": str(truth), "CAPTURE_T0": str(t0), "OMP_NUM_THREADS": "1"}
-    proc = ScriptProcess([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
-                         cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe: nobody reads a pipe while the run is polled, and a full one (the trainer's
+    # tqdm lines are tee'd there) blocks with_maintenance.sh until the deadline.
+    err_path = tmp_path / "with_maintenance.err"
+    with err_path.open("w") as err_file:
+        proc = subprocess.Popen([str(SCRIPTS / "with_maintenance.sh"), "--", sys.executable, *command], env=env,
+                                cwd=s.tmp, stdout=subprocess.DEVNULL, stderr=err_file, text=True)
     seen: list[tuple[float, dict[str, object]]] = []
     # About a minute on an idle 2-core machine; six on one loaded ten times over (issue 26): the deadline
     # only stops a hung run.
@@ -656,9 +660,11 @@ def test_a_real_trainer_unchanged_gets_a_live_eta_under_with_maintenance(
             with contextlib.suppress(OSError, ValueError):  # before the shim is up, and after it is gone
                 seen.append((time.time() - t0, _shim_status(shim_port)))
             time.sleep(0.5)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         stop_pid(proc, grace=60)  # with_maintenance.sh's traps put the services back
+    err = err_path.read_text(errors="replace")
+    assert_no_stray_lines("", err)
     assert proc.returncode == 0, err[-3000:]
     steps = [(item["t"], item["step"], item["total"]) for item in map(json.loads, truth.read_text().splitlines())
              if "step" in item]
