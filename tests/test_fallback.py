@@ -191,7 +191,8 @@ def _nginx_fallback_on(b: Box, prefix: Path, port: int) -> Nginx:
         site = site.replace(f"server 127.0.0.1:{live} ", f"server 127.0.0.1:{b.services[name].port} ")
     for name, shim in (("studio", 8081), ("video", 8082)):
         assert site.count(f"server 127.0.0.1:{shim} backup max_fails=0;") == 3
-        site = site.replace(f"server 127.0.0.1:{shim} backup", f"server 127.0.0.1:{b.shim_ports[name]} backup")
+        assert site.count(f"server 127.0.0.1:{shim};") == 1  # the last resort (error_page 502)
+        site = site.replace(f"server 127.0.0.1:{shim}", f"server 127.0.0.1:{b.shim_ports[name]}")
     (prefix / "conf" / "site.conf").write_text(site)
     (prefix / "conf" / "extra.conf").write_text("# nothing\n")
     (prefix / "conf" / "nginx.conf").write_text(_main_conf(prefix))

@@ -944,12 +944,15 @@ def test_slowloris_evicts_head_trickles_before_kept_alive_clients(start_shim: Sh
 
 @pytest.mark.e2e
 def test_unread_uploads_leave_rss_flat(tmp_path: Path) -> None:
-    """bench/upload_rss.py, shortened: 3,000 uploads of 70 KB the shim never reads (each lingers), RSS of
-    the serving process within 10 MB of its value after 500 warm-up uploads. Measured: +2.5 MB (before
-    bodies stopped being buffered for nobody: +31 MB, and +26 MB more during the warm-up)."""
+    """bench/upload_rss.py, shortened: two rounds of 2,000 uploads of 70 KB the shim never reads (each
+    lingers) after 500 warm-up ones; the second round adds at most 10 MB to the serving process's RSS.
+    Memory held per upload would show in every round (before bodies stopped being buffered for nobody:
+    +31 MB per 3,000); what the first round adds is the allocator's high-water mark, which follows how many
+    connections are open at once, so the machine's speed (measured: +2.5 MB here, +10.8 MB in a CI run at
+    3,876 uploads/s), and is not judged."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "upload_rss.py"), "--uploads", "3000", "--warmup", "500",
-         "--max-growth-mb", "10", "--json", str(tmp_path / "upload_rss.json")],
+        [sys.executable, str(ROOT / "bench" / "upload_rss.py"), "--uploads", "2000", "--rounds", "2",
+         "--warmup", "500", "--max-growth-mb", "10", "--json", str(tmp_path / "upload_rss.json")],
         capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
