@@ -1,5 +1,5 @@
-"""The raw-request fuzz of tests/test_fuzz.py, for longer: Hypothesis-built and mutated byte streams
-(tests/rawfuzz.py) at a shim's two service listeners and its admin listener, and through the shipped nginx
+"""The raw-request fuzz of tests/uvicorn_ext/test_fuzz.py, for longer: Hypothesis-built and mutated byte streams
+(tests/support/rawfuzz.py) at a shim's two service listeners and its admin listener, and through the shipped nginx
 site (deploy/nginx/maintenance-shim-site.conf, both upstreams the shim).
 
 Usage: python bench/fuzz_raw.py [--examples 20000] [--no-nginx] [--json PATH]
@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from tests.nginx_harness import start_nginx  # noqa: E402
-from tests.rawfuzz import bad_statuses, connection_bytes, exchange, statuses  # noqa: E402
 from tests.support import free_port  # noqa: E402
+from tests.support.nginx import start_nginx  # noqa: E402
+from tests.support.rawfuzz import bad_statuses, connection_bytes, exchange, statuses  # noqa: E402
 
 
 def start_shim(directory: Path) -> tuple[subprocess.Popen[bytes], list[int], int, Path]:

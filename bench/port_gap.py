@@ -3,9 +3,9 @@ service's port to the shim (start_maintenance.sh) and back (stop_maintenance.sh)
 
 Usage: python bench/port_gap.py [--cycles 5] [--clients 4] [--json PATH]
 
-Two stand-in services (tests/standin.py, started and stopped through the scripts' hooks as in
-tests/test_scripts.py), each hit by --clients threads sending requests on fresh connections every 4 ms
-(tests/scripts_harness.py's Hammer); then --cycles start/stop cycles. For each switch, the longest window
+Two stand-in services (tests/support/standin.py, started and stopped through the scripts' hooks as in
+tests/scripts/test_scripts.py), each hit by --clients threads sending requests on fresh connections every 4 ms
+(tests/support/scripts.py's Hammer); then --cycles start/stop cycles. For each switch, the longest window
 with only refused or reset connections on one service's port: from the end of the last answered request
 before it to the start of the first answered one after it (an upper bound on the real gap).
 
@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.scripts_harness import SERVICES, Hammer, Service, Setup, Target, _shim_cmd  # noqa: E402
 from tests.support import free_port  # noqa: E402
+from tests.support.scripts import SERVICES, Hammer, Service, Setup, Target, _shim_cmd  # noqa: E402
 
 
 def make_setup(tmp: Path) -> Setup:

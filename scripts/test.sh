@@ -9,7 +9,7 @@ venv=${MAINT_TEST_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 apt_packages=(nginx-light caddy haproxy socat chromium fonts-noto-cjk fonts-noto-core wrk valgrind shellcheck curl procps prometheus
   faketime)
-# npm installs axe-core for tests/test_a11y.py: Debian's, unless a Node.js is there that brings its own.
+# npm installs axe-core for tests/web/test_a11y.py: Debian's, unless a Node.js is there that brings its own.
 command -v npm >/dev/null || apt_packages+=(npm)
 
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.scripts_harness import SERVICES, Service, Setup, _shim_cmd
 from tests.support import (
     ARTIFACTS,
     ROOT,
@@ -31,6 +30,7 @@ from tests.support import (
     start_on_free_ports,
     wait_http,
 )
+from tests.support.scripts import SERVICES, Service, Setup, _shim_cmd
 
 __all__ = ["ARTIFACTS", "ROOT", "Shim", "ShimFactory", "ShimLauncher", "clean_env", "free_port", "wait_http"]
 

@@ -307,7 +307,7 @@ def _env_file(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 
 def _script(name: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    from tests.scripts_harness import run_script
+    from tests.support.scripts import run_script
 
     return run_script([str(ROOT / "scripts" / name)], env=env, cwd=cwd, timeout=60)
 

@@ -26,20 +26,21 @@ def test_the_suite_collects_without_playwright(tmp_path: Path) -> None:
 
 
 def test_no_test_module_imports_another() -> None:
-    """Shared code lives in tests/support.py and the *_harness.py modules; fixtures in conftest.py."""
-    for path in sorted((ROOT / "tests").glob("test_*.py")):
+    """Shared code lives in the tests/support/ package; fixtures in conftest.py."""
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
         tree = ast.parse(path.read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         others = sorted(name for name in imported if name.startswith("tests.test_"))
-        assert others == [], f"{path.name} imports {others}"
+        assert others == [], f"{path.relative_to(ROOT)} imports {others}"
 
 
 # ---- the time rule: no fixed sleep followed by an assertion -----------------------------------------------
 
 # Modules of helpers (waiting loops live there, with deadlines); test modules are checked.
-HELPERS = {"support.py", "conftest.py", "scripts_harness.py", "loadgen.py", "page_harness.py", "standin.py",
-           "fleet_trainer.py", "nginx_harness.py", "caddy_harness.py", "haproxy_harness.py", "traefik_harness.py"}
+HELPERS = {"conftest.py", *(f"support/{name}" for name in (
+    "__init__.py", "scripts.py", "loadgen.py", "page.py", "standin.py", "fleet_trainer.py", "nginx.py", "caddy.py",
+    "haproxy.py", "traefik.py"))}
 SLEEP_OK = "# sleep-ok:"  # on the sleep's line or the line above: why this sleep cannot make the test fail
 
 
@@ -89,10 +90,12 @@ def test_the_rule_finds_a_sleep_then_a_count() -> None:
 
 
 def test_no_test_sleeps_then_asserts() -> None:
-    """Tests wait for conditions (tests/support.py: wait_until, wait_listening, ...) with generous deadlines;
+    """Tests wait for conditions (tests/support/__init__.py: wait_until, wait_listening, ...) with generous deadlines;
     a fixed sleep followed by an assertion measures the machine. The exceptions say why in a comment."""
-    found = {path.name: lines for path in sorted((ROOT / "tests").glob("*.py"))
-             if path.name not in HELPERS and (lines := sleeps_followed_by_asserts(path.read_text()))}
+    tests = ROOT / "tests"
+    found = {name: lines for path in sorted(tests.rglob("*.py"))
+             if (name := path.relative_to(tests).as_posix()) not in HELPERS and not name.startswith("data/")
+             and (lines := sleeps_followed_by_asserts(path.read_text()))}
     assert found == {}, f"time.sleep(...) then assert (file: lines); wait for the condition instead: {found}"
 
 

@@ -4,7 +4,7 @@ protocol.py subclasses uvicorn's httptools protocol and its request-response cyc
 heads with uvicorn's own header expressions. None of these is uvicorn's public API, so a release may rename
 any of them. `missing()` reads the installed uvicorn (its classes, and their constructors' source for the
 attributes they set) and names what is gone; server.py then serves on stock uvicorn instead of not
-starting, and tests/test_uvicorn_contract.py fails with the same names. pyproject.toml bounds uvicorn to
+starting, and tests/uvicorn_ext/test_uvicorn_contract.py fails with the same names. pyproject.toml bounds uvicorn to
 the releases this list was checked against.
 """
 
