@@ -152,6 +152,7 @@ def replay(case: Case) -> list[tuple[float, Snapshot]]:
             tracker.report(ProgressUpdate(
                 clock.now, last.step, last.total, "log", scope=last.scope, epoch=last.epoch, epochs=last.epochs,
                 epoch_step=last.epoch_step, epoch_total=last.epoch_total, pending=last.pending,
+                save_every=last.save_every,
             ))
         seen.append((t, tracker.snapshot()))
     return seen
