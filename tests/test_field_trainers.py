@@ -132,5 +132,9 @@ def test_diffusers_lora_example_unmodified_under_with_maintenance(
     assert any(st["state"] == "finishing" for st in after), [(st["state"], st.get("progress")) for st in after]
     assert not any(st["state"] in ("unknown", "overdue") for t, st in seen if first + 1.0 < t < end), [
         (round(t, 1), st["state"]) for t, st in seen if first + 1.0 < t < end]
+    back = wall  # with_maintenance.sh returns once the services answer again
+    report.append("t, state, step, ETA shown, true to the last step, true until the services were back:")
+    report += [f"{t:.1f} {st['state']} {(st.get('progress') or {}).get('step')} "  # type: ignore[union-attr]
+               f"{(st.get('eta') or {}).get('seconds')} {end - t:.1f} {back - t:.1f}" for t, st in seen]  # type: ignore[union-attr]
     _write_artifact("field-diffusers-lora.txt", "\n".join(report))
     s.assert_live()  # the services back, the shim stopped
