@@ -123,8 +123,9 @@ def test_diffusers_lora_example_unmodified_under_with_maintenance(
             seconds = float(eta["seconds"])  # type: ignore[arg-type]
             assert math.isfinite(seconds) and seconds > 0, status
             shown, true = seconds - RESUME, end - at
-            report.append(f"{fraction:.0%}: {status['state']}, shown {shown:.0f} s, true {true:.1f} s, "
-                          f"error {abs(shown - true) / true:.1%}")
+            report.append(f"{fraction:.0%}: {status['state']}, ETA {seconds:.0f} s; the services were back "
+                          f"{wall - at:.1f} s later (error {abs(seconds - (wall - at)) / (wall - at):.1%}); "
+                          f"less MAINT_RESUME_SECONDS {shown:.0f} s, the last step {true:.1f} s later")
         else:
             report.append(f"{fraction:.0%}: {status['state']}, no ETA yet")
     # After the last step (the final LoRA save and validation, then with_maintenance.sh's switch back).
@@ -132,9 +133,9 @@ def test_diffusers_lora_example_unmodified_under_with_maintenance(
     assert any(st["state"] == "finishing" for st in after), [(st["state"], st.get("progress")) for st in after]
     assert not any(st["state"] in ("unknown", "overdue") for t, st in seen if first + 1.0 < t < end), [
         (round(t, 1), st["state"]) for t, st in seen if first + 1.0 < t < end]
-    back = wall  # with_maintenance.sh returns once the services answer again
+    # with_maintenance.sh returns once the services answer again: the ETA's true target is `wall`.
     report.append("t, state, step, ETA shown, true to the last step, true until the services were back:")
     report += [f"{t:.1f} {st['state']} {(st.get('progress') or {}).get('step')} "  # type: ignore[union-attr]
-               f"{(st.get('eta') or {}).get('seconds')} {end - t:.1f} {back - t:.1f}" for t, st in seen]  # type: ignore[union-attr]
+               f"{(st.get('eta') or {}).get('seconds')} {end - t:.1f} {wall - t:.1f}" for t, st in seen]  # type: ignore[union-attr]
     _write_artifact("field-diffusers-lora.txt", "\n".join(report))
     s.assert_live()  # the services back, the shim stopped
