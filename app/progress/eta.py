@@ -18,7 +18,9 @@ Rules (docs/progress.md explains them for operators):
   not.
 - Recurring pauses: the pauses still to come are added. A pause seen once is not a rhythm (diffusers
   validates after epoch 0, then every N epochs; a save at P may be a one-off): it predicts none until it
-  recurs. Pauses at a regular step interval
+  recurs, unless the trainer's own numbers say so: a pause at the step its first step-numbered save names
+  (``save_every``: ``checkpoint-100`` at step 100, the log parser reads it) recurs every that many steps.
+  Pauses at a regular step interval
   count one mean pause per period still ahead (one at the total itself is after the last step: the
   Hugging Face Trainer's final evaluation); irregular ones are amortized: their total per step since the
   warm-up, per remaining step. Hiccups under 1 s are only cut out of the rate, and a pause seen across
@@ -171,6 +173,7 @@ class Estimator:
         self._pauses = 0
         self._pause_step: int | None = None
         self._pause_steps: list[int] = []
+        self._save_every: int | None = None
         self._median_interval: float | None = None
         self._longest_pause = 0.0
         self._normal_count = 0
@@ -180,8 +183,11 @@ class Estimator:
         self._finish_t = 0.0
         self._done_at: float | None = None
 
-    def add(self, t: float, step: int, total: int | None, phase: str | None = None) -> None:
-        """Record that ``step`` of ``total`` was reached at time ``t``; a step going back resets."""
+    def add(
+        self, t: float, step: int, total: int | None, phase: str | None = None, save_every: int | None = None
+    ) -> None:
+        """Record that ``step`` of ``total`` was reached at time ``t``; a step going back resets.
+        ``save_every``: the step its first step-numbered save named (the trainer saves every that many)."""
         if not math.isfinite(t) or step < 0:
             return
         if total is not None and total <= 0:
@@ -198,6 +204,8 @@ class Estimator:
             if total is None or step < total:
                 self._done_at = None
         self._updated_at = t if self._updated_at is None else max(self._updated_at, t)
+        if save_every is not None and save_every > 0 and self._save_every is None:
+            self._save_every = save_every
         new_phase: Phase | None = None
         if phase is not None:
             new_phase = phase if phase in PHASES else "training"
@@ -313,7 +321,13 @@ class Estimator:
             return 0.0
         starts = self._pause_steps[-8:]
         if self._pauses == 1:
-            # One pause is not a rhythm (diffusers validates after epoch 0, then every N epochs).
+            # One pause is not a rhythm (diffusers validates after epoch 0, then every N epochs), unless it
+            # came at a multiple of the step the trainer's first step-numbered save named: it saves every
+            # that many steps.
+            every = self._save_every
+            off = None if every is None else min(starts[-1] % every, every - starts[-1] % every)
+            if every is not None and off is not None and off <= max(_MERGE_STEPS, every / 50):
+                return _count_ahead(starts[-1] + every, every, total) * self._pause_seconds
             return 0.0
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         if gaps and min(gaps) > 0 and max(gaps) <= _PERIODIC * min(gaps):

@@ -87,6 +87,12 @@ _HF_DICT_EPOCH = re.compile(r"^\{'[a-z_]{1,40}': .{0,1500}'epoch': '?(?P<epoch>\
 # LTX-2 (packages/ltx-trainer trainer.py): '🚀 Resuming training from step 400 → 2000'; its bar then counts the
 # remaining 1,600 steps.
 _RESUMED = re.compile(r"Resuming training from step\s{1,4}(?P<start>\d{1,12})\s{1,4}(?:→|->)\s{1,4}(?P<end>\d{1,12})")
+# A save named by its step: diffusers/accelerate 'Saved state to out/checkpoint-100', the Hugging Face Trainer
+# 'Saving model checkpoint to out/checkpoint-150', LTX-2 'lora_weights_step_00100.safetensors', kohya's
+# '-step00000040.safetensors', 'ckpt-180.pt'. Epoch-numbered names ('last-000003.safetensors') are not steps.
+# A name alone counts (Rich wraps LTX-2's line before the file name); one being resumed from or loaded does not.
+_NOT_A_SAVE = re.compile(r"resum|load", re.I)
+_SAVED_STEP = re.compile(r"(?:checkpoint|ckpt)[-_](?P<n>\d{1,12})(?!\d)|[_-]step[_-]?(?P<s>\d{1,12})(?!\d)", re.I)
 # SimpleTuner's one bar over the whole run: 'Epoch 3/10, Steps' - the counter is global.
 _GLOBAL_EPOCH_LABEL = re.compile(r"^epoch\s{0,4}\d{1,6}\s{0,4}/\s{0,4}\d{1,6},?\s{1,4}steps$", re.I)
 # An epoch bar with no number in its label (OneTrainer's tqdm(epochs, desc="epoch")): it counts epochs.
@@ -150,6 +156,9 @@ class LogProgress:
     # True: what looked like training progress was a side task after all (an unlabelled bar that finished
     # before any training bar); training has not started yet.
     pending: bool = False
+    # The step the first step-numbered save of the run named (``checkpoint-100``): the trainer saves every
+    # that many steps (a save first at step N under 'every N steps' or 'every epoch of N steps').
+    save_every: int | None = None
 
 
 def side_task(label: str) -> str | None:
@@ -289,6 +298,8 @@ class LogParser:
         # What trainers print around their bars: the run's total and epochs, a resume offset (LTX-2).
         self.banner_total: int | None = None
         self.banner_epochs: int | None = None
+        #: The step named by the first step-numbered save seen (``Saved state to out/checkpoint-100``).
+        self.save_every: int | None = None
         self._resumed: tuple[int, int] | None = None
         # Unlabelled (or unrecognised) bars: the one followed while unconfirmed, whether other output came
         # between two of its updates (a training bar keeps moving across saves and evaluations), and the
@@ -359,6 +370,9 @@ class LogParser:
             self.banner_total = _banner_number(match.group("total"))
         if "Num Epochs" in text and (match := _BANNER_EPOCHS.search(text)) is not None:
             self.banner_epochs = _banner_number(match.group("epochs"))
+        if self.save_every is None and (match := _SAVED_STEP.search(text)) is not None and not _NOT_A_SAVE.search(text):
+            saved = int(match.group("n") or match.group("s"))
+            self.save_every = saved if 0 < saved <= MAX_COUNT else None
         if "raining" in text and _TRAINING_STARTED.search(text):
             self.training_announced = True
         if "Resuming training" in text and (match := _RESUMED.search(text)) is not None:
@@ -407,6 +421,8 @@ class LogParser:
         if key == self._last:
             return
         self._last = key
+        if self.save_every is not None:
+            progress = replace(progress, save_every=self.save_every)
         found.append(progress)
 
     def _side_task_after_all(self, progress: LogProgress, found: list[LogProgress]) -> bool:

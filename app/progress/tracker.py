@@ -71,6 +71,8 @@ class ProgressUpdate:
     # The source saw no training progress yet (what it took for it was a side task: a bar that finished
     # before training): the state is 'estimating', never 'finishing' or 'overdue'.
     pending: bool = False
+    # The step the trainer's first step-numbered save named (``checkpoint-100``): it saves every that many.
+    save_every: int | None = None
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ class Tracker:
                 )
             # The allowance is in the shown finish each sample moves (earlier only gradually): set it first.
             followed.estimator.resume_seconds = self._allowance(followed.estimator)
-            followed.estimator.add(update.t, update.step, update.total, update.phase)
+            followed.estimator.add(update.t, update.step, update.total, update.phase, update.save_every)
             followed.last = update
             self._valid_until = 0.0
 

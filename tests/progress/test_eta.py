@@ -513,6 +513,24 @@ def test_a_pause_is_a_rhythm_once_it_recurs() -> None:
     assert refuted.pause_left(300, 900) == 0.0
 
 
+def test_a_pause_at_the_step_its_first_save_named_is_a_rhythm_at_once() -> None:
+    """The trainer's own numbers: a 4 s pause at step 100 after the log named a save `checkpoint-100` predicts
+    the ones at 200, ... 600 of 700 (the one at 700 follows the last step) before any of them recurs; the same
+    pause with the first save named at 150 (no multiple of it) predicts none; the first validation of
+    diffusers' epoch schedule (no save named) none either."""
+    def run(save_every: int | None) -> Estimator:
+        estimator = new_estimator(resume=0.0)
+        t = START
+        for step in range(1, 131):
+            t += 0.1 + (4.0 if step == 101 else 0.0)
+            estimator.add(t, step, 700, save_every=save_every if step > 100 else None)
+        return estimator
+
+    assert run(100).pause_left(130, 700) == pytest.approx(5 * 4.0, rel=0.05)
+    assert run(150).pause_left(130, 700) == 0.0
+    assert run(None).pause_left(130, 700) == 0.0
+
+
 def test_the_work_after_the_last_step_is_the_mean_mid_run_pause_before_history_exists() -> None:
     """kohya saves every few epochs and once more after the last step, as long as each save mid-run: with no
     run history, 'finishing' counts one such save before the save-and-reload time; with history, only the

@@ -482,3 +482,24 @@ def test_hugging_face_log_dicts_with_the_banner_give_the_step() -> None:
     assert steps(LogParser().feed(text)) == [(100, 1200), (600, 1200)]
     # Without the banner the dicts say nothing about the run's length.
     assert LogParser().feed(text.split("\n", 2)[2]) == []
+
+
+@pytest.mark.parametrize(("line", "every"), [
+    ("12/06/2026 23:27:00 - INFO - __main__ - Saved state to /out/checkpoint-40", 40),  # diffusers' examples
+    ("[transformers] Saving model checkpoint to /tmp/run/checkpoint-150", 150),  # HF Trainer, INFO
+    ("         checkpoints/lora_weights_step_00100.safetensors", 100),  # LTX-2, its Rich line wrapped
+    ("saving checkpoint: out/lora-step00000040.safetensors", 40),  # kohya, save_every_n_steps
+    ("Saved checkpoint /tmp/capture/ckpt-180.pt", 180),
+    ("saving checkpoint: /tmp/kohya/last-000003.safetensors", None),  # an epoch's number, not a step
+    ("Resuming from checkpoint checkpoint-360", None),  # loaded, not saved
+    ("Loading checkpoint-200", None),
+])
+def test_a_save_named_by_its_step_gives_the_saving_rhythm(line: str, every: int | None) -> None:
+    """The first step-numbered save names the trainer's saving interval; the updates after it carry it."""
+    parser = LogParser()
+    parser.feed("Steps:  10%|█         | 10/100 [00:01<00:09, 10.0it/s]\n" + line + "\n")
+    found = parser.feed("Steps:  11%|█         | 11/100 [00:01<00:09, 10.0it/s]\n")
+    assert parser.save_every == every
+    assert found and found[-1].save_every == every
+    parser.feed("Saved state to /out/checkpoint-80\n")
+    assert parser.save_every == (80 if every is None else every)  # the first save named by a step counts

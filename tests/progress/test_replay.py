@@ -45,7 +45,7 @@ BLIND = {
 TRAINERS = {
     "trainer_kohya", "trainer_musubi", "trainer_ltx2", "trainer_ltx2_resume", "trainer_ltx2_disable_progress_bars",
     "trainer_ltx2_pipe", "trainer_ltxv", "trainer_onetrainer", "trainer_simpletuner", "trainer_ai_toolkit",
-    "trainer_torchtune", "trainer_hf_disable_tqdm", "trainer_hf_disable_tqdm_real",
+    "trainer_torchtune", "trainer_hf_disable_tqdm", "trainer_hf_disable_tqdm_real", "field_diffusers_lora",
 }
 CASES = sorted(path.name for path in DATA.iterdir() if (path / "meta.json").exists()) if DATA.exists() else []
 
@@ -152,6 +152,7 @@ def replay(case: Case) -> list[tuple[float, Snapshot]]:
             tracker.report(ProgressUpdate(
                 clock.now, last.step, last.total, "log", scope=last.scope, epoch=last.epoch, epochs=last.epochs,
                 epoch_step=last.epoch_step, epoch_total=last.epoch_total, pending=last.pending,
+                save_every=last.save_every,
             ))
         seen.append((t, tracker.snapshot()))
     return seen

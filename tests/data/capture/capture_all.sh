@@ -100,3 +100,19 @@ run trainer_ai_toolkit --kind pause --description "ai-toolkit: baseline samples 
 run trainer_torchtune --kind steady --description "torchtune lora_finetune_single_device: a new bar per epoch (100 steps, 3 epochs), description 'epoch|global_step|Loss: x', no number of epochs printed" -- "$PY" $TP torchtune
 run trainer_hf_disable_tqdm --kind pause --description "transformers Trainer with disable_tqdm=True: the banner (Num Epochs = 3, Total optimization steps = 300) and a log dict every 10 steps with the epoch fraction; saves every 120 steps" -- "$PY" $TP hf_disable_tqdm
 run trainer_hf_disable_tqdm_real --kind pause --description "the real transformers Trainer (tiny random GPT-2, CPU) with disable_tqdm=True and INFO verbosity as HF's example scripts set it: the banner (Num Epochs = 3, Total optimization steps = 600), PrinterCallback dicts every 10 steps ({'loss': '7.6', ..., 'epoch': '0.05'}), evaluation (160 samples) every 100 steps, a save every 150" -- "$PY" $CAP/hf_trainer_eval_save.py --disable-tqdm --max-steps 600 --eval-size 160
+
+# The real, unmodified trainers (tests/data/field/): FIELD_PY is the field venv's Python (tests/data/field/README.md).
+FIELD=tests/data/field
+FIELD_PY=${FIELD_PY:-/opt/field-venv/bin/python}
+field_env=(--env "PYTHONPATH=$FIELD/truth:$CAP" --env "HF_HOME=$TMP/field-hf" --env HF_HUB_OFFLINE=1
+  --env HF_DATASETS_OFFLINE=1 --env TRANSFORMERS_OFFLINE=1 --env OMP_NUM_THREADS=1)
+run field_diffusers_lora --kind pause --trainer "diffusers 0.40.0 examples/text_to_image/train_text_to_image_lora.py (unmodified)" \
+  --epochs 38 --epochs-printed true --total-steps 300 --bar-label Steps \
+  --pre "rm -rf $TMP/field-sd $TMP/field-images $TMP/field-out $TMP/field-hf && $FIELD_PY $FIELD/tiny_sd.py $TMP/field-sd $TMP/field-images" \
+  --description "diffusers' LoRA example, unmodified, on a tiny random Stable Diffusion (tests/data/field/tiny_sd.py) and 8 random 16x16 images: 300 steps, a checkpoint (accelerator.save_state) every 100 steps, a validation (the pipeline rebuilt, 30 denoising steps) after epochs 0, 15 and 30 (steps 8, 128, 248), the LoRA saved and validated after the last step" \
+  "${field_env[@]}" --env CAPTURE_TOTAL=300 \
+  -- "$FIELD_PY" $FIELD/diffusers/train_text_to_image_lora.py "--pretrained_model_name_or_path=$TMP/field-sd" \
+  "--train_data_dir=$TMP/field-images" --resolution=16 --train_batch_size=1 --max_train_steps=300 \
+  --checkpointing_steps=100 "--validation_prompt=a photo" --num_validation_images=1 --validation_epochs=15 \
+  --learning_rate=1e-04 --lr_scheduler=constant --lr_warmup_steps=0 --rank=4 --seed=0 "--output_dir=$TMP/field-out" \
+  --dataloader_num_workers=0
