@@ -6,13 +6,13 @@ with mid-run checkpoints and validations, a final LoRA save and a final validati
 torchvision, and PyPI's torchvision is a CUDA build whose C extension needs libtorch_cuda.so, which the CPU
 torch of the project's venv lacks: it runs in a venv of its own (tests/data/field/README.md), given as
 
-    .venv/bin/python -m pytest -m field tests/test_field_trainers.py --field-python /path/to/field-venv/bin/python
+    .venv/bin/python -m pytest -m field tests/trainers/test_field_trainers.py --field-python FIELD_VENV/bin/python
 
 so it is out of the default run, like the vLLM test. The run's speed follows this machine's load: only what
 does not depend on it is asserted (the training bar found, the run's total, the page never `finishing` or
 `overdue` before the first step, a finite ETA while training, `finishing` after the last step, the shim gone
 at the end); the errors at 25/50/75 % go to tests/artifacts/field-<name>.txt. The accuracy of the ETA over this
-trainer's output is asserted on its recording replayed at its recorded timing (tests/test_replay.py,
+trainer's output is asserted on its recording replayed at its recorded timing (tests/progress/test_replay.py,
 `field_diffusers_lora`, captured with the same command by tests/data/capture/capture_all.sh).
 """
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts_harness import ROOT, SCRIPTS, Setup, _write_artifact, assert_no_stray_lines
 from tests.support import free_port, request, stop_pid
+from tests.support.scripts import ROOT, SCRIPTS, Setup, _write_artifact, assert_no_stray_lines
 
 pytestmark = pytest.mark.field
 FIELD = ROOT / "tests" / "data" / "field"
