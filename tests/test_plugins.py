@@ -5,6 +5,7 @@ and then `check` names it, a bad value is refused naming its variable, and the s
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -228,3 +229,43 @@ def test_a_new_progress_source_is_its_own_two_files(tmp_path: Path) -> None:
     assert files - tracked == {"app/settings/sources/example_counter.py", "app/progress/sources/example_counter.py"}
     for name in tracked & files:
         assert (tree / name).read_bytes() == (ROOT / name).read_bytes(), name
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an app/ module imports, anywhere in it (lazy imports too), as `maintenance_shim.*` names."""
+    parts = ["maintenance_shim", *path.relative_to(ROOT / "app").with_suffix("").parts]
+    package = parts[:-1]  # a module's package, or a package's own (its __init__)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_the_settings_import_nothing_from_web_or_progress() -> None:
+    """The seam's promise: a source's settings module lives in settings/, its follower in progress/, and the
+    settings layer never reaches up for either (nor for web/)."""
+    bad = {
+        str(path.relative_to(ROOT)): sorted(
+            name for name in _imports(path) if name.startswith(("maintenance_shim.web", "maintenance_shim.progress"))
+        )
+        for path in (ROOT / "app" / "settings").rglob("*.py")
+    }
+    assert {name: found for name, found in bad.items() if found} == {}
+    # And the check sees imports at all: the follower registry reaches the settings' registry.
+    assert "maintenance_shim.settings.sources" in _imports(ROOT / "app/progress/sources/__init__.py")
+
+
+def test_each_source_is_its_settings_module_and_its_follower() -> None:
+    from maintenance_shim.progress.sources import registry as followers
+    from maintenance_shim.settings.shim import Settings
+    from maintenance_shim.settings.sources import registry as sources
+
+    assert set(followers()) == set(sources()) == {"progress_file", "train_log", "trainer_log_jsonl"}
+    assert set(sources()) <= set(Settings.model_fields)
+    assert len({follower.tag for follower in followers().values()}) == len(followers())

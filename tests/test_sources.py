@@ -1,4 +1,5 @@
-"""app/progress/sources.py against real files: atomic and broken progress files, tqdm logs, truncation, rotation."""
+"""app/progress/sources/ (progress_file.py, train_log.py) against real files: atomic and broken progress
+files, tqdm logs, truncation, rotation."""
 
 from __future__ import annotations
 
