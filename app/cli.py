@@ -123,11 +123,6 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(_settings(args.env_file, overrides), reload_settings=lambda: _settings(args.env_file, overrides))
 
 
-def _counted(what: str, count: int) -> str:
-    """`progress file`, or `3 progress files` when several are configured (one per node)."""
-    return what if count <= 1 else f"{count} {what}s"
-
-
 def _check(args: argparse.Namespace) -> int:
     from .settings.scripts import listen_warnings, load_script_settings
 
@@ -149,11 +144,13 @@ def _check(args: argparse.Namespace) -> int:
             return _fail("MAINT_NOTIFY_URLS: Apprise is not installed (pip install 'maintenance-shim[notify]')",
                          EXIT_BAD_SETTINGS)
     listeners = ", ".join(str(item) for item in settings.listeners)
+    from .settings.sources import registry as source_registry
+
     sources = [
         name
         for name, value in (
-            (_counted("progress file", len(settings.progress_files)), settings.progress_files),
-            (_counted("train log", len(settings.train_logs)), settings.train_logs),
+            *((source.summary(len(settings.source_paths(key))), settings.source_paths(key))
+              for key, source in source_registry().items()),
             ("static ETA", settings.eta),
             ("push", settings.admin_token),
         )

@@ -22,9 +22,7 @@ from .web.render import Renderer, Service
 from .web.responder import Responder
 
 if TYPE_CHECKING:
-    from .progress.sources import LogFollower, ProgressFileFollower
-
-    Follower = LogFollower | ProgressFileFollower
+    from .progress.sources import Follower
 
 
 def create_tracker(settings: Settings, started: datetime | None = None) -> Tracker:
@@ -98,23 +96,12 @@ def create_app(settings: Settings, tracker: Tracker | None = None) -> ASGIApp:
     async def lifespan() -> AsyncIterator[None]:
         admin.start()
         followers: list[Follower] = []
-        if settings.progress_files or settings.train_logs:
-            from .progress.sources import LogFollower, ProgressFileFollower
+        if settings.configured_sources:
+            from .progress.sources import Context
+            from .progress.sources import followers as source_followers
 
-            # One follower per entry; a NODE=PATH entry's updates carry its node.
-            for item in settings.progress_files:
-                followers.append(
-                    ProgressFileFollower(
-                        item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node
-                    )
-                )
-            for item in settings.train_logs:
-                followers.append(
-                    LogFollower(
-                        item.path, tracker.report, history_seconds=settings.stall_seconds, node=item.node,
-                        on_notice=tracker.notice,
-                    )
-                )
+            # One follower per entry of every configured source; a NODE=PATH entry's updates carry its node.
+            followers = source_followers(settings, Context(tracker.report, tracker.notice, settings.stall_seconds))
         tasks = [asyncio.create_task(follower.run()) for follower in followers]
         watcher = None
         if settings.state_dir is not None:

@@ -1,15 +1,18 @@
 """One-file plug-ins, for real: a new proxy added to a copy of the tree needs only its own files (its
 settings module and its bash adapter), and then `check`, `env --shell`, the scripts' adapter loading and
-status all know it."""
+status all know it; a new progress source needs only its own two (its settings module and its follower),
+and then `check` names it, a bad value is refused naming its variable, and the shim follows it."""
 
 from __future__ import annotations
 
+import ast
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, clean_env
+from tests.support import ROOT, ShimLauncher, clean_env, request, wait_until
 
 EXAMPLE_PY = '''"""A throwaway proxy for the plug-in test."""
 
@@ -49,6 +52,71 @@ proxy_point() { :; }
 proxy_test() { :; }
 proxy_reload() { :; }
 """
+
+
+SOURCE_SETTINGS_PY = '''"""A throwaway progress source for the plug-in test: a file holding `STEP/TOTAL`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from . import Source, SourceSettings
+
+
+class CounterSettings(SourceSettings):
+    example_counter: Path | None = Field(None, description="a file holding `STEP/TOTAL`")
+
+    @field_validator("example_counter")
+    @classmethod
+    def _check(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class Counter(Source):
+    name = "example_counter"
+    settings = CounterSettings
+    label = "example counter"
+
+
+SOURCE = Counter
+'''
+SOURCE_FOLLOWER_PY = '''"""A throwaway progress source for the plug-in test: a file holding `STEP/TOTAL`, read whole."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ...files import read_regular
+from ..tracker import EXACT, ProgressUpdate
+from ._base import Context, Follower, _WarnOnce
+
+
+class CounterFollower(Follower):
+    name = "example_counter"
+    tag = "counter"
+    priority = EXACT
+
+    def __init__(self, path: Path, context: Context, node: str | None) -> None:
+        self.path, self.on_progress, self.node, self.poll_interval = path, context.on_progress, node, 0.2
+        self._warn = _WarnOnce(str(path))
+
+    @classmethod
+    def from_settings(cls, path: Path, node: str | None, context: Context) -> CounterFollower:
+        return cls(path, context, node)
+
+    def _poll(self) -> None:
+        step, _, total = read_regular(self.path, 64).decode().strip().partition("/")
+        self._emit(ProgressUpdate(time.monotonic(), int(step), int(total), self.tag, node=self.node,
+                                  priority=self.priority))
+
+
+SOURCE = CounterFollower
+'''
 
 
 def _copy_tree(tmp_path: Path) -> Path:
@@ -112,3 +180,92 @@ def test_a_new_proxy_is_its_own_two_files(tmp_path: Path) -> None:
     assert files - tracked == {"app/settings/proxies/example.py", "scripts/proxy/example.sh"}
     for name in tracked & files:
         assert (tree / name).read_bytes() == (ROOT / name).read_bytes(), name
+
+
+def test_a_new_progress_source_is_its_own_two_files(tmp_path: Path) -> None:
+    tree = _copy_tree(tmp_path)
+    counter = tmp_path / "counter.txt"
+    counter.write_text("7/10\n")
+    settings = {"MAINT_EXAMPLE_COUNTER": str(counter), "MAINT_ADMIN_LISTEN": "off"}
+
+    before = _shim(tree, tmp_path, settings, "check")
+    assert before.returncode == 0 and "example counter" not in before.stdout  # an unknown MAINT_ name: ignored
+
+    (tree / "app/settings/sources/example_counter.py").write_text(SOURCE_SETTINGS_PY)
+    (tree / "app/progress/sources/example_counter.py").write_text(SOURCE_FOLLOWER_PY)
+
+    checked = _shim(tree, tmp_path, settings, "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "progress from example counter;" in checked.stdout, checked.stdout
+    bad = _shim(tree, tmp_path, {**settings, "MAINT_EXAMPLE_COUNTER": "counter.txt"}, "check")
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("maintenance-shim: MAINT_EXAMPLE_COUNTER: must be an absolute path")
+    shell = _shim(tree, tmp_path, settings, "env", "--shell")  # handed to the scripts as the others are
+    assert f"export MAINT_EXAMPLE_COUNTER={counter}" in shell.stdout.splitlines(), shell.stdout
+
+    # The shim follows it: its progress is the service's.
+    launcher = ShimLauncher(tmp_path)
+    try:
+        shim = launcher(env={"PYTHONPATH": str(tmp_path / "site"), "MAINT_EXAMPLE_COUNTER": str(counter)},
+                        cwd=tmp_path)
+
+        def progress() -> dict[str, object] | None:
+            status, _, body = request(shim, "GET", "/_maintenance/status")
+            found: dict[str, object] | None = json.loads(body).get("progress") if status == 200 else None
+            return found
+
+        assert wait_until(lambda: (progress() or {}).get("step") == 7, what="step 7 from the new source")
+        counter.write_text("8/10\n")
+        assert wait_until(lambda: (progress() or {}).get("step") == 8, what="step 8 from the new source")
+        assert (progress() or {}).get("total") == 10
+    finally:
+        launcher.close()
+
+    # And that was all: the copy differs from the tracked tree by the two new files alone.
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split())
+    files = {str(path.relative_to(tree)) for path in tree.rglob("*") if path.is_file()}
+    files = {name for name in files if "__pycache__" not in name}
+    assert files - tracked == {"app/settings/sources/example_counter.py", "app/progress/sources/example_counter.py"}
+    for name in tracked & files:
+        assert (tree / name).read_bytes() == (ROOT / name).read_bytes(), name
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an app/ module imports, anywhere in it (lazy imports too), as `maintenance_shim.*` names."""
+    parts = ["maintenance_shim", *path.relative_to(ROOT / "app").with_suffix("").parts]
+    package = parts[:-1]  # a module's package, or a package's own (its __init__)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_the_settings_import_nothing_from_web_or_progress() -> None:
+    """The seam's promise: a source's settings module lives in settings/, its follower in progress/, and the
+    settings layer never reaches up for either (nor for web/)."""
+    bad = {
+        str(path.relative_to(ROOT)): sorted(
+            name for name in _imports(path) if name.startswith(("maintenance_shim.web", "maintenance_shim.progress"))
+        )
+        for path in (ROOT / "app" / "settings").rglob("*.py")
+    }
+    assert {name: found for name, found in bad.items() if found} == {}
+    # And the check sees imports at all: the follower registry reaches the settings' registry.
+    assert "maintenance_shim.settings.sources" in _imports(ROOT / "app/progress/sources/__init__.py")
+
+
+def test_each_source_is_its_settings_module_and_its_follower() -> None:
+    from maintenance_shim.progress.sources import registry as followers
+    from maintenance_shim.settings.shim import Settings
+    from maintenance_shim.settings.sources import registry as sources
+
+    assert set(followers()) == set(sources()) == {"progress_file", "train_log", "trainer_log_jsonl"}
+    assert set(sources()) <= set(Settings.model_fields)
+    assert len({follower.tag for follower in followers().values()}) == len(followers())

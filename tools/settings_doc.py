@@ -4,7 +4,8 @@
     python -m tools.settings_doc --write  # rewrite them
 
 Every field of `Settings` (app/settings/shim.py) and `ScriptSettings` (app/settings/scripts.py) is listed here once,
-with its meaning; tests/settings/test_settings.py fails when a field has no entry or a file has drifted.
+with its meaning (a progress source's and a proxy's: their modules' field descriptions);
+tests/settings/test_settings.py fails when a field has no entry or a file has drifted.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from pydantic_core import PydanticUndefined
 from maintenance_shim.settings.proxies import registry
 from maintenance_shim.settings.scripts import SERVICE_KEYS, ScriptSettings
 from maintenance_shim.settings.shim import Settings
+from maintenance_shim.settings.sources import registry as source_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "settings.md"
 EXAMPLE = ROOT / "deploy" / "maintenance.env.example"
 
-# The shim's settings: (section, [(field, meaning)]).
+# The shim's settings: (section, [(field, meaning)]); the progress sources' follow `eta` (shim_sections).
 SHIM: list[tuple[str, list[tuple[str, str]]]] = [
     ("Where it listens and what it answers", [
         ("listen", "comma list of `HOST:PORT[=SERVICE[:page|api|openai]]`, one per replaced service "
@@ -57,11 +59,6 @@ SHIM: list[tuple[str, list[tuple[str, str]]]] = [
         ("eta", "static ETA: a duration from shim start (`45m`, `1h30m`, `2h`, `90s`, or `900` seconds; every "
                 "unit written: `1h30` is an error, write `1h30m`) or an ISO-8601 time (no zone = local time); in "
                 "the future and at most 365 days ahead"),
-        ("progress_file", "JSON progress file written by the trainer ([progress.md](progress.md)); or "
-                          "comma-separated `NODE=PATH` entries, one per GPU node (`gpu-1=/mnt/a/progress.json`), "
-                          "beside at most one plain `PATH`"),
-        ("train_log", "trainer log to follow for tqdm-style progress; or `NODE=PATH` entries, as for "
-                      "`MAINT_PROGRESS_FILE` (`gpu-1=/mnt/a/train.log,gpu-2=/mnt/b/train.log`)"),
         ("resume_seconds", "time from the last training step until the services answer again (save + reload), "
                            "until run history has taught it; unset, a first run uses its longest checkpoint "
                            "save so far plus the scripts' measured time to bring the services back "
@@ -150,6 +147,15 @@ SCRIPT_DEFAULTS = {  # defaults that depend on the machine or on other settings
 }
 
 
+def shim_sections() -> list[tuple[str, list[tuple[str, str]]]]:
+    """SHIM with each progress source's setting (app/settings/sources/) after `eta`, its meaning its description."""
+    sources = [(name, Settings.model_fields[name].description or "") for name in source_registry()]
+    return [
+        (section, [item for row in rows for item in ([row, *sources] if row[0] == "eta" else [row])])
+        for section, rows in SHIM
+    ]
+
+
 def script_sections() -> list[tuple[str, list[tuple[str, FieldInfo, str]]]]:
     """The scripts' settings by section: (field, its schema, its default in words or ""), the proxies' last."""
     sections = [
@@ -196,7 +202,7 @@ def _cell(text: str) -> str:
 
 def missing_entries() -> list[str]:
     """Fields of either schema that this reference does not list (or lists but do not exist)."""
-    listed = {field for _, rows in SHIM for field, _ in rows}
+    listed = {field for _, rows in shim_sections() for field, _ in rows}
     scripts = {field for _, fields in SCRIPTS for field in fields}
     out = [f"Settings.{f}" for f in sorted(set(Settings.model_fields) - GATHERED - listed)]
     out += [f"ScriptSettings.{f}" for f in sorted(set(ScriptSettings.model_fields) - GATHERED - scripts)]
@@ -229,7 +235,7 @@ def markdown() -> str:
         "## The shim",
         "",
     ]
-    for section, rows in SHIM:
+    for section, rows in shim_sections():
         lines += [f"### {section}", "", "| setting | meaning | default |", "|---|---|---|"]
         for field, meaning in rows:
             info = Settings.model_fields[field]
@@ -316,7 +322,7 @@ def _quoted(text: str) -> str:
 def env_example() -> str:
     """deploy/maintenance.env.example."""
     lines = [EXAMPLE_HEAD]
-    for section, rows in SHIM:
+    for section, rows in shim_sections():
         lines.append(f"# ==== The shim: {section} ".ljust(100, "="))
         for field, meaning in rows:
             lines += _comment(meaning)

@@ -1,10 +1,11 @@
 """The shim's current maintenance state: progress updates in, a once-a-second Snapshot out.
 
-Every progress source (progress file, trainer log, push, trainer callbacks through either) hands the
-Tracker the same thing, a ``ProgressUpdate``; a new source is one class that produces them and one line
-of wiring in ``main.py``. The Tracker keeps one Estimator per source and shows the best source: the
-freshest among those updated within the stall time, exact sources (file, push) before parsed logs and
-whole-run progress before current-epoch-only progress.
+Every progress source (the followers in ``sources/``, the push, trainer callbacks through either) hands
+the Tracker the same thing, a ``ProgressUpdate`` carrying its source's priority; a new source is its
+module in ``sources/`` and its settings module (app/settings/sources/). The Tracker keeps one Estimator
+per source and shows the best source: the freshest among those updated within the stall time, higher
+priority first (exact sources: file, push, before parsed logs), whole-run progress before
+current-epoch-only progress.
 
 Updates may name the GPU node that trains (``node``): the estimators are then kept per (node, source), each
 node gets its own snapshot from its own sources (its own stall timer), and the service's snapshot is the
@@ -40,8 +41,9 @@ Scope = Literal["run", "epoch"]
 Basis = Literal["progress", "history", "static", "setting"]
 # While the scripts report what follows the last step, the ETA does not fall below this (seconds).
 _AFTER_FLOOR = 10.0
-# Sources that know the exact step and total win over ones that parse a log.
-_PRIORITY = {"push": 2, "file": 2, "log": 1}
+# A ProgressUpdate's priority: sources that know the exact step and total win over ones that parse text.
+EXACT = 2
+PARSED = 1
 # Steps and totals beyond this are refused (the push API's Field(le=...) and the file and log parsers say the
 # same); ETAs are shown at most this far ahead (a year); rates at most this high (steps per second).
 MAX_COUNT = 10**12
@@ -73,6 +75,8 @@ class ProgressUpdate:
     pending: bool = False
     # The step the trainer's first step-numbered save named (``checkpoint-100``): it saves every that many.
     save_every: int | None = None
+    # Among fresh sources, the higher wins (EXACT, PARSED); each source's module says its own.
+    priority: int = EXACT
 
 
 @dataclass(frozen=True)
@@ -308,10 +312,11 @@ class Tracker:
             self._valid_until = 0.0
 
     def record(
-        self, t: float, step: int, total: int | None, source: str, phase: str | None = None, node: str | None = None
+        self, t: float, step: int, total: int | None, source: str, phase: str | None = None, node: str | None = None,
+        priority: int = EXACT,
     ) -> None:
-        """Shorthand for ``report(ProgressUpdate(t, step, total, source, phase, node=node))``."""
-        self.report(ProgressUpdate(t, step, total, source, phase, node=node))
+        """Shorthand for ``report(ProgressUpdate(t, step, total, source, phase, node=node, priority=priority))``."""
+        self.report(ProgressUpdate(t, step, total, source, phase, node=node, priority=priority))
 
     def snapshot(self) -> Snapshot:
         """The current Snapshot; the same object for every request within one second."""
@@ -339,11 +344,11 @@ class Tracker:
 
     def _best(self, now: float, sources: dict[str, _Followed]) -> tuple[str, _Followed] | None:
         def rank(item: tuple[str, _Followed]) -> tuple[bool, int, bool, float]:
-            name, followed = item
+            _, followed = item
             last = followed.last
             assert last is not None
             fresh = now - last.t < self._stall_seconds
-            return (fresh, _PRIORITY.get(name, 1), last.scope == "run", last.t)
+            return (fresh, last.priority, last.scope == "run", last.t)
 
         candidates = [item for item in sources.items() if item[1].last is not None]
         return max(candidates, key=rank) if candidates else None

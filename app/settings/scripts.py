@@ -18,7 +18,9 @@ from .. import runtimes
 from ..statedir import default_state_dir
 from .env import SettingsError, describe_error, read_environment
 from .proxies import ProxySettings, registry
-from .shim import ServiceKind, Settings, SourcePath, parse_listener
+from .shim import ServiceKind, Settings, parse_listener
+from .sources import SourcePath
+from .sources import registry as source_registry
 from .urls import check_http_url
 
 OWN_SWITCHES = ("none", "port")  # besides the registered proxies (settings/proxies/)
@@ -376,16 +378,15 @@ def shell_assignments(settings: Settings, scripts: ScriptSettings, resolved: dic
         # say() in lib.sh logs JSON lines with it; notify() calls `maintenance-shim notify` when it is set.
         "MAINT_LOG_FORMAT": settings.log_format,
         "MAINT_NOTIFY_URLS": " ".join(settings.notify_urls),
-        # with_maintenance.sh tees the command's output to the log the shim follows, and gives the
-        # command the progress file: both as the settings say (NODE=PATH entries kept as written).
-        "MAINT_TRAIN_LOG": _sources_text(settings.train_logs),
-        "MAINT_PROGRESS_FILE": _sources_text(settings.progress_files),
+        # Every progress source's setting (NODE=PATH entries kept as written): with_maintenance.sh tees the
+        # command's output to the train log the shim follows, and gives the command the progress file.
+        **{f"MAINT_{name.upper()}": _sources_text(settings.source_paths(name)) for name in source_registry()},
     }
     lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted({**resolved, **shared}.items())]
     specs = scripts.service_specs
     # The untagged path of each (the one this machine's trainer writes), for with_maintenance.sh.
-    lines.append(f"TRAIN_LOG={shlex.quote(_untagged(settings.train_logs))}")
-    lines.append(f"PROGRESS_FILE={shlex.quote(_untagged(settings.progress_files))}")
+    lines.append(f"TRAIN_LOG={shlex.quote(_untagged(settings.source_paths('train_log')))}")
+    lines.append(f"PROGRESS_FILE={shlex.quote(_untagged(settings.source_paths('progress_file')))}")
     lines.append("SERVICES=(" + " ".join(shlex.quote(spec.name) for spec in specs) + ")")
     lines.append("SERVICE_TAG=(" + " ".join(f"[{spec.name}]={shlex.quote(spec.tag)}" for spec in specs) + ")")
     lines += _address_assignments(settings, scripts)

@@ -8,24 +8,29 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from babel import Locale, UnknownLocaleError
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
-    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from ..nodes import MAX_NODES, is_node_name
+from ..nodes import MAX_NODES
 from ..statedir import default_state_dir
 from .env import SettingsError, describe_error, read_environment
+from .sources import SourcePath, SourceSettings, merged, parse_source_paths, registry
+
+if TYPE_CHECKING:
+    _SourceFields = SourceSettings
+else:
+    # Every progress source's own setting (app/settings/sources/<name>.py), as fields of Settings.
+    _SourceFields = merged()
 
 # page: HTML by default; api: JSON in FastAPI's {"detail": ...} shape; openai: JSON in OpenAI's error shape.
 ServiceKind = Literal["page", "api", "openai"]
@@ -159,64 +164,15 @@ def parse_eta(text: str, now: datetime) -> datetime:
     return when
 
 
-@dataclass(frozen=True)
-class SourcePath:
-    """One progress file or trainer log to follow, tagged with the GPU node it reports (None: untagged)."""
-
-    node: str | None
-    path: Path
-
-
-def _tagged(entry: str) -> bool:
-    """`NODE=PATH`: an `=` before any `/` (an absolute path's own `=` comes after its first `/`)."""
-    head, sep, _ = entry.partition("=")
-    return bool(sep) and "/" not in head
-
-
-def parse_source_paths(text: str) -> list[SourcePath]:
-    """`PATH` (one untagged source, commas and all, as ever), or comma-separated `NODE=PATH` entries among
-    which one plain `PATH` may stand; raises ValueError with a readable reason."""
-    value = text.strip()
-    if not value:
-        return []
-    entries = [item.strip() for item in value.split(",")]
-    if not any(_tagged(item) for item in entries):
-        return [SourcePath(None, Path(value))]
-    out: list[SourcePath] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(entries, 1):
-        if not entry:
-            continue
-        if not _tagged(entry):
-            if any(item.node is None for item in out):
-                raise ValueError(f"entry {index} ({entry!r}) is a second path without a node; tag it NODE=PATH")
-            out.append(SourcePath(None, Path(entry)))
-            continue
-        node, _, path = (part.strip() for part in entry.partition("="))
-        if not is_node_name(node):
-            raise ValueError(
-                f"entry {index}: {node!r} is not a node name (1-64 letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit)"
-            )
-        if not path:
-            raise ValueError(f"entry {index} ({entry!r}) has no path after {node}=")
-        if node in seen:
-            raise ValueError(f"entry {index}: node {node!r} is given twice")
-        seen.add(node)
-        out.append(SourcePath(node, Path(path)))
-    if len(seen) > MAX_NODES:
-        raise ValueError(f"{len(seen)} nodes; at most {MAX_NODES} are tracked")
-    return out
-
-
 def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 
-class Settings(BaseModel):
-    """Every setting of the shim, validated; see the README's settings table.
+class Settings(_SourceFields):
+    """Every setting of the shim, validated; see the README's settings table. The progress sources' fields
+    (MAINT_PROGRESS_FILE, MAINT_TRAIN_LOG, ...) come from their modules in settings/sources/.
 
     Built by `load_settings`, which merges the environment and the env file itself (so that the
     environment wins, `MAINT_MESSAGE_<LANG>` is gathered, and every error names its variable).
@@ -237,9 +193,6 @@ class Settings(BaseModel):
     default_language: str = "en"
     lang_cookie: str = "lang"
     eta: str | None = None
-    # The untagged PATH; NODE=PATH entries are in `progress_files` / `train_logs` (all of them).
-    progress_file: Path | None = None
-    train_log: Path | None = None
     resume_seconds: float = Field(default=120, ge=0, le=86400)
     # The scripts' state dir (they export it to the shim they start): run events in, run history out.
     state_dir: Path | None = None
@@ -289,8 +242,6 @@ class Settings(BaseModel):
     display_names: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
     # MAINT_MESSAGE_<LANG>, gathered by load_settings (a pattern of names, not one field).
     messages: dict[str, str] = Field(default_factory=dict, exclude=True)
-    # MAINT_PROGRESS_FILE / MAINT_TRAIN_LOG as parsed: every entry, the untagged one first.
-    _sources: dict[str, tuple[SourcePath, ...]] = PrivateAttr(default_factory=dict)
 
     _split_lists = field_validator(
         "listen", "languages", "cors_origins", "json_paths", "health_paths", mode="before"
@@ -308,7 +259,8 @@ class Settings(BaseModel):
                 raise ValueError(f"port {item.port} is tagged with two services")
         return value
 
-    @field_validator("progress_file", "train_log", mode="before")
+    # A source's field holds its untagged PATH; every NODE=PATH entry is in `source_paths(name)`.
+    @field_validator(*registry(), mode="before")
     @classmethod
     def _check_sources(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -319,16 +271,16 @@ class Settings(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _gather_sources(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
-        """Keep every NODE=PATH entry of the two source settings (their field holds the untagged path only)."""
+        """Keep every NODE=PATH entry of the sources' settings (their field holds the untagged path only)."""
         sources: dict[str, tuple[SourcePath, ...]] = {}
         if isinstance(data, dict):
-            for name in ("progress_file", "train_log"):
+            for name in registry():
                 value = data.get(name)
                 if isinstance(value, str):
                     with suppress(ValueError):  # _check_sources reports it, named by its variable
                         sources[name] = tuple(parse_source_paths(value))
         settings = handler(data)
-        for name in ("progress_file", "train_log"):
+        for name in registry():
             if name not in sources:
                 path = getattr(settings, name)
                 sources[name] = (SourcePath(None, path),) if path is not None else ()
@@ -337,10 +289,8 @@ class Settings(BaseModel):
             for name, items in sources.items()
         }
         if len(settings.source_nodes) > MAX_NODES:
-            raise ValueError(
-                f"MAINT_PROGRESS_FILE and MAINT_TRAIN_LOG name {len(settings.source_nodes)} nodes; "
-                f"at most {MAX_NODES} are tracked"
-            )
+            named = " and ".join(f"MAINT_{name.upper()}" for name, items in settings._sources.items() if items)
+            raise ValueError(f"{named} name {len(settings.source_nodes)} nodes; at most {MAX_NODES} are tracked")
         return settings
 
     @field_validator("notify_urls", mode="before")
@@ -454,19 +404,9 @@ class Settings(BaseModel):
         return [parse_listener(item) for item in self.listen]
 
     @property
-    def progress_files(self) -> tuple[SourcePath, ...]:
-        """Every MAINT_PROGRESS_FILE entry: the untagged PATH first, then the NODE=PATH ones by node."""
-        return self._sources.get("progress_file", ())
-
-    @property
-    def train_logs(self) -> tuple[SourcePath, ...]:
-        """Every MAINT_TRAIN_LOG entry: the untagged PATH first, then the NODE=PATH ones by node."""
-        return self._sources.get("train_log", ())
-
-    @property
     def source_nodes(self) -> set[str]:
-        """The nodes the configured progress files and logs are tagged with."""
-        return {item.node for item in (*self.progress_files, *self.train_logs) if item.node is not None}
+        """The nodes the configured progress sources' entries are tagged with."""
+        return {item.node for items in self._sources.values() for item in items if item.node is not None}
 
     @property
     def admin_address(self) -> AdminAddress | None:

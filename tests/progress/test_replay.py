@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from maintenance_shim.progress.logparse import LogParser
+from maintenance_shim.progress.sources.trainer_log_jsonl import TrainerLogParser
 from maintenance_shim.progress.tracker import ProgressUpdate, RetryPolicy, Snapshot, Tracker
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "replay"
@@ -46,6 +47,8 @@ TRAINERS = {
     "trainer_kohya", "trainer_musubi", "trainer_ltx2", "trainer_ltx2_resume", "trainer_ltx2_disable_progress_bars",
     "trainer_ltx2_pipe", "trainer_ltxv", "trainer_onetrainer", "trainer_simpletuner", "trainer_ai_toolkit",
     "trainer_torchtune", "trainer_hf_disable_tqdm", "trainer_hf_disable_tqdm_real", "field_diffusers_lora",
+    # LLaMA-Factory's trainer_log.jsonl (MAINT_TRAINER_LOG_JSONL), not its console: "source" in meta.json.
+    "trainer_llamafactory_jsonl",
 }
 CASES = sorted(path.name for path in DATA.iterdir() if (path / "meta.json").exists()) if DATA.exists() else []
 
@@ -135,7 +138,11 @@ def replay(case: Case) -> list[tuple[float, Snapshot]]:
     """(time since the capture started, snapshot) after every poll, until 3 s after the last chunk."""
     clock = Clock()
     tracker = Tracker(resume_seconds=RESUME, stall_seconds=300, retry=RetryPolicy(5, 3600, 60), clock=clock)
-    parser = LogParser()
+    # What the chunks were appended to: the trainer's console log (MAINT_TRAIN_LOG) unless meta.json says
+    # LLaMA-Factory's trainer_log.jsonl (MAINT_TRAINER_LOG_JSONL), read by that source's own parser.
+    parser: LogParser | TrainerLogParser = (
+        TrainerLogParser() if case.meta.get("source") == "trainer_log_jsonl" else LogParser()
+    )
     seen: list[tuple[float, Snapshot]] = []
     index, t = 0, 0.0
     last_chunk = case.chunks[-1][0] if case.chunks else 0.0

@@ -1,4 +1,5 @@
-"""app/progress/sources.py against real files: atomic and broken progress files, tqdm logs, truncation, rotation."""
+"""app/progress/sources/ (progress_file.py, train_log.py) against real files: atomic and broken progress
+files, tqdm logs, truncation, rotation."""
 
 from __future__ import annotations
 
@@ -242,6 +243,19 @@ def test_log_written_by_real_tqdm_is_followed_in_chunks(tmp_path: Path) -> None:
     assert {source for *_, source in recorder.calls} == {"log"}
     # Each poll reports only its newest update.
     assert len(recorder.calls) == 200 // 17 + 1
+
+
+def test_the_log_follower_passes_on_the_step_a_save_named(tmp_path: Path) -> None:
+    """The first step-numbered save (diffusers' `Saved state to .../checkpoint-100`) reaches the estimator
+    with every later update, so one pause at a multiple of it is a rhythm at once (progress/eta.py)."""
+    path = tmp_path / "train.log"
+    recorder = Recorder()
+    follower = LogFollower(path, recorder)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(bar(99) + bar(100) + "\nSaved state to /out/checkpoint-100\n" + bar(101))
+    follower.poll_once()
+    assert recorder.last == (101, 3000)
+    assert recorder.updates[-1].save_every == 100
 
 
 def test_copytruncate_rotation(tmp_path: Path) -> None:

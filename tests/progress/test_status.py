@@ -9,7 +9,7 @@ import pytest
 
 from maintenance_shim.i18n import load_translations
 from maintenance_shim.progress.eta import State
-from maintenance_shim.progress.tracker import Progress, ProgressUpdate, RetryPolicy, Snapshot, Tracker
+from maintenance_shim.progress.tracker import PARSED, Progress, ProgressUpdate, RetryPolicy, Snapshot, Tracker
 from maintenance_shim.web.texts import build_texts
 
 POLICY = RetryPolicy(minimum=5, maximum=3600, unknown=60)
@@ -179,7 +179,7 @@ def test_each_source_has_its_own_estimate_and_exact_sources_win() -> None:
     for step in range(0, 300):
         clock.now += 0.1
         tracker.record(clock.now, step, 900, "file")
-        tracker.record(clock.now, max(0, step - 7), 900, "log")
+        tracker.record(clock.now, max(0, step - 7), 900, "log", priority=PARSED)
     snapshot = tracker.snapshot()
     assert snapshot.source == "file"
     assert snapshot.progress is not None and snapshot.progress.step == 299
@@ -187,7 +187,7 @@ def test_each_source_has_its_own_estimate_and_exact_sources_win() -> None:
     # The file stops (its writer died); after the stall time the log, still moving, takes over.
     for step in range(293, 600):
         clock.now += 1.0
-        tracker.record(clock.now, step, 900, "log")
+        tracker.record(clock.now, step, 900, "log", priority=PARSED)
     assert tracker.snapshot().source == "log"
 
 
