@@ -26,6 +26,7 @@ from maintenance_shim.progress.sources.trainer_log_jsonl import TrainerLogFollow
 from maintenance_shim.progress.tracker import EXACT, ProgressUpdate, RetryPolicy, Tracker
 from maintenance_shim.settings.env import SettingsError
 from maintenance_shim.settings.shim import load_settings
+from tests.support import ShimFactory, request, wait_until
 
 TRAINER_LOG = "trainer_log.jsonl"  # src/llamafactory/extras/constants.py:121
 LOGGER = "maintenance_shim.sources"
@@ -304,3 +305,29 @@ def test_the_setting_is_checked_named_and_summarised(
     monkeypatch.setenv("MAINT_ADMIN_LISTEN", "off")
     assert cli_main(["check"]) == 0
     assert "progress from LLaMA-Factory log;" in capsys.readouterr().out
+
+
+def test_a_real_shim_follows_it(start_shim: ShimFactory, tmp_path: Path) -> None:
+    """`maintenance-shim serve` with MAINT_TRAINER_LOG_JSONL: the status shows LLaMA-Factory's step and total."""
+    output_dir = tmp_path / "saves"
+    output_dir.mkdir()
+    shim = start_shim(env={"MAINT_TRAINER_LOG_JSONL": str(output_dir / TRAINER_LOG)})
+    callback, state = LogCallback(output_dir), State(max_steps=300)
+    callback.on_init_end(overwrite_output_dir=True)
+    callback.on_train_begin(state)
+    _log_steps(callback, state, range(1, 21))
+
+    def progress() -> dict[str, Any]:
+        status, _, body = request(shim, "GET", "/_maintenance/status")
+        assert status == 200, body
+        found: dict[str, Any] = json.loads(body).get("progress") or {}
+        return found
+
+    assert wait_until(lambda: progress().get("step") == 20, what="step 20 on the status")
+    assert progress()["total"] == 300
+    with (output_dir / TRAINER_LOG).open("a", encoding="utf-8") as handle:
+        handle.write("not json\n")
+    _log_steps(callback, state, range(21, 31))
+    assert wait_until(lambda: progress().get("step") == 30, what="step 30 after a bad line")
+    assert wait_until(lambda: "a line that is not a progress record was skipped" in shim.output(),
+                      what="the bad line's warning")

@@ -54,7 +54,7 @@ def _stops_on_sigterm(shim: Shim) -> None:
     assert shim.proc.wait(15) == 0, shim.output()
 
 
-@pytest.mark.parametrize("setting", ["MAINT_PROGRESS_FILE", "MAINT_TRAIN_LOG"])
+@pytest.mark.parametrize("setting", ["MAINT_PROGRESS_FILE", "MAINT_TRAIN_LOG", "MAINT_TRAINER_LOG_JSONL"])
 def test_a_fifo_at_a_source_path_never_blocks(start_shim: ShimFactory, tmp_path: Path, setting: str) -> None:
     """Today's follower opened the FIFO on the event loop: every request timed out, SIGTERM did nothing."""
     path = tmp_path / "progress"
