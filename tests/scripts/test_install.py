@@ -52,7 +52,7 @@ def side_by_side(*steps: Callable[[], object]) -> None:
 
 def _status(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=30) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
@@ -99,7 +99,7 @@ def _shim_answers(env_dir: Path, cwd: Path) -> None:
         cwd / "shim.log", what="the installed shim", cwd=cwd, env=clean_env())
     port = server.port
     try:
-        wait_http(f"http://127.0.0.1:{port}/_maintenance/health", timeout=20)
+        wait_http(f"http://127.0.0.1:{port}/_maintenance/health", timeout=90)  # generous: a busy machine
         assert _status(f"http://127.0.0.1:{port}/anything") == 503
     finally:
         server.stop()
@@ -113,7 +113,7 @@ def _user_app_answers(env_dir: Path, cwd: Path) -> None:
         cwd / "user.log", what="the user's service", cwd=cwd, env=clean_env())
     port = server.port
     try:
-        wait_http(f"http://127.0.0.1:{port}/", timeout=20)
+        wait_http(f"http://127.0.0.1:{port}/", timeout=90)
         assert _status(f"http://127.0.0.1:{port}/") == 200
     finally:
         server.stop()

@@ -462,7 +462,7 @@ def test_the_shim_serves_the_pod_settings_and_takes_the_jobs_pushes(tmp_path: Pa
     public = f"http://127.0.0.1:{ports[_named_ports(SHIM)['http']]}"
     stopped_in: float | None = None
     try:
-        wait_http(public + HEALTH_PATH, timeout=20)
+        wait_http(public + HEALTH_PATH, timeout=90)
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             status, _, _ = _get(public + _container(SHIM)[kind]["httpGet"]["path"])
             assert status == 200, kind

@@ -249,8 +249,8 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, timeout: float = 10.0) -> None:
-    """Wait until `url` answers anything over HTTP."""
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    """Wait until `url` answers anything over HTTP (the deadline is generous: a busy machine starts slowly)."""
     deadline = time.monotonic() + timeout
     while True:
         try:

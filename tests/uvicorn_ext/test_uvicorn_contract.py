@@ -92,7 +92,7 @@ def test_a_uvicorn_without_the_members_still_serves_503s(tmp_path: Path) -> None
     )
     port = server.port
     try:
-        wait_http(f"http://127.0.0.1:{port}/_maintenance/health", timeout=30)
+        wait_http(f"http://127.0.0.1:{port}/_maintenance/health", timeout=90)
         for path, accept in [("/", "text/html"), ("/api/x", "application/json")]:
             status, headers, body = request(f"http://127.0.0.1:{port}", "GET", path, {"Accept": accept})
             assert status == 503, body[:200]
