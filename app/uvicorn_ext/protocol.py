@@ -208,6 +208,11 @@ class _LingeringCloser:
         if protocol is not None:
             protocol.transport.write(data)
 
+    def writelines(self, data: tuple[bytes, ...]) -> None:
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.transport.writelines(data)
+
     def is_closing(self) -> bool:
         protocol = self._protocol()
         return protocol is None or protocol.transport.is_closing()
@@ -234,9 +239,13 @@ class _HeadFirst:
         if self.holding:
             self.head += data
             return
-        if self.head:
-            data = self.head + data
+        head = self.head
+        if head:
             self.head = b""
+            # One call with both: the transport buffers them together (uvloop writes them with one writev),
+            # without copying a page-sized body behind its head first.
+            self.transport.writelines((head, data))
+            return
         self.transport.write(data)
 
     def flush(self) -> None:

@@ -37,6 +37,10 @@ class Answer(NamedTuple):
     tally: Tally  # Traffic's cell for `counted` (a cell of its own, never read, with MAINT_METRICS off)
     lines: HeadLines | None  # the headers checked and encoded for the wire (wire.py), when they can be
     status_line: bytes | None  # the reply's own status line (reason.py), None for uvicorn's
+    # The fast path's messages, made once and sent as they are (servers only read them): the start with
+    # its HeadLines (None without them), and the body.
+    start_message: Message | None
+    body_message: Message
 
     def start(self) -> Message:
         """The `http.response.start` off the fast path: a fresh headers list, the status line beside it."""
@@ -201,13 +205,9 @@ class MaintenanceApp:
                 self._count(answer.counted, scope, log=False)
         if self.observe is not None:
             self.observe(answer.counted, scope)
-        lines = answer.lines
-        if lines is not None:  # the head written from its encoding (protocol.WholeAnswerCycle)
-            await send({"type": "http.response.start", "status": answer.status, "headers": lines.headers,
-                        HEAD_LINES: lines})
-        else:
-            await send(answer.start())
-        await send({"type": "http.response.body", "body": answer.body})
+        start = answer.start_message  # the head written from its encoding (protocol.WholeAnswerCycle)
+        await send(start if start is not None else answer.start())
+        await send(answer.body_message)
 
     def _count(self, key: CountKey, scope: Scope, log: bool = True) -> None:
         """Count (and log) an answer off the fast path."""
@@ -287,7 +287,11 @@ class MaintenanceApp:
         tally = self.traffic.tally(counted) if self.traffic is not None else [0]
         # the fast path's alone: sent many times
         lines = head_lines(reply.headers, reply.status_line) if encoded else None
-        return Answer(reply.status, reply.headers, body, counted, tally, lines, reply.status_line)
+        start: Message | None = None
+        if lines is not None:
+            start = {"type": "http.response.start", "status": reply.status, "headers": lines.headers, HEAD_LINES: lines}
+        body_message: Message = {"type": "http.response.body", "body": body}
+        return Answer(reply.status, reply.headers, body, counted, tally, lines, reply.status_line, start, body_message)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

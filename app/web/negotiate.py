@@ -325,7 +325,7 @@ class RequestFacts(NamedTuple):
                 cookie = value if cookie is None else cookie + b"; " + value
             elif name == b"origin":
                 origin = value
-        return cls(accept, language, cookie, origin)
+        return tuple.__new__(cls, (accept, language, cookie, origin))  # the NamedTuple's __new__, one call less
 
 
 # All that negotiation reads of a request: (a path under MAINT_JSON_PATHS?, ?format=, ?lang=, the language
