@@ -305,8 +305,9 @@ def negotiate(
 class RequestFacts(NamedTuple):
     """The few request headers negotiation and CORS read, picked out in one pass, as sent (bytes).
 
-    A plain loop of comparisons: measured in the server, cheaper than `dict(headers)` (which hashes every
-    fresh header name) by about 2 % of the catch-all's CPU per request."""
+    One dict lookup per header: measured under callgrind with bench/run.py's requests (14 and 12 headers),
+    11,700 and 11,000 instructions a scan against 14,600 and 14,000 for comparing each name with the four
+    in turn; and cheaper than `dict(headers)`, which builds a dict of every header."""
 
     accept: bytes | None
     accept_language: bytes | None
@@ -315,17 +316,18 @@ class RequestFacts(NamedTuple):
 
     @classmethod
     def from_scope_headers(cls, raw: Iterable[tuple[bytes, bytes]]) -> RequestFacts:
-        accept = language = cookie = origin = None
+        found: list[bytes | None] = [None, None, None, None]
+        slot_of = _FACT_SLOTS.get
         for name, value in raw:
-            if name == b"accept":
-                accept = value
-            elif name == b"accept-language":
-                language = value
-            elif name == b"cookie":
-                cookie = value if cookie is None else cookie + b"; " + value
-            elif name == b"origin":
-                origin = value
-        return tuple.__new__(cls, (accept, language, cookie, origin))  # the NamedTuple's __new__, one call less
+            slot = slot_of(name)
+            if slot is not None:
+                if slot == 2 and found[2] is not None:  # several Cookie headers are one list
+                    value = found[2] + b"; " + value
+                found[slot] = value
+        return tuple.__new__(cls, found)  # the NamedTuple's __new__, one call less
+
+
+_FACT_SLOTS = {b"accept": 0, b"accept-language": 1, b"cookie": 2, b"origin": 3}  # RequestFacts' fields
 
 
 # All that negotiation reads of a request: (a path under MAINT_JSON_PATHS?, ?format=, ?lang=, the language
