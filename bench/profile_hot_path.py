@@ -87,8 +87,7 @@ def main() -> None:
     from maintenance_shim.main import create_app
     from maintenance_shim.settings.shim import load_settings
     from maintenance_shim.web.catchall import MaintenanceApp
-    from maintenance_shim.web.negotiate import query_params
-    from maintenance_shim.web.responder import RequestFacts
+    from maintenance_shim.web.negotiate import RequestFacts, query_params
 
     settings = load_settings(None, environ=SHIM_ENV, overrides={"listen": ["127.0.0.1:8080=studio"]})
     app = create_app(settings)
@@ -106,15 +105,21 @@ def main() -> None:
         raw = scope["headers"]
         facts = RequestFacts.from_scope_headers(raw)
         service = responder.service_for(scope["server"])
-        choice = responder.choose(scope["path"], scope["query_string"], facts, service)
+        negotiator = responder.negotiator
+        asked = negotiator.asked(scope["path"], scope["query_string"], facts)
+        choice = negotiator.choose(asked, service.default_format)
         print(f"\n{request.name}: {request.method} {request.path} -> {choice}")
         rows = [
             ("whole app (bench settings, CORS on)", await per_request_us(app, scope, n)),
             ("  RequestFacts.from_scope_headers", per_call_us(lambda: RequestFacts.from_scope_headers(raw), n)),
             ("  query_params", per_call_us(lambda: query_params(scope["query_string"]), n)),
             (
-                "  Responder.choose (negotiate)",
-                per_call_us(lambda: responder.choose(scope["path"], scope["query_string"], facts, service), n),
+                "  Negotiator.asked (the negotiation step)",
+                per_call_us(lambda: negotiator.asked(scope["path"], scope["query_string"], facts), n),
+            ),
+            (
+                "  Negotiator.choose (cache hit)",
+                per_call_us(lambda: negotiator.choose(asked, service.default_format), n),
             ),
             (
                 "  Responder.maintenance_reply (cache hit)",

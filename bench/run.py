@@ -502,6 +502,23 @@ class Running:
     port: int
 
 
+def baseline_tree(rev: str, scratch: Path) -> Path:
+    """`rev` of this repository extracted into `scratch`, with a directory that imports it as
+    maintenance_shim (for PYTHONPATH: it comes before the editable install's finder)."""
+    tree = scratch / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    site = scratch / "baseline-site"
+    site.mkdir()
+    (site / "maintenance_shim").symlink_to(tree / "app")
+    return site
+
+
+def baseline_env(env: dict[str, str], site: Path) -> dict[str, str]:
+    return {**env, "PYTHONPATH": str(site)}
+
+
 def start_servers(
     procs: Procs, scratch: Path, args: argparse.Namespace, wanted: list[str], results: dict[str, Any]
 ) -> list[Running]:
@@ -515,7 +532,7 @@ def start_servers(
         proc = procs.start(
             server.name,
             server.argv(port, scratch),
-            env=env,
+            env=baseline_env(env, args.baseline_site) if server.name == "shimcopy" and args.baseline else env,
             cwd=scratch,
             log=scratch / f"{server.name}.log",
             cpu=args.server_cpu,
@@ -737,6 +754,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="contenders, from shim,nolimits,floor,bare,nginx,shimcopy (the shim is required; shimcopy, a second "
         "shim side by side with the first, checks the method)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="GIT_REV",
+        help="run shimcopy from this commit instead (git archive): the change against its baseline, side by side",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks/README.md")
     parser.add_argument(
         "--render", type=Path, metavar="RESULTS_JSON", help="only rewrite the docs page from a results file"
@@ -755,6 +777,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench: {tool} not found", file=sys.stderr)
             return 2
     wanted = args.servers.split(",")
+    if args.baseline and "shimcopy" not in wanted:
+        wanted.append("shimcopy")
     if "shim" not in wanted and ({"floor", "nginx"} & set(wanted)):
         print("bench: the floor and nginx replay the shim's captured bytes, so shim must run too", file=sys.stderr)
         return 2
@@ -772,6 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "wrk_threads": args.threads,
             "pair_rounds": args.pair_rounds,
             "pair_seconds": args.pair_seconds,
+            "baseline": args.baseline,
             "pinning": f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}" if two_cpus else "none (1 CPU)",
             "command": " ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
             "requests": {
@@ -786,6 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     procs = Procs()
     scratch = Path(tempfile.mkdtemp(prefix="maint-bench-"))
+    args.baseline_site = baseline_tree(args.baseline, scratch) if args.baseline else None
     try:
         with interrupts_as_exceptions():
             running = start_servers(procs, scratch, args, wanted, results)
@@ -949,6 +975,9 @@ def markdown(results: dict[str, Any], out: Path) -> str:
     m = results["machine"]
     s = results["settings"]
     labels = {server.name: server.label for server in SERVERS}
+    baseline = results["settings"].get("baseline")
+    if baseline:
+        labels["shimcopy"] = f"the shim at {baseline} (baseline)"
     v = m["versions"]
     lines = [
         "# Benchmarks",

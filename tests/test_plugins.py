@@ -1,7 +1,8 @@
 """One-file plug-ins, for real: a new proxy added to a copy of the tree needs only its own files (its
 settings module and its bash adapter), and then `check`, `env --shell`, the scripts' adapter loading and
 status all know it; a new progress source needs only its own two (its settings module and its follower),
-and then `check` names it, a bad value is refused naming its variable, and the shim follows it."""
+and then `check` names it, a bad value is refused naming its variable, and the shim follows it; a new
+response format is its one module, and a real shim serves it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, ShimLauncher, clean_env, request, wait_until
+from tests.support import ROOT, ShimLauncher, clean_env, request, start_server, wait_until
 
 EXAMPLE_PY = '''"""A throwaway proxy for the plug-in test."""
 
@@ -116,6 +117,28 @@ class CounterFollower(Follower):
 
 
 SOURCE = CounterFollower
+'''
+EXAMPLE_FORMAT = '''"""A throwaway response format for the plug-in test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ResponseFormat
+
+
+class Example(ResponseFormat):
+    name = "example"
+    media_types = ("application/x-example",)
+    query_values = ("example", "ex")
+    content_type = b"application/x-example; charset=utf-8"
+
+    @classmethod
+    def render(cls, renderer: Any, snapshot: Any, service: Any, locale: str, texts: Any, maintenance: Any) -> bytes:
+        return f"example|{maintenance['locale']}|{texts.detail}\\n".encode()
+
+
+FORMAT = Example
 '''
 
 
@@ -269,3 +292,53 @@ def test_each_source_is_its_settings_module_and_its_follower() -> None:
     assert set(followers()) == set(sources()) == {"progress_file", "train_log", "trainer_log_jsonl"}
     assert set(sources()) <= set(Settings.model_fields)
     assert len({follower.tag for follower in followers().values()}) == len(followers())
+
+
+def _added_files(tree: Path) -> set[str]:
+    """The files of the copy that the tracked tree lacks (each tracked one checked unchanged)."""
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split())
+    files = {str(path.relative_to(tree)) for path in tree.rglob("*") if path.is_file()}
+    files = {name for name in files if "__pycache__" not in name}
+    for name in tracked & files:
+        assert (tree / name).read_bytes() == (ROOT / name).read_bytes(), name
+    return files - tracked
+
+
+def test_a_new_response_format_is_its_own_file(tmp_path: Path) -> None:
+    """A format module dropped into app/web/formats/ of a copy: a real shim serves it for its media type
+    and its ?format= values (through the fast path and the full path), and nothing else changed."""
+    tree = _copy_tree(tmp_path)
+    (tree / "app/web/formats/example.py").write_text(EXAMPLE_FORMAT)
+    assert _added_files(tree) == {"app/web/formats/example.py"}
+
+    env = clean_env({"PYTHONPATH": str(tmp_path / "site"), "MAINT_ETA": "45m", "MAINT_LANGUAGES": "en,ja",
+                     "MAINT_ADMIN_LISTEN": "off"})
+    shim = start_server(
+        lambda ports: [sys.executable, "-m", "maintenance_shim", "serve", "--listen", f"127.0.0.1:{ports[0]}=studio"],
+        tmp_path / "shim.log", what="the shim with the example format", cwd=tmp_path, env=env,
+    )
+    try:
+        cases = [
+            ("/", {"Accept": "application/x-example"}),
+            ("/gallery", {"Accept": "text/html;q=0.5, application/x-example"}),
+            ("/?format=example", {"Accept": "text/html"}),
+            ("/?format=EX&lang=ja", {}),
+            ("/api/v1/x?format=example", {"Accept": "application/json", "Cookie": "lang=ja"}),
+        ]
+        for path, headers in cases:
+            for _ in range(2):  # the second from the fast path's cache
+                answer = request(shim.port, path=path, headers=headers)
+                assert answer.status == 503, (path, answer)
+                assert answer.headers["content-type"] == "application/x-example; charset=utf-8", (path, answer)
+                locale = "ja" if "ja" in path or "lang=ja" in headers.get("Cookie", "") else "en"
+                assert answer.text.startswith(f"example|{locale}|"), (path, answer.text)
+                assert answer.headers["cache-control"] == "no-store"
+                assert answer.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+                assert "set-cookie" not in answer.headers  # ?lang= remembers the locale on pages only
+        # The built-in formats are still served as before beside it.
+        assert request(shim.port, headers={"Accept": "text/html"}).headers["content-type"].startswith("text/html")
+        assert request(shim.port, path="/?format=json").headers["content-type"] == "application/json"
+        assert request(shim.port, headers={"Accept": "image/webp"}).headers["content-type"].startswith("text/plain")
+    finally:
+        shim.stop()
+    assert "Traceback" not in shim.output(), shim.output()

@@ -20,7 +20,8 @@ the number of connections, and a body the app never reads is parsed for as long 
   MAX_BODY_BYTES (413);
 - a WebSocket upgrade only for a handshake uvicorn's WebSocket protocol will accept; anything else
   (another method, a body, `Connection: close`, a bad key) is an ordinary request: the app's 503;
-- an answer's head and body in one write (`WholeAnswerCycle`): a serving process killed mid-answer has
+- an answer's head and body in one write (`WholeAnswerCycle`; handed to the transport together, one
+  `writev` under uvloop, without copying the body behind the head): a serving process killed mid-answer has
   sent all of it or none of it, and none is what a proxy retries (nginx's `proxy_next_upstream`); a
   head alone would reach the client as a cut-short answer (measured under load: 15 in 80 kill -9
   without this, 0 in 200 with it);
@@ -208,6 +209,11 @@ class _LingeringCloser:
         if protocol is not None:
             protocol.transport.write(data)
 
+    def writelines(self, data: tuple[bytes, ...]) -> None:
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.transport.writelines(data)
+
     def is_closing(self) -> bool:
         protocol = self._protocol()
         return protocol is None or protocol.transport.is_closing()
@@ -234,9 +240,13 @@ class _HeadFirst:
         if self.holding:
             self.head += data
             return
-        if self.head:
-            data = self.head + data
+        head = self.head
+        if head:
             self.head = b""
+            # One call with both: the transport buffers them together (uvloop writes them with one writev),
+            # without copying a page-sized body behind its head first.
+            self.transport.writelines((head, data))
+            return
         self.transport.write(data)
 
     def flush(self) -> None:

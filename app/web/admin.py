@@ -17,8 +17,9 @@ from ..progress.eta import Phase
 from ..progress.tracker import MAX_COUNT
 from ..traffic import Traffic
 from .catchall import HEALTH_BODY, UNHEALTHY_BODY
+from .negotiate import RequestFacts
 from .ratelimit import FailureLimiter
-from .responder import RequestFacts, Responder
+from .responder import Responder
 
 logger = logging.getLogger("maintenance_shim")
 MAX_PROGRESS_BODY = 16 * 1024

@@ -13,24 +13,23 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..uvicorn_ext.wire import HEAD_LINES, STATUS_LINE_KEY, HeadLines, head_lines
-from .negotiate import Choice
-from .responder import COMMON_HEADERS, Reply, RequestFacts, Responder
+from .cache import BoundedCache
+from .negotiate import Asked, Choice, RequestFacts, asked_length
+from .responder import COMMON_HEADERS, Reply, Responder
 
 if TYPE_CHECKING:
     from ..progress.tracker import Snapshot
     from ..traffic import CountKey, Observe, Tally, Traffic
 
 RESERVED_PREFIX = "/_maintenance"
-MAX_ANSWERS = 1024  # entries in each answer cache; a full cache is emptied (random headers cannot grow it)
-CACHED_VALUES_LENGTH = 1024  # longer Accept + Accept-Language + Origin values are answered, never cached
-# (listener port, a JSON path?, Accept, Accept-Language, Origin, HEAD?): all a common request's 503 depends on
-AnswerKey = tuple[int | None, bool, bytes | None, bytes | None, bytes | None, bool]
+# (listener port, HEAD?, Origin, what negotiation read): all a request's 503 depends on (its caches follow
+# the one policy of cache.py)
+AnswerKey = tuple[int | None, bool, bytes | None, Asked]
 
 
 class Answer(NamedTuple):
-    """What the catch-all sends for one kind of request, and the Snapshot it was made from."""
+    """What the catch-all sends for one kind of request (made from its cache's Snapshot)."""
 
-    snapshot: Snapshot
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes  # empty for HEAD
@@ -38,6 +37,10 @@ class Answer(NamedTuple):
     tally: Tally  # Traffic's cell for `counted` (a cell of its own, never read, with MAINT_METRICS off)
     lines: HeadLines | None  # the headers checked and encoded for the wire (wire.py), when they can be
     status_line: bytes | None  # the reply's own status line (reason.py), None for uvicorn's
+    # The fast path's messages, made once and sent as they are (servers only read them): the start with
+    # its HeadLines (None without them), and the body.
+    start_message: Message | None
+    body_message: Message
 
     def start(self) -> Message:
         """The `http.response.start` off the fast path: a fresh headers list, the status line beside it."""
@@ -150,12 +153,12 @@ class MaintenanceApp:
         self.cors = cors_middleware(_send_stashed_reply, cors_origins) if cors_origins else None
         self.admin = CorsGate(admin, cors_origins) if cors_origins else admin
         # (service, kind, choice, origin) -> (the plain reply, the same reply as CORSMiddleware decorated it)
-        self._cors_replies: dict[tuple[str, str, Choice, bytes], tuple[Reply, Reply]] = {}
+        self._cors_replies: BoundedCache[tuple[str, str, Choice, bytes], tuple[Reply, Reply]] = BoundedCache()
         self._admin_listener = admin_port is not None or admin_socket
         self._tracker = responder.tracker
-        self._json_paths = responder.json_paths
-        self._cookie_needle = responder.cookie_needle
-        self._answers: dict[AnswerKey, Answer] = {}  # the fast path's: everything a common request sends
+        self._asked = responder.negotiator.asked  # the one negotiation step, for both paths
+        # the fast path's: everything a request sends, for the snapshot it holds
+        self._answers: BoundedCache[AnswerKey, Answer] = BoundedCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -172,36 +175,26 @@ class MaintenanceApp:
         ):
             await self._route(scope, receive, send)
             return
-        # The catch-all's common case, in one lookup: no ?format= or ?lang=, no language cookie, not OPTIONS
-        # (a preflight).
+        # The catch-all's common case, in one lookup: every request but OPTIONS (a preflight, maybe), keyed by
+        # what negotiation reads of it.
         facts = RequestFacts.from_scope_headers(scope["headers"])
-        accept, language, cookie, origin = facts
         method: str = scope["method"]
-        query: bytes = scope["query_string"]
-        if (
-            method == "OPTIONS"
-            or (query and (b"format=" in query or b"lang=" in query))
-            or (cookie is not None and self._cookie_needle in cookie)
-        ):
+        if method == "OPTIONS":
             await self._answer_in_full(scope, receive, send, facts)
             return
+        asked = self._asked(path, scope["query_string"], facts)
         server = scope.get("server")
-        key: AnswerKey = (
-            server[1] if server else None,
-            path.startswith(self._json_paths),
-            accept,
-            language,
-            origin,
-            method == "HEAD",
-        )
+        origin = facts.origin
+        key: AnswerKey = (server[1] if server else None, method == "HEAD", origin, asked)
         snapshot = self._tracker.snapshot()
-        answer = self._answers.get(key)
-        if answer is None or answer.snapshot is not snapshot:
-            answer = await self._prepare(scope, facts, snapshot, encoded=True)
-            if sum(len(part) for part in (accept, language, origin) if part) <= CACHED_VALUES_LENGTH:
-                if len(self._answers) >= MAX_ANSWERS:
-                    self._answers.clear()
-                self._answers[key] = answer
+        answers = self._answers
+        if answers.snapshot is not snapshot:
+            answers.renew(snapshot)
+        answer = answers.get(key)
+        if answer is None:
+            answer = await self._prepare(scope, facts, asked, snapshot, encoded=True)
+            if answers.snapshot is snapshot:  # not renewed meanwhile by a newer snapshot
+                answers.put(key, answer, asked_length(asked) + (len(origin) if origin is not None else 0))
         known = self._known
         if known is not None:
             # Traffic.hit inlined for a connection it already knows (see Traffic.known): the tally alone.
@@ -212,13 +205,9 @@ class MaintenanceApp:
                 self._count(answer.counted, scope, log=False)
         if self.observe is not None:
             self.observe(answer.counted, scope)
-        lines = answer.lines
-        if lines is not None:  # the head written from its encoding (protocol.WholeAnswerCycle)
-            await send({"type": "http.response.start", "status": answer.status, "headers": lines.headers,
-                        HEAD_LINES: lines})
-        else:
-            await send(answer.start())
-        await send({"type": "http.response.body", "body": answer.body})
+        start = answer.start_message  # the head written from its encoding (protocol.WholeAnswerCycle)
+        await send(start if start is not None else answer.start())
+        await send(answer.body_message)
 
     def _count(self, key: CountKey, scope: Scope, log: bool = True) -> None:
         """Count (and log) an answer off the fast path."""
@@ -263,7 +252,8 @@ class MaintenanceApp:
         if self.cors is not None and is_preflight(scope) and self._allowed(facts.origin):
             await NoStore(self.cors)(scope, receive, send)  # rare, and never cached
             return
-        answer = await self._prepare(scope, facts, self._tracker.snapshot())
+        asked = self._asked(scope["path"], scope["query_string"], facts)
+        answer = await self._prepare(scope, facts, asked, self._tracker.snapshot())
         self._count(answer.counted, scope)
         await send(answer.start())
         await send({"type": "http.response.body", "body": answer.body})
@@ -272,19 +262,17 @@ class MaintenanceApp:
         """Is `origin` one CORS answers for (MAINT_CORS_ORIGINS)?"""
         return self.cors is not None and origin is not None and self.cors.is_allowed_origin(origin.decode("latin-1"))
 
-    async def _prepare(self, scope: Scope, facts: RequestFacts, snapshot: Snapshot, encoded: bool = False) -> Answer:
-        """The 503 for this request; for an allowed origin, with the headers Starlette's CORSMiddleware adds.
+    async def _prepare(
+        self, scope: Scope, facts: RequestFacts, asked: Asked, snapshot: Snapshot, encoded: bool = False
+    ) -> Answer:
+        """The 503 for this request, made from `snapshot`; for an allowed origin, with the headers Starlette's
+        CORSMiddleware adds.
 
-        `snapshot` is the tracker's, taken before the reply is looked up: an answer is never newer than the
-        snapshot it is marked with, so the fast path's check (`answer.snapshot is` the current one) is safe.
         The middleware's output depends only on the reply and the Origin, so it runs once per reply and
         origin and its result is kept, instead of wrapping `send` on every request. `encoded` (the fast path,
         whose answers are sent many times) adds the headers' lines for the wire (wire.py).
         """
-        responder = self.responder
-        service = responder.service_for(scope.get("server"))
-        choice = responder.choose(scope["path"], scope["query_string"], facts, service)
-        reply = responder.maintenance_reply(service, choice)
+        service, choice, reply = self.responder.answer(scope.get("server"), asked, snapshot)
         cors = self.cors
         if cors is not None and self._allowed(facts.origin):
             assert facts.origin is not None
@@ -292,17 +280,18 @@ class MaintenanceApp:
             key = (service.name, service.kind, choice, b"*" if cors.allow_all_origins else facts.origin)
             cached = self._cors_replies.get(key)
             if cached is None or cached[0] is not reply:
-                cached = (reply, await _decorate(cors, scope, reply))
-                if len(self._cors_replies) >= MAX_ANSWERS:
-                    self._cors_replies.clear()
-                self._cors_replies[key] = cached
+                cached = self._cors_replies.put(key, (reply, await _decorate(cors, scope, reply)))
             reply = cached[1]
         body = b"" if scope["method"] == "HEAD" else reply.body
         counted = (service.name, choice.format, choice.locale, 503)
         tally = self.traffic.tally(counted) if self.traffic is not None else [0]
         # the fast path's alone: sent many times
         lines = head_lines(reply.headers, reply.status_line) if encoded else None
-        return Answer(snapshot, reply.status, reply.headers, body, counted, tally, lines, reply.status_line)
+        start: Message | None = None
+        if lines is not None:
+            start = {"type": "http.response.start", "status": reply.status, "headers": lines.headers, HEAD_LINES: lines}
+        body_message: Message = {"type": "http.response.body", "body": body}
+        return Answer(reply.status, reply.headers, body, counted, tally, lines, reply.status_line, start, body_message)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -325,11 +314,9 @@ class MaintenanceApp:
         if message["type"] != "websocket.connect":
             return
         if "websocket.http.response" in scope.get("extensions", {}):
-            service = self.responder.service_for(scope.get("server"))
-            choice = self.responder.choose(
-                scope["path"], scope["query_string"], RequestFacts.from_scope_headers(scope["headers"]), service
-            )
-            reply = self.responder.maintenance_reply(service, choice)
+            facts = RequestFacts.from_scope_headers(scope["headers"])
+            asked = self._asked(scope["path"], scope["query_string"], facts)
+            reply = self.responder.answer(scope.get("server"), asked, self._tracker.snapshot())[2]
             await send({"type": "websocket.http.response.start", "status": 503, "headers": list(reply.headers)})
             await send({"type": "websocket.http.response.body", "body": reply.body})
             return

@@ -1,15 +1,16 @@
-"""Response bodies for one (service, locale, format, Snapshot): the HTML page, JSON, problem+json and text."""
+"""Response bodies for one (service, locale, format, Snapshot): the localized texts and the `maintenance`
+object, handed to the format's renderer (formats/), and the HTML page's templates."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from ..files import read_regular_text
 from ..i18n import Catalogs, bcp47, native_name, relative_time
 from ..progress.tracker import NodeSnapshot, Progress, Snapshot
 from ..settings.shim import ServiceKind
+from . import formats
 from .branding import MAX_TEMPLATE_BYTES, Brand, BrandError, accent_css
-from .negotiate import Format
+from .formats.json import json_bytes
+from .negotiate import Format, default_format
 from .texts import Texts, build_node_texts, build_texts, plain_spaces, plain_texts
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
@@ -39,9 +42,10 @@ class Service:
     name: str
     kind: ServiceKind
 
-    @property
+    @cached_property
     def default_format(self) -> Format:
-        return "html" if self.kind == "page" else "json"
+        """The format of its `*/*` answers: the one registered as its kind's default."""
+        return default_format(self.kind)
 
 
 def _csp_hash(text: str) -> str:
@@ -239,33 +243,15 @@ class Renderer:
         return maintenance
 
     def body(self, snapshot: Snapshot, service: Service, locale: str, fmt: Format) -> bytes:
-        """The 503 body in `fmt`."""
+        """The 503 body in `fmt`, by its format's renderer."""
         texts = self.texts(snapshot, service, locale)
         maintenance = self.maintenance(snapshot, service, locale, texts)
-        if fmt == "json":
-            if service.kind == "openai":
-                return _json(openai_error(texts.detail, maintenance))
-            return _json(api_error(texts.detail, maintenance))
-        if fmt == "problem":
-            return _json(
-                {
-                    "type": "about:blank",
-                    "title": texts.problem_title,
-                    "status": 503,
-                    "detail": texts.detail,
-                    "maintenance": maintenance,
-                }
-            )
-        if fmt == "text":
-            lines = [texts.title, "", texts.detail]
-            lines += [line for line in (texts.progress, texts.steps_left) if line]
-            return ("\n".join(lines) + "\n").encode("utf-8")
-        return self.page(snapshot, service, locale, texts, maintenance).encode("utf-8")
+        return formats.get(fmt).render(self, snapshot, service, locale, texts, maintenance)
 
     def status_body(self, snapshot: Snapshot, service: Service, locale: str) -> bytes:
         """The /_maintenance/status body: the same `maintenance` object the 503 carries."""
         texts = self.texts(snapshot, service, locale)
-        return _json(self.maintenance(snapshot, service, locale, texts))
+        return json_bytes(self.maintenance(snapshot, service, locale, texts))
 
     def page(
         self,
@@ -322,41 +308,6 @@ class Renderer:
         )
 
 
-# OpenAI's own 503 error object (type `service_unavailable_error`; the older API sent `server_error`),
-# with a code saying why rather than OpenAI's `server_is_overloaded`: clients that special-case that
-# code retry it on their own schedule, and this is no overload.
-OPENAI_ERROR_TYPE = "service_unavailable_error"
-OPENAI_ERROR_CODE = "service_unavailable"
-
-
-def openai_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
-    """The JSON 503 of an `openai` service: OpenAI's error object, plus what huggingface_hub shows.
-
-    openai-python (and the SDKs generated like it) put `error.message` into the exception text
-    (`_base_client.py`, `_make_status_error_from_response`: `body.get("error", body)["message"]`).
-    huggingface_hub's `hf_raise_for_status` (`utils/_http.py`, `_format`) shows a string `error`, an
-    `error_description`, and each `errors[].message`; an `error` object it shows only as its Python
-    repr (which would escape a no-break space: the sentences have plain ones, texts.plain_texts). A
-    string `error` would cost openai-python the message, so `errors: [{"message": ...}]` carries the
-    same sentence for huggingface_hub, which then shows it verbatim on its own line.
-    """
-    return {
-        "error": {"message": detail, "type": OPENAI_ERROR_TYPE, "param": None, "code": OPENAI_ERROR_CODE},
-        "errors": [{"message": detail}],
-        "maintenance": maintenance,
-    }
-
-
-def api_error(detail: str, maintenance: dict[str, Any]) -> dict[str, Any]:
-    """The JSON 503 of an `api` service: one body that every client we test reads (docs/http.md).
-
-    FastAPI's `detail` (what existing error handling reads), OpenAI's error object (openai-python and
-    the SDKs generated like it show `error.message`), `errors[].message` (huggingface_hub shows it on a
-    line of its own) and the `maintenance` object, all with the same sentence.
-    """
-    return {"detail": detail, **openai_error(detail, maintenance)}
-
-
 def _steps_left_forms(catalogs: Catalogs, locale: str) -> dict[str, str]:
     """"N steps to go" once per CLDR plural category, for the page's script (Intl.PluralRules picks one).
 
@@ -408,6 +359,3 @@ def _percent(progress: Progress | None) -> float | None:
         return None
     return round(min(1.0, max(0.0, progress.fraction)) * 100, 1)
 
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,4 +1,5 @@
-"""Per-request choices and cached responses: negotiation in, ready-made status line, headers and body out.
+"""The replies: a request's negotiated Choice in, ready-made status line, headers and body out, once per
+(service, kind, locale, format, Snapshot).
 
 Rendering can never fail a request: when a body cannot be built (an operator's template that raises on
 some progress, a bug), the answer is a plain localized 503 with the policy's Retry-After, the error is
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from ..i18n import bcp47
 from ..progress.tracker import Snapshot, Tracker
-from .negotiate import Choice, Format, LocaleMatcher, cookie_value, negotiate, query_params
+from . import formats
+from .cache import BoundedCache
+from .formats import PLAIN_CSP
+from .negotiate import Asked, Choice, Format, LocaleMatcher, Negotiator, RequestFacts
 from .reason import phrase, plain_name, status_line
 from .render import Renderer, Service
 
@@ -26,13 +29,7 @@ Headers = list[tuple[bytes, bytes]]
 # Health reports a render failure for this long after it was last seen (seconds).
 FAILING_SECONDS = 60.0
 
-CONTENT_TYPES: dict[Format, bytes] = {
-    "html": b"text/html; charset=utf-8",
-    "json": b"application/json",
-    "problem": b"application/problem+json",
-    "text": b"text/plain; charset=utf-8",
-}
-_PLAIN_CSP = b"default-src 'none'; frame-ancestors 'none'"
+FALLBACK_CONTENT_TYPE = b"text/plain; charset=utf-8"  # the plain fallback 503's, whatever was asked for
 COMMON_HEADERS: Headers = [
     (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
@@ -53,38 +50,12 @@ class Reply:
     status_line: bytes | None = None
 
 
-class RequestFacts(NamedTuple):
-    """The few request headers negotiation and CORS read, picked out in one pass, as sent (bytes).
-
-    A plain loop of comparisons: measured in the server, cheaper than `dict(headers)` (which hashes every
-    fresh header name) by about 2 % of the catch-all's CPU per request."""
-
-    accept: bytes | None
-    accept_language: bytes | None
-    cookie: bytes | None
-    origin: bytes | None
-
-    @classmethod
-    def from_scope_headers(cls, raw: Iterable[tuple[bytes, bytes]]) -> RequestFacts:
-        accept = language = cookie = origin = None
-        for name, value in raw:
-            if name == b"accept":
-                accept = value
-            elif name == b"accept-language":
-                language = value
-            elif name == b"cookie":
-                cookie = value if cookie is None else cookie + b"; " + value
-            elif name == b"origin":
-                origin = value
-        return cls(accept, language, cookie, origin)
-
-
-ChoiceKey = tuple[Format, bool, str | None, str | None, str | None, bytes | None, bytes | None]
-_CACHED_KEY_LENGTH = 1024  # longer header values are negotiated every time, never cached
+__all__ = ["COMMON_HEADERS", "VARY", "Headers", "Reply", "RequestFacts", "Responder"]
 
 
 class Responder:
-    """Negotiates each request and serves 503 replies rendered once per (service, locale, format, Snapshot)."""
+    """Answers: the 503 reply for a listener and what its request asked, rendered once per (service, kind,
+    locale, format, Snapshot), from the negotiation step (negotiate.Negotiator) it holds."""
 
     def __init__(
         self,
@@ -107,12 +78,11 @@ class Responder:
         self._services = dict(services)
         self.default_service = default_service
         self._cookie_name = cookie_name
-        self.json_paths = tuple(json_paths)
-        self.cookie_needle = f"{cookie_name}=".encode()  # a Cookie header without it has no language cookie
-        self._choices: dict[ChoiceKey, Choice] = {}
-        self._snapshot: Snapshot | None = None
-        # (service, kind, locale, format, remember): two listeners of one service may differ in kind
-        self._cache: dict[tuple[str, str, str, Format, bool], Reply] = {}
+        self.negotiator = Negotiator(matcher, cookie_name, json_paths)
+        self._choices = self.negotiator.choices
+        # (service, kind, locale, format, remember) of the snapshot it holds: two listeners of one service
+        # may differ in kind
+        self._cache: BoundedCache[tuple[str, str, str, Format, bool], Reply] = BoundedCache()
         # (service, locale, format) -> when its body last failed to render (monotonic seconds).
         self._failing: dict[tuple[str, str, str], float] = {}
         self._logged: set[str] = set()  # errors logged already (by type and text)
@@ -136,62 +106,29 @@ class Responder:
         return self._services.get(server[1], self.default_service)
 
     def choose(self, path: str, query: bytes, facts: RequestFacts, service: Service) -> Choice:
-        """Locale and format for one request; never raises on malformed input.
+        """Locale and format for one request (the negotiation step, cached); never raises on malformed input."""
+        negotiator = self.negotiator
+        return negotiator.choose(negotiator.asked(path, query, facts), service.default_format)
 
-        Only what negotiation reads goes into the cache key (the `lang` cookie, not the whole Cookie
-        header; `format` and `lang` from the query, not the whole query), so real traffic hits the cache.
-        """
-        format_param = lang_param = None
-        if query and (b"format=" in query or b"lang=" in query):
-            params = query_params(query)
-            format_param, lang_param = params.get("format"), params.get("lang")
-        lang_cookie = None
-        if facts.cookie is not None and self.cookie_needle in facts.cookie:
-            lang_cookie = cookie_value(facts.cookie.decode("latin-1"), self._cookie_name)
-        key: ChoiceKey = (
-            service.default_format,
-            path.startswith(self.json_paths),
-            format_param,
-            lang_param,
-            lang_cookie,
-            facts.accept,
-            facts.accept_language,
-        )
-        choice = self._choices.get(key)
-        if choice is None:
-            choice = self._negotiate(key)
-            if sum(len(part) for part in key[2:] if part) <= _CACHED_KEY_LENGTH:
-                if len(self._choices) >= 4096:
-                    self._choices.clear()
-                self._choices[key] = choice
-        return choice
+    def answer(self, server: tuple[str, int] | None, asked: Asked, snapshot: Snapshot) -> tuple[Service, Choice, Reply]:
+        """The service of the listener, its choice for what the request asked, and its 503 for `snapshot`."""
+        service = self.service_for(server)
+        choice = self.negotiator.choose(asked, service.default_format)
+        return service, choice, self.maintenance_reply(service, choice, snapshot)
 
-    def _negotiate(self, key: ChoiceKey) -> Choice:
-        default_format, json_path, format_param, lang_param, lang_cookie, accept, language = key
-        params = {name: value for name, value in (("format", format_param), ("lang", lang_param)) if value is not None}
-        return negotiate(
-            json_path=json_path,
-            params=params,
-            accept=accept.decode("latin-1") if accept is not None else None,
-            accept_language=language.decode("latin-1") if language is not None else None,
-            cookie=f"{self._cookie_name}={lang_cookie}" if lang_cookie is not None else None,
-            matcher=self.matcher,
-            cookie_name=self._cookie_name,
-            default_format=default_format,
-        )
-
-    def maintenance_reply(self, service: Service, choice: Choice) -> Reply:
-        """The 503 for this service and choice, from the cache while the Snapshot holds."""
-        snapshot = self.tracker.snapshot()
-        if snapshot is not self._snapshot:
-            self._cache = {}
-            self._snapshot = snapshot
-        remember = choice.remember_locale and choice.format == "html"
+    def maintenance_reply(self, service: Service, choice: Choice, snapshot: Snapshot | None = None) -> Reply:
+        """The 503 for this service and choice, made from `snapshot` (the tracker's current one if None), from
+        the cache while the snapshot holds."""
+        if snapshot is None:
+            snapshot = self.tracker.snapshot()
+        cache = self._cache
+        cache.renew(snapshot)
+        remember = choice.remember_locale and formats.get(choice.format).remembers_locale
         key = (service.name, service.kind, choice.locale, choice.format, remember)
-        reply = self._cache.get(key)
+        reply = cache.get(key)
         if reply is None:
             reply = self._build_or_fallback(snapshot, service, choice.locale, choice.format, remember)
-            self._cache[key] = reply  # the fallback too: retried with the next Snapshot, not per request
+            cache.put(key, reply)  # the fallback too: retried with the next Snapshot, not per request
         return reply
 
     def _build_or_fallback(
@@ -218,7 +155,7 @@ class Responder:
         """The plain-text 503 sent when a body cannot be built: localized, with a sane Retry-After."""
         body = self.renderer.fallback_text(locale).encode("utf-8")
         headers: Headers = [
-            (b"content-type", CONTENT_TYPES["text"]),
+            (b"content-type", FALLBACK_CONTENT_TYPE),
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(max(1, retry_after)).encode()),
             (b"content-language", bcp47(locale).encode()),
@@ -226,19 +163,20 @@ class Responder:
             *COMMON_HEADERS,
             (b"x-should-retry", b"false"),
             (b"x-robots-tag", b"noindex"),
-            (b"content-security-policy", _PLAIN_CSP),
+            (b"content-security-policy", PLAIN_CSP),
         ]
         return Reply(503, headers, body)
 
     def _build(self, snapshot: Snapshot, service: Service, locale: str, fmt: Format, remember: bool) -> Reply:
         body = self.renderer.body(snapshot, service, locale, fmt)
+        kind = formats.get(fmt)
         # openai-python and the SDKs generated like it obey `x-should-retry` over their own rules: retry
         # (after Retry-After) while the service is back soon, else fail at once and show the message. An
         # unknown ETA is not "soon".
         eta = snapshot.eta_seconds
         should_retry = eta is not None and eta <= self._sdk_retry_max_seconds
         headers: Headers = [
-            (b"content-type", CONTENT_TYPES[fmt]),
+            (b"content-type", kind.content_type),
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(snapshot.retry_after).encode()),
             (b"content-language", bcp47(locale).encode()),
@@ -246,10 +184,7 @@ class Responder:
             *COMMON_HEADERS,
             (b"x-should-retry", b"true" if should_retry else b"false"),
             (b"x-robots-tag", b"noindex"),
-            (
-                b"content-security-policy",
-                self.renderer.page_csp.encode() if fmt == "html" else _PLAIN_CSP,
-            ),
+            (b"content-security-policy", kind.csp(self.renderer)),
         ]
         if remember:
             cookie = f"{self._cookie_name}={locale}; Path=/; Max-Age={LANG_COOKIE_MAX_AGE}; SameSite=Lax"
