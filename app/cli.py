@@ -95,9 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--path", default="/", help="the sample request's path (MAINT_VERIFY_PATH)")
     probe.add_argument("--cors-origins", default="", help="MAINT_CORS_ORIGINS: preflight from the first")
     probe.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="retry until ready (default once)")
-    probe.add_argument("--pid", type=int, help="with --wait: stop (exit 2) when this process exits")
+    probe.add_argument("--pid", type=int, help="with --wait: stop (exit 3) when this process exits")
     probe.add_argument("--side", choices=("shim", "live"),
                        help="instead: wait until each URL shows this side (exit 1 naming those that did not)")
+    probe.add_argument("--traefik-service", metavar="NAME@PROVIDER",
+                       help="with --side: each URL is Traefik's API; the side it shows for this service")
+    probe.add_argument("--shim-url", default="", help="with --traefik-service: the shim's server URL")
     pid = commands.add_parser("pid", help="a process's start time, or whether it is still the shim (the scripts do)")
     pid.add_argument("pid", type=int)
     pid.add_argument("--start", metavar="TICKS", help="exit 0 only if PID started then and runs `serve`")
@@ -432,7 +435,8 @@ def _event(args: argparse.Namespace) -> int:
     from .statedir import EVENTS_FILE
 
     try:
-        append_event(Path(args.state_dir), time.time() if args.at is None else args.at, args.name, args.status, tuple(args.services), args.seconds)
+        at = time.time() if args.at is None else args.at
+        append_event(Path(args.state_dir), at, args.name, args.status, tuple(args.services), args.seconds)
     except ValueError as error:
         return _fail(f"event: {error}", EXIT_BAD_SETTINGS)
     except OSError as error:
@@ -451,11 +455,12 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    """Exit 0 when ready (or on the side asked); 1 with why on stdout; 2 when --pid exited first."""
+    """Exit 0 when ready (or on the side asked); 1 with why on stdout; 3 when --pid exited first."""
     from . import probe
 
     if args.side:
-        late = [url for url in args.addresses if not probe.wait_side(url, args.side, args.wait)]
+        traefik = (args.traefik_service, args.shim_url) if args.traefik_service else None
+        late = [url for url in args.addresses if not probe.wait_side(url, args.side, args.wait, traefik=traefik)]
         print(" ".join(late))
         return EXIT_FAILED if late else EXIT_OK
     code, why = probe.wait_ready(args.addresses, args.path, args.cors_origins, args.wait, args.pid)

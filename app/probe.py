@@ -1,7 +1,8 @@
 """Whether the shim answers as it must, for the scripts (`maintenance-shim probe`): its health endpoint says
 {"maintenance": true}, a sample request gets a 503 with a valid Retry-After, and a CORS preflight from the
 first allowed origin is allowed. And which side a proxied URL shows (`probe --side`): the shim's or the live
-service's. The JSON and the headers are read here, so the scripts parse neither."""
+service's, or, behind Traefik, the side its API shows for a service (`probe --side --traefik-service`). The
+JSON and the headers are read here, so the scripts parse neither."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import http.client
 import json
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .scriptio import pid_alive
 
@@ -83,13 +84,13 @@ def check_shim(address: str, verify_path: str = "/", origins: str = "", timeout:
 
 def wait_ready(addresses: Sequence[str], verify_path: str, origins: str, wait: float, pid: int | None,
                interval: float = 0.05) -> tuple[int, str]:
-    """Until every address passes check_shim: (0, ""); (2, "") when `pid` (the shim just launched) exits
+    """Until every address passes check_shim: (0, ""); (3, "") when `pid` (the shim just launched) exits
     first; (1, why) when `wait` seconds pass."""
     deadline = time.monotonic() + wait
     for address in addresses:
         while True:
             if pid is not None and not pid_alive(pid):
-                return 2, ""
+                return 3, ""
             why = check_shim(address, verify_path, origins)
             if not why:
                 break
@@ -108,10 +109,28 @@ def side(url: str, timeout: float = 2.0) -> str:
     return "shim" if says_maintenance(body) else "live"
 
 
-def wait_side(url: str, want: str, wait: float, interval: float = 0.1) -> bool:
-    """Until URL shows the `want` side (shim|live); False after `wait` seconds."""
+def traefik_side(api: str, service: str, shim_url: str, timeout: float = TIMEOUT) -> str:
+    """The side Traefik's API (its base URL) shows for `service` (e.g. studio@file): "shim" when it is
+    enabled and one of its servers is `shim_url`, "live" when it is enabled without it, "" when the API
+    does not show it enabled (not loaded yet, a config error, no answer)."""
+    try:
+        status, _, body = _request(_base(api), "GET", f"/api/http/services/{quote(service, safe='@')}", {}, timeout)
+        data = json.loads(body)
+    except (OSError, http.client.HTTPException, ValueError, RecursionError):
+        return ""
+    if status != 200 or not isinstance(data, dict) or data.get("status") != "enabled":
+        return ""
+    balancer = data.get("loadBalancer")
+    servers = balancer.get("servers") if isinstance(balancer, dict) else None
+    urls = [item.get("url") for item in servers if isinstance(item, dict)] if isinstance(servers, list) else []
+    return "shim" if shim_url in urls else "live"
+
+
+def wait_side(url: str, want: str, wait: float, interval: float = 0.1, traefik: tuple[str, str] | None = None) -> bool:
+    """Until URL shows the `want` side (shim|live); False after `wait` seconds. With `traefik` (service,
+    the shim's URL), URL is Traefik's API and the side is the one it shows for that service."""
     deadline = time.monotonic() + wait
-    while side(url) != want:
+    while (side(url) if traefik is None else traefik_side(url, *traefik)) != want:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)

@@ -36,6 +36,7 @@ on_exit() {
   local rc=$?
   trap '' INT TERM HUP
   set +e
+  events_wait
   ((rc == 0 || rc > 128)) || report_unexpected
   [[ $PHASE == starting && $rc -ne 0 ]] || return 0
   kill_children
@@ -142,7 +143,7 @@ main() {
   state_set S_NODE "$NODE"
   : >"$STATE_DIR/events.jsonl"
   rm -f -- "$STATE_DIR/progress-summary.json" "$STATE_DIR/requests-summary.json"
-  run_event start
+  EVENT_ASYNC=1 run_event start  # written beside the switch, not in its time; `switched` waits for it
 
   case $MAINT_SWITCH in
     port) start_port ;;

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# lib/nodes.sh: one node of a fleet behind HAProxy (--node), and the fleet (--rolling).
+# lib/nodes.sh: one node of a fleet behind HAProxy (--node), and the nodes out. The fleet's nodes come
+# parsed from `env --shell`: FLEET, and SERVICE_NODES[name] (" n1 n2 ").
 # Sourced by scripts/lib.sh with the others; see there.
 
 # no_rolling: start and stop take one node (--node) or all; the round over every node is with_maintenance.sh's.
@@ -12,15 +13,14 @@ no_rolling() { [[ -z $ROLLING ]] || die "--rolling is with_maintenance.sh's (it 
 # MAINT_NODE. The shim stands as the backup all the time (MAINT_SHIM_MANAGED=external): nodes come and
 # go around it.
 node_scope() {
-  local name node
+  local name
   local -a on=()
   [[ $MAINT_SWITCH == haproxy ]] ||
     die "--node needs MAINT_SWITCH=haproxy (a balancer in front of the nodes), not '$MAINT_SWITCH'"
   [[ $MAINT_SHIM_MANAGED == external ]] ||
     die "--node needs MAINT_SHIM_MANAGED=external: in a fleet the shim runs all the time as HAProxy's backup server (docs/switching.md)"
   for name in "${SERVICES[@]}"; do
-    words "$(svc "$name" NODES)"
-    for node in "${WORDS[@]}"; do [[ $node == "$NODE" ]] && on+=("$name"); done
+    [[ ${SERVICE_NODES[$name]:-} == *" $NODE "* ]] && on+=("$name")
   done
   # Only a listed node (its name checked with the settings) gets a state dir: "--node ../x" stops here.
   ((${#on[@]})) || die "--node $NODE: no service lists it in MAINT_SERVICE_<name>_NODES (services: ${SERVICES[*]})"
@@ -28,19 +28,6 @@ node_scope() {
   export MAINT_NODE=$NODE
   STATE_DIR=$MAINT_STATE_DIR/nodes/$NODE
   STATE_FILE=$STATE_DIR/state
-}
-
-# fleet_nodes: every node named in the services' NODES, in order of first mention, in FLEET.
-fleet_nodes() {
-  local name node seen=' '
-  FLEET=()
-  for name in "${SERVICES[@]}"; do
-    words "$(svc "$name" NODES)"
-    for node in "${WORDS[@]}"; do
-      [[ $seen == *" $node "* ]] && continue
-      seen+="$node "; FLEET+=("$node")
-    done
-  done
 }
 
 # nodes_out: the nodes of the fleet that are out now (a state file under $MAINT_STATE_DIR/nodes), in OUT.

@@ -47,8 +47,12 @@ port_takeover() {
   stop_deadline=$(( $(mono) + (MAINT_STOP_TIMEOUT + MAINT_BIND_RETRY_SECONDS) * 100 ))
   while :; do
     if [[ -n $SHIM_PID ]] && pid_alive "$SHIM_PID"; then
-      WHY=$(shim_check_once_all "${PROBES[@]}")
-      [[ -z $WHY ]] && break
+      if shim_answering "${PROBES[@]}"; then  # then one probe says whether it is our shim, as it must be
+        WHY=$(shim_check "${PROBES[@]}")
+        [[ -z $WHY ]] && break
+      else
+        WHY="the shim does not answer on ${PROBES[*]} yet"
+      fi
     elif [[ -z $SHIM_PID ]] || ! any_port_bound "${PORTS[@]}"; then
       [[ -n $SHIM_PID ]] && { wait "$SHIM_PID" 2>/dev/null || true; WHY="the shim exited: $(shim_last_words)"; }
       SHIM_BIND_RETRY=$MAINT_BIND_RETRY_SECONDS shim_launch "${SPECS[@]}"
@@ -92,7 +96,6 @@ shim_wait_loaded() {
   done
   return 0
 }
-shim_check_once_all() { local addr why; for addr; do why=$(shim_check_once "$addr"); [[ -z $why ]] || { printf '%s' "$why"; return; }; done; }
 
 # port_release: stop our shim, returning as soon as its listeners are closed (it may still be exiting).
 port_release() {

@@ -2,34 +2,25 @@
 # lib/proc.sh: time, processes and the hook children.
 # Sourced by scripts/lib.sh with the others; see there.
 
-words() { local IFS=$' \t\n,'; read -r -a WORDS <<<"$*" || true; }  # split on blanks and commas
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+is_uint() { [[ -n ${1:-} && $1 != *[!0-9]* ]]; }
 now() { printf '%(%s)T' -1; }
 mono() { local up; read -r up _ </proc/uptime; printf '%s' "${up/./}"; }  # centiseconds, monotonic
-since() { local cs=$(( $(mono) - $1 )); printf '%d.%02d' "$((cs / 100))" "$((cs % 100))"; }
+seconds_of() { printf '%d.%02d' "$(($1 / 100))" "$(($1 % 100))"; }  # centiseconds as seconds, e.g. 1.25
+since() { seconds_of "$(( $(mono) - $1 ))"; }  # since CS (from mono), in seconds
 
 # ---- processes -----------------------------------------------------------------------------------
 
-proc_starttime() {  # PID -> start time in clock ticks since boot (field 22 of /proc/PID/stat)
-  local stat fields
-  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
-  read -r -a fields <<<"${stat##*) }"
-  printf '%s' "${fields[19]}"
-}
-pid_alive() {  # alive and not a zombie
+# proc_starttime PID: its start time (clock ticks since boot), as the shim's supervisor records its server's
+# (`maintenance-shim pid`, app/supervise.py); fails when the process is gone.
+proc_starttime() { shim_run pid "$1" 9>&- 2>/dev/null; }
+pid_alive() {  # alive and not a zombie (polled every 10 ms while the shim takes the ports: no process start)
   local stat
   { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
   stat=${stat##*) }
   [[ ${stat:0:1} != Z && ${stat:0:1} != X ]]
 }
 # pid_is_shim PID STARTTIME: the PID is alive, started when we recorded, and runs `... serve ...`.
-pid_is_shim() {
-  local cmdline
-  is_uint "${1:-}" && pid_alive "$1" || return 1
-  [[ $(proc_starttime "$1") == "$2" ]] || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-  [[ " $cmdline " == *" serve "* ]]
-}
+pid_is_shim() { is_uint "${1:-}" && [[ -n ${2:-} ]] && shim_run pid "$1" --start "$2" 9>&- 2>/dev/null; }
 
 # run_bounded SECONDS CMD: run a hook command with bash -c, bounded, interruptible by our traps.
 declare -a CHILDREN=()

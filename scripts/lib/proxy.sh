@@ -25,12 +25,8 @@ proxy_mode() { [[ $MAINT_SWITCH != port && $MAINT_SWITCH != none ]]; }
 
 # proxy_load: source the adapter that MAINT_SWITCH names, or die naming the ones there are.
 proxy_load() {
-  local file=$PROXY_DIR/$MAINT_SWITCH.sh known
-  if ! [[ $MAINT_SWITCH =~ ^[a-z0-9_]+$ && -f $file ]]; then
-    known=$(cd -- "$PROXY_DIR" 2>/dev/null && printf '%s, ' *.sh) || known=
-    known=${known//.sh/}
-    die "MAINT_SWITCH: '$MAINT_SWITCH' is not one of ${known}port, none"
-  fi
+  local file=$PROXY_DIR/$MAINT_SWITCH.sh  # a name the settings accepted: a proxy registered in app/settings/proxies/
+  [[ -f $file ]] || die "MAINT_SWITCH: no adapter $file for '$MAINT_SWITCH'"
   # shellcheck source=/dev/null
   . "$file" || die "cannot load the proxy adapter $file"
 }
@@ -99,25 +95,18 @@ proxy_report_live() {
   return "$bad"
 }
 
-# proxy_settle shim|live: wait until each PROXY_URL shows the expected side (when set), then
-# MAINT_SETTLE_SECONDS so the old workers finish the requests they hold.
+# proxy_settle shim|live: wait until each PROXY_URL shows the expected side (when set; `maintenance-shim
+# probe --side`: its /_maintenance/health says maintenance or not), then MAINT_SETTLE_SECONDS so the old
+# workers finish the requests they hold.
 proxy_settle() {
-  local want=$1 name url deadline body
+  local want=$1 name url deadline left
   deadline=$(( $(mono) + MAINT_SWITCH_TIMEOUT * 100 ))
   for name in "${SERVICES[@]}"; do
     url=$(svc "$name" PROXY_URL)
     [[ -n $url ]] || continue
-    while :; do
-      body=$(curl -s --max-time 2 -- "${url%/}/_maintenance/health" 2>/dev/null) || body=
-      if [[ $want == shim && $body == *'"maintenance"'* ]] || [[ $want == live && $body != *'"maintenance": true'* && $body != *'"maintenance":true'* ]]; then
-        break
-      fi
-      if (( $(mono) >= deadline )); then
-        warn "$name: $url does not show the $want side ${MAINT_SWITCH_TIMEOUT}s after the reload"
-        break
-      fi
-      sleep 0.1
-    done
+    left=$(( deadline - $(mono) )); ((left > 0)) || left=0
+    shim_run probe --side "$want" --wait "$(seconds_of "$left")" -- "$url" >/dev/null 2>&1 9>&- ||
+      warn "$name: $url does not show the $want side ${MAINT_SWITCH_TIMEOUT}s after the reload"
   done
   sleep "$MAINT_SETTLE_SECONDS"
 }

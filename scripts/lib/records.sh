@@ -1,27 +1,36 @@
 # shellcheck shell=bash
-# lib/records.sh: what the scripts tell the shim and the operator: run events, the start-up time, the history, notifications.
+# lib/records.sh: what the scripts tell the shim and the operator, each written by a `maintenance-shim`
+# subcommand: the run events, the start-up time, the run's history record, the notifications.
 # Sourced by scripts/lib.sh with the others; see there.
 
-
-# run_event NAME [STATUS [SERVICE...]]: tell the shim what happens around the training (one JSON line in
-# $STATE_DIR/events.jsonl; app/progress/runs.py reads it): start, trainer-exit, services-starting|waiting|ready.
+# run_event NAME [STATUS [SERVICE...]]: tell the shim what happens around the training: one line in
+# $STATE_DIR/events.jsonl (`maintenance-shim event`; app/progress/runs.py reads it), timed here: start,
+# switched (EVENT_SECONDS: the switch's own time), trainer-exit, services-starting|waiting|ready. With
+# EVENT_ASYNC=1 the line is written in the background, off the switch's path; the next event (or
+# events_wait) waits for it, so the lines keep their order.
+EVENT_PID=
 run_event() {
-  local name=$1 status=${2:-} line item
+  local name=$1 status=${2:-}
   shift $(($# < 2 ? $# : 2))
-  local -a quoted=()
-  for item; do quoted+=("\"$item\""); done
-  local IFS=,
-  line=$(printf '{"t":%s,"event":"%s"%s%s,"services":[%s]}' "${EPOCHREALTIME/,/.}" "$name" \
-    "${status:+,\"status\":$status}" "${EVENT_SECONDS:+,\"seconds\":$EVENT_SECONDS}" "${quoted[*]}")
-  printf '%s\n' "$line" >>"$STATE_DIR/events.jsonl" 2>/dev/null || warn "cannot write $STATE_DIR/events.jsonl"
+  local -a args=(event "$name" "$@" --at "${EPOCHREALTIME/,/.}" --state-dir "$STATE_DIR")
+  [[ -z $status ]] || args+=(--status "$status")
+  [[ -z ${EVENT_SECONDS:-} ]] || args+=(--seconds "$EVENT_SECONDS")
+  events_wait
+  if [[ -n ${EVENT_ASYNC:-} ]]; then
+    event_write "${args[@]}" &
+    EVENT_PID=$!
+  else
+    event_write "${args[@]}"
+  fi
 }
+event_write() { shim_run "$@" 9>&- 2>/dev/null || warn "cannot write $STATE_DIR/events.jsonl"; }
+events_wait() { [[ -z $EVENT_PID ]] || wait "$EVENT_PID" 2>/dev/null || true; EVENT_PID=; }
 
 # history_record: append the run that just ended to $STATE_DIR/history.jsonl (maintenance-shim history
 # --record); a failure is a warning, never a failed stop.
 history_record() {
-  local -a shim
-  read -r -a shim <<<"$MAINT_SHIM_CMD"
-  "${shim[@]}" history --record --state-dir "$STATE_DIR" >/dev/null 2>>"$MAINT_SHIM_LOG" ||
+  events_wait
+  shim_run history --record --state-dir "$STATE_DIR" >/dev/null 2>>"$MAINT_SHIM_LOG" ||
     warn "could not record the run in $STATE_DIR/history.jsonl (see $MAINT_SHIM_LOG)"
 }
 
@@ -29,18 +38,15 @@ history_record() {
 # bounded, and a failure is a warning, never a failed switch.
 notify() {
   [[ -n ${MAINT_NOTIFY_URLS:-} ]] || return 0
-  local -a shim
-  read -r -a shim <<<"$MAINT_SHIM_CMD"
-  timeout 30 "${shim[@]}" notify "$1" --detail "${2:-}" --services "${SERVICES[*]}" --state-dir "$STATE_DIR" \
+  timeout 30 "${SHIM_CMD[@]}" notify "$1" --detail "${2:-}" --services "${SERVICES[*]}" --state-dir "$STATE_DIR" \
     9>&- 2>>"$MAINT_SHIM_LOG" || warn "the $1 notification was not sent (see $MAINT_SHIM_LOG)"
 }
 
-
 # startup_record SINCE: the scripts took from SINCE (mono: stop_maintenance.sh's start) until the services
-# answered again; kept in $STATE_DIR/startup.json, the shim's first guess at the time from the trainer's
-# end to the services' return before any run is in the history (app/runs.py read_startup).
+# answered again; kept in $STATE_DIR/startup.json (`maintenance-shim startup`), the shim's first guess at
+# the time from the trainer's end to the services' return before any run is in the history
+# (app/progress/runs.py read_startup).
 startup_record() {
-  printf '{"seconds": %s, "t": %s}\n' "$(since "$1")" "$(now)" >"$STATE_DIR/startup.json" 2>/dev/null ||
+  shim_run startup --seconds "$(since "$1")" --state-dir "$STATE_DIR" 9>&- 2>/dev/null ||
     warn "cannot write $STATE_DIR/startup.json"
 }
-# runtime_preset NAME: the service frees the GPU through a runtime preset, not its own STOP/START hooks.

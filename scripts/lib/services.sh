@@ -61,13 +61,11 @@ services_wait_healthy() {
     sleep 0.2
   done
 }
-# since CS: centiseconds (from mono) as seconds, e.g. 1.25.
+# runtime_preset NAME: the service frees the GPU through a runtime preset, not its own STOP/START hooks.
 runtime_preset() { [[ $(svc "$1" RUNTIME) != command && -n $(svc "$1" RUNTIME) ]]; }
 # runtime_cmd sleep|wake|ready NAME: the command (for bash -c) that has the preset do it (app/runtimes/).
 runtime_cmd() {
-  local -a shim
-  read -r -a shim <<<"$MAINT_SHIM_CMD"
-  printf '%q ' "${shim[@]}" runtime "$1" --service "$2"
+  printf '%q ' "${SHIM_CMD[@]}" runtime "$1" --service "$2"
   [[ -z ${MAINT_ENV_FILE:-} ]] || printf -- '--env-file %q' "$MAINT_ENV_FILE"
 }
 describe_unhealthy() {

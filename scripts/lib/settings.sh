@@ -39,11 +39,15 @@ load_env() {
   # No MAINT_SHIM_CMD in the env file: the shim is the one that just read the settings.
   [[ -n $MAINT_SHIM_CMD ]] || MAINT_SHIM_CMD="${SETTINGS_CMD[*]}"
   export MAINT_SHIM_CMD
+  read -r -a SHIM_CMD <<<"$MAINT_SHIM_CMD"  # a command line, split as the shell splits words
   STATE_DIR=$MAINT_STATE_DIR
   STATE_FILE=$STATE_DIR/state
   [[ -z $NODE ]] || node_scope
 }
 
+# shim_run ARGS...: the shim's command (MAINT_SHIM_CMD, after load_env) with ARGS.
+declare -a SHIM_CMD=()
+shim_run() { "${SHIM_CMD[@]}" "$@"; }
 
 # settings_command: the maintenance-shim that resolves the settings, in SETTINGS_CMD, its first word an
 # absolute path: MAINT_SHIM_CMD from the environment when set, else the .venv/ beside these scripts
@@ -67,16 +71,15 @@ settings_command() {
   SETTINGS_CMD[0]=$found
 }
 
-
-
 # check_settings: load the proxy's adapter and run its checks of this machine for every service (the
 # include file exists, the tool it needs is installed); the values themselves were validated by load_env.
 declare -a SERVICES=()
 declare -A SERVICE_TAG=()
 # Parsed by `env --shell` (settings/scripts.py): the shim's --listen values and where to reach them, the
-# shim listener answering for each proxied service, each service's own address and port.
-declare -a SHIM_SPECS=() SHIM_PROBES=()
-declare -A SHIM_ADDR=() SERVICE_PROBE=() SERVICE_PORT=()
+# shim listener answering for each proxied service, each service's own address and port; the nodes of a
+# fleet (FLEET, in order of first mention) and each service's (SERVICE_NODES[name]: " n1 n2 ").
+declare -a SHIM_SPECS=() SHIM_PROBES=() FLEET=()
+declare -A SHIM_ADDR=() SERVICE_PROBE=() SERVICE_PORT=() SERVICE_NODES=()
 check_settings() {
   local name
   proxy_mode || return 0

@@ -9,16 +9,15 @@ SHIM_BIND_RETRY=0
 # reach it), stdout/stderr appended to MAINT_SHIM_LOG; record its PID and start time. The shim gets
 # MAINT_BIND_RETRY_SECONDS=$SHIM_BIND_RETRY (0 unless taking over ports).
 shim_launch() {
-  local -a cmd args=(serve)
+  local -a args=(serve)
   local spec
-  read -r -a cmd <<<"$MAINT_SHIM_CMD"
-  command -v -- "${cmd[0]}" >/dev/null ||
-    die "MAINT_SHIM_CMD: '${cmd[0]}' is not an executable command (PATH=$PATH)"
+  command -v -- "${SHIM_CMD[0]}" >/dev/null ||
+    die "MAINT_SHIM_CMD: '${SHIM_CMD[0]}' is not an executable command (PATH=$PATH)"
   for spec; do args+=(--listen "$spec"); done
   [[ -n ${MAINT_ENV_FILE:-} ]] && args+=(--env-file "$MAINT_ENV_FILE")
   printf '\n==== %s %s: %s %s\n' "$(date '+%F %T')" "$PROG" "$MAINT_SHIM_CMD" "${args[*]}" >>"$MAINT_SHIM_LOG"
   env MAINT_BIND_RETRY_SECONDS="${SHIM_BIND_RETRY:-0}" \
-    nice -n "$MAINT_SHIM_NICE" setsid "${cmd[@]}" "${args[@]}" </dev/null >>"$MAINT_SHIM_LOG" 2>&1 9>&- &
+    nice -n "$MAINT_SHIM_NICE" setsid "${SHIM_CMD[@]}" "${args[@]}" </dev/null >>"$MAINT_SHIM_LOG" 2>&1 9>&- &
   SHIM_PID=$!
   SHIM_START=$(proc_starttime "$SHIM_PID") || SHIM_START=
 }
@@ -29,25 +28,21 @@ shim_last_words() {  # the shim's last log line, for error messages
   printf '%s' "${line:-no output}"
 }
 
-# shim_wait_ready ADDR...: wait until every address passes shim_check_once. Returns 0 when ready, 2 when
-# the process we launched exited (it could not bind, or a bad setting), 1 on timeout; WHY says more.
+# shim_wait_ready ADDR...: wait until every address passes shim_check (one `maintenance-shim probe --wait`,
+# watching the PID we launched). Returns 0 when ready, 2 when that process exited (it could not bind, or a
+# bad setting), 1 on timeout; WHY says more.
 shim_wait_ready() {
-  local deadline addr
-  deadline=$(( $(mono) + MAINT_SHIM_START_TIMEOUT * 100 ))
-  WHY=
-  for addr; do
-    while :; do
-      if [[ -n $SHIM_PID ]] && ! pid_alive "$SHIM_PID"; then
-        wait "$SHIM_PID" 2>/dev/null || true
-        WHY="the shim exited during start-up: $(shim_last_words) (log: $MAINT_SHIM_LOG)"
-        return 2
-      fi
-      WHY=$(shim_check_once "$addr")
-      [[ -z $WHY ]] && break
-      if (( $(mono) >= deadline )); then WHY="the shim is not ready after ${MAINT_SHIM_START_TIMEOUT}s: $WHY"; return 1; fi
-      sleep 0.05
-    done
-  done
+  local rc=0
+  local -a watch=()
+  [[ -z $SHIM_PID ]] || watch=(--pid "$SHIM_PID")
+  WHY=$(shim_probe --wait "$MAINT_SHIM_START_TIMEOUT" "${watch[@]}" -- "$@") || rc=$?
+  case $rc in
+    0) WHY= ;;
+    3) wait "$SHIM_PID" 2>/dev/null || true
+       WHY="the shim exited during start-up: $(shim_last_words) (log: $MAINT_SHIM_LOG)"; return 2 ;;
+    *) WHY="the shim is not ready after ${MAINT_SHIM_START_TIMEOUT}s: ${WHY:-maintenance-shim probe failed (exit $rc)}"
+       return 1 ;;
+  esac
 }
 
 # shim_start LISTEN...: launch (unless external) and verify, or die. Records the PID in the state.
@@ -73,11 +68,9 @@ shim_stop_recorded() {
 # SERVING_SUPERVISOR, SERVING_PID, SERVING_START, SERVING_RESTARTS, SERVING_LAST_EXIT and SERVING_LAST_AT
 # ("" when absent).
 serving_read() {
-  local -a shim
   SERVING_SUPERVISOR='' SERVING_PID='' SERVING_START='' SERVING_RESTARTS=0 SERVING_LAST_EXIT='' SERVING_LAST_AT=
   [[ -r $STATE_DIR/shim-serving.json ]] || return 0  # never written (--no-supervise), or already removed
-  read -r -a shim <<<"$MAINT_SHIM_CMD"
-  eval "$("${shim[@]}" serving --shell --state-dir "$STATE_DIR" 9>&- 2>/dev/null)" || true
+  eval "$(shim_run serving --shell --state-dir "$STATE_DIR" 9>&- 2>/dev/null)" || true
 }
 
 # serving_summary SUPERVISOR_PID: what status_maintenance.sh says about the server the supervisor keeps.

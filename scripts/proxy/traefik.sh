@@ -22,8 +22,8 @@ include_render() {
   } >"$2"
 }
 
-# traefik_get PATH: GET the API; the body in API_OUT.
-traefik_get() { API_OUT=$(curl -sf --max-time 3 -- "${MAINT_TRAEFIK_API%/}$1" 2>/dev/null); }
+# traefik_get PATH: the API answers PATH with a 2xx.
+traefik_get() { curl -sf -o /dev/null --max-time 3 -- "$MAINT_TRAEFIK_API$1" 2>/dev/null; }
 
 proxy_test() {
   traefik_get /api/overview ||
@@ -31,26 +31,18 @@ proxy_test() {
 }
 
 # proxy_reload: Traefik reloads by itself when a watched file changes (at most every
-# providersThrottleDuration, 2 s by default); wait until its API shows every service on its side.
+# providersThrottleDuration, 2 s by default); wait until its API shows every service on its side
+# (`maintenance-shim probe --side --traefik-service` reads the API's JSON).
 proxy_reload() {
-  local name inc service want deadline
+  local name inc service want deadline left
   deadline=$(( $(mono) + MAINT_SWITCH_TIMEOUT * 100 ))
   for name in "${SERVICES[@]}"; do
     inc=$(svc "$name" INCLUDE); service=$(traefik_service "$name")
     want=live; grep -qF -- "$MARKER" "$inc" 2>/dev/null && want=shim
-    while :; do
-      if traefik_get "/api/http/services/$service@file" && [[ $API_OUT == *'"status":"enabled"'* ]]; then
-        if [[ $API_OUT == *"\"url\":\"http://$(shim_addr_for "$name")\""* ]]; then
-          [[ $want == shim ]] && break
-        else
-          [[ $want == live ]] && break
-        fi
-      fi
-      if (( $(mono) >= deadline )); then
-        proxy_fail "traefik did not take $inc within ${MAINT_SWITCH_TIMEOUT}s: its API does not show $service@file on the $want side (a config error? see traefik's log)"
-        return 1
-      fi
-      sleep 0.1
-    done
+    left=$(( deadline - $(mono) )); ((left > 0)) || left=0
+    shim_run probe --side "$want" --wait "$(seconds_of "$left")" --traefik-service "$service@file" \
+      --shim-url "http://$(shim_addr_for "$name")" -- "$MAINT_TRAEFIK_API" >/dev/null 2>&1 9>&- ||
+      proxy_fail "traefik did not take $inc within ${MAINT_SWITCH_TIMEOUT}s: its API does not show $service@file on the $want side (a config error? see traefik's log)" ||
+      return 1
   done
 }
