@@ -143,7 +143,7 @@ main() {
   state_set S_NODE "$NODE"
   : >"$STATE_DIR/events.jsonl"
   rm -f -- "$STATE_DIR/progress-summary.json" "$STATE_DIR/requests-summary.json"
-  EVENT_ASYNC=1 run_event start  # written beside the switch, not in its time; `switched` waits for it
+  run_event start
 
   case $MAINT_SWITCH in
     port) start_port ;;

@@ -161,6 +161,7 @@ run_once() {
     wait_child "$CMD_PID"
     CMD_RC=$CHILD_RC
     run_event trainer-exit "$CMD_RC"
+    events_wait  # before stop_maintenance.sh writes the next ones
     log "${ARGS[0]} exited with status $CMD_RC${SIGNALLED:+ (after SIG$SIGNALLED)}; stopping maintenance"
   fi
 

@@ -5,9 +5,9 @@
 
 # run_event NAME [STATUS [SERVICE...]]: tell the shim what happens around the training: one line in
 # $STATE_DIR/events.jsonl (`maintenance-shim event`; app/progress/runs.py reads it), timed here: start,
-# switched (EVENT_SECONDS: the switch's own time), trainer-exit, services-starting|waiting|ready. With
-# EVENT_ASYNC=1 the line is written in the background, off the switch's path; the next event (or
-# events_wait) waits for it, so the lines keep their order.
+# switched (EVENT_SECONDS: the switch's own time), trainer-exit, services-starting|waiting|ready. The line
+# is written in the background, off the switch's path (a process start each); the next event waits for the
+# one before, so the lines keep their order, and events_wait (on exit, before the history) for the last.
 EVENT_PID=
 run_event() {
   local name=$1 status=${2:-}
@@ -16,12 +16,8 @@ run_event() {
   [[ -z $status ]] || args+=(--status "$status")
   [[ -z ${EVENT_SECONDS:-} ]] || args+=(--seconds "$EVENT_SECONDS")
   events_wait
-  if [[ -n ${EVENT_ASYNC:-} ]]; then
-    event_write "${args[@]}" &
-    EVENT_PID=$!
-  else
-    event_write "${args[@]}"
-  fi
+  event_write "${args[@]}" &
+  EVENT_PID=$!
 }
 event_write() { shim_run "$@" 9>&- 2>/dev/null || warn "cannot write $STATE_DIR/events.jsonl"; }
 events_wait() { [[ -z $EVENT_PID ]] || wait "$EVENT_PID" 2>/dev/null || true; EVENT_PID=; }
