@@ -5,20 +5,23 @@ as every call is a process start on the switch's path."""
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from pathlib import Path
 
-from .logsetup import JsonFormatter
 from .statedir import EVENTS_FILE, STARTUP_FILE, write_json_atomically
-from .supervise import proc_starttime
+
+# Each function imports what only it needs: every call is a process start of its own.
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # in a script's message: a blank (newlines and tabs stay)
 
 
 def log_line(t: float, level: str, logger: str, message: str) -> str:
     """One JSON log line, exactly as the shim's JsonFormatter writes its own (UTC, milliseconds, Z)."""
+    import logging
+
+    from .logsetup import JsonFormatter
+
     record = logging.LogRecord(logger, getattr(logging, level.upper()), "", 0, _CONTROL.sub(" ", message), (), None)
     record.created = t
     return JsonFormatter().format(record)
@@ -52,6 +55,8 @@ def pid_alive(pid: int) -> bool:
 
 def is_shim(pid: int, start: str) -> bool:
     """`pid` is alive (not a zombie), started at `start` (proc_starttime) and runs `... serve ...`."""
+    from .supervise import proc_starttime
+
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

@@ -18,7 +18,6 @@ progress arrives (the median duration of recent runs). Pure logic here; file acc
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -368,6 +367,8 @@ class RunWatcher:
                 logger.warning("run events and summary: %r", error)
 
     async def run(self) -> None:
+        import asyncio  # here: `maintenance-shim event` (a process start per event) imports this module too
+
         while True:
             self.poll_once()
             await asyncio.sleep(self.poll_interval)
