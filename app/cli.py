@@ -97,10 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="retry until ready (default once)")
     probe.add_argument("--pid", type=int, help="with --wait: stop (exit 3) when this process exits")
     probe.add_argument("--side", choices=("shim", "live"),
-                       help="instead: wait until each URL shows this side (exit 1 naming those that did not)")
-    probe.add_argument("--traefik-service", metavar="NAME@PROVIDER",
-                       help="with --side: each URL is Traefik's API; the side it shows for this service")
-    probe.add_argument("--shim-url", default="", help="with --traefik-service: the shim's server URL")
+                       help="instead: wait until each URL shows this side (exit 1; those that did not, a line each)")
+    probe.add_argument("--traefik-api", metavar="URL", help="with --side: each argument is SERVICE@PROVIDER="
+                       "SHIM_URL, and its side the one Traefik's API shows for that service")
     pid = commands.add_parser("pid", help="a process's start time, or whether it is still the shim (the scripts do)")
     pid.add_argument("pid", type=int)
     pid.add_argument("--start", metavar="TICKS", help="exit 0 only if PID started then and runs `serve`")
@@ -459,9 +458,8 @@ def _probe(args: argparse.Namespace) -> int:
     from . import probe
 
     if args.side:
-        traefik = (args.traefik_service, args.shim_url) if args.traefik_service else None
-        late = [url for url in args.addresses if not probe.wait_side(url, args.side, args.wait, traefik=traefik)]
-        print(" ".join(late))
+        late = probe.wait_sides(args.addresses, args.side, args.wait, args.traefik_api)
+        print("\n".join(late))
         return EXIT_FAILED if late else EXIT_OK
     code, why = probe.wait_ready(args.addresses, args.path, args.cors_origins, args.wait, args.pid)
     print(why)

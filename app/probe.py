@@ -126,12 +126,18 @@ def traefik_side(api: str, service: str, shim_url: str, timeout: float = TIMEOUT
     return "shim" if shim_url in urls else "live"
 
 
-def wait_side(url: str, want: str, wait: float, interval: float = 0.1, traefik: tuple[str, str] | None = None) -> bool:
-    """Until URL shows the `want` side (shim|live); False after `wait` seconds. With `traefik` (service,
-    the shim's URL), URL is Traefik's API and the side is the one it shows for that service."""
+def wait_sides(targets: Sequence[str], want: str, wait: float, traefik_api: str | None = None,
+               interval: float = 0.1) -> list[str]:
+    """Until every target shows the `want` side (shim|live), within one deadline `wait` seconds away; the
+    targets that did not. A target is a URL (its health endpoint says which side answers), or with
+    `traefik_api` a SERVICE@PROVIDER=SHIM_URL (the side Traefik's API shows for that service)."""
     deadline = time.monotonic() + wait
-    while (side(url) if traefik is None else traefik_side(url, *traefik)) != want:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
+    late = []
+    for target in targets:
+        service, _, shim_url = target.partition("=")
+        while (side(target) if traefik_api is None else traefik_side(traefik_api, service, shim_url)) != want:
+            if time.monotonic() >= deadline:
+                late.append(target)
+                break
+            time.sleep(interval)
+    return late

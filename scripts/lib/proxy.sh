@@ -99,14 +99,21 @@ proxy_report_live() {
 # probe --side`: its /_maintenance/health says maintenance or not), then MAINT_SETTLE_SECONDS so the old
 # workers finish the requests they hold.
 proxy_settle() {
-  local want=$1 name url deadline left
-  deadline=$(( $(mono) + MAINT_SWITCH_TIMEOUT * 100 ))
+  local want=$1 name url
+  local -a urls=()
+  local -A late=()
   for name in "${SERVICES[@]}"; do
     url=$(svc "$name" PROXY_URL)
-    [[ -n $url ]] || continue
-    left=$(( deadline - $(mono) )); ((left > 0)) || left=0
-    shim_run probe --side "$want" --wait "$(seconds_of "$left")" -- "$url" >/dev/null 2>&1 9>&- ||
-      warn "$name: $url does not show the $want side ${MAINT_SWITCH_TIMEOUT}s after the reload"
+    [[ -z $url ]] || urls+=("$url")
   done
+  if ((${#urls[@]})); then  # one process for all, within one deadline
+    while IFS= read -r url; do [[ -z $url ]] || late[$url]=1; done < <(shim_run probe --side "$want" \
+      --wait "$MAINT_SWITCH_TIMEOUT" -- "${urls[@]}" 2>/dev/null 9>&- || true)
+    for name in "${SERVICES[@]}"; do
+      url=$(svc "$name" PROXY_URL)
+      [[ -z $url || -z ${late[$url]:-} ]] ||
+        warn "$name: $url does not show the $want side ${MAINT_SWITCH_TIMEOUT}s after the reload"
+    done
+  fi
   sleep "$MAINT_SETTLE_SECONDS"
 }

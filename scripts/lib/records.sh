@@ -15,11 +15,14 @@ run_event() {
   local -a args=(event "$name" "$@" --at "${EPOCHREALTIME/,/.}" --state-dir "$STATE_DIR")
   [[ -z $status ]] || args+=(--status "$status")
   [[ -z ${EVENT_SECONDS:-} ]] || args+=(--seconds "$EVENT_SECONDS")
+  record_write events.jsonl "${args[@]}"
+}
+# record_write FILE ARGS...: `maintenance-shim ARGS` in the background, once the record before is written.
+record_write() {
   events_wait
-  event_write "${args[@]}" &
+  { shim_run "${@:2}" 9>&- 2>/dev/null || warn "cannot write $STATE_DIR/$1"; } &
   EVENT_PID=$!
 }
-event_write() { shim_run "$@" 9>&- 2>/dev/null || warn "cannot write $STATE_DIR/events.jsonl"; }
 events_wait() { [[ -z $EVENT_PID ]] || wait "$EVENT_PID" 2>/dev/null || true; EVENT_PID=; }
 
 # history_record: append the run that just ended to $STATE_DIR/history.jsonl (maintenance-shim history
@@ -41,8 +44,5 @@ notify() {
 # startup_record SINCE: the scripts took from SINCE (mono: stop_maintenance.sh's start) until the services
 # answered again; kept in $STATE_DIR/startup.json (`maintenance-shim startup`), the shim's first guess at
 # the time from the trainer's end to the services' return before any run is in the history
-# (app/progress/runs.py read_startup).
-startup_record() {
-  shim_run startup --seconds "$(since "$1")" --state-dir "$STATE_DIR" 9>&- 2>/dev/null ||
-    warn "cannot write $STATE_DIR/startup.json"
-}
+# (app/progress/runs.py read_startup). In the background, as the events.
+startup_record() { record_write startup.json startup --seconds "$(since "$1")" --state-dir "$STATE_DIR"; }

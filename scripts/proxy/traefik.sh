@@ -34,15 +34,21 @@ proxy_test() {
 # providersThrottleDuration, 2 s by default); wait until its API shows every service on its side
 # (`maintenance-shim probe --side --traefik-service` reads the API's JSON).
 proxy_reload() {
-  local name inc service want deadline left
-  deadline=$(( $(mono) + MAINT_SWITCH_TIMEOUT * 100 ))
+  local name inc want late
+  local -A on=()  # shim|live -> the services' SERVICE@file=SHIM_URL, to wait for in one process each
   for name in "${SERVICES[@]}"; do
-    inc=$(svc "$name" INCLUDE); service=$(traefik_service "$name")
+    inc=$(svc "$name" INCLUDE)
     want=live; grep -qF -- "$MARKER" "$inc" 2>/dev/null && want=shim
-    left=$(( deadline - $(mono) )); ((left > 0)) || left=0
-    shim_run probe --side "$want" --wait "$(seconds_of "$left")" --traefik-service "$service@file" \
-      --shim-url "http://$(shim_addr_for "$name")" -- "$MAINT_TRAEFIK_API" >/dev/null 2>&1 9>&- ||
-      proxy_fail "traefik did not take $inc within ${MAINT_SWITCH_TIMEOUT}s: its API does not show $service@file on the $want side (a config error? see traefik's log)" ||
-      return 1
+    on[$want]+=" $(traefik_service "$name")@file=http://$(shim_addr_for "$name")"
+  done
+  for want in "${!on[@]}"; do
+    local -a targets
+    read -r -a targets <<<"${on[$want]}"  # our own list: no blanks in a service name or an address
+    late=$(shim_run probe --side "$want" --wait "$MAINT_SWITCH_TIMEOUT" --traefik-api "$MAINT_TRAEFIK_API" \
+      -- "${targets[@]}" 2>/dev/null 9>&-) && continue
+    late=${late%%$'\n'*}  # the first that did not switch, as it was given
+    for name in "${SERVICES[@]}"; do [[ $late == "$(traefik_service "$name")@file="* ]] && break; done
+    proxy_fail "traefik did not take $(svc "$name" INCLUDE) within ${MAINT_SWITCH_TIMEOUT}s: its API does not show ${late%%=*} on the $want side (a config error? see traefik's log)"
+    return 1
   done
 }
