@@ -87,8 +87,9 @@ def test_records_and_probes_go_through_the_shim() -> None:
     """Run events, the start-up record, the JSON log lines and the shim's health checks are subcommands;
     the start time of a process is supervise.py's (`maintenance-shim pid`), not read again in bash."""
     code = "\n".join(line for path in _bash_files() for _, line in _code(path))
+    called = r"(shim_run |SETTINGS_CMD\[@\]\}\" |args=\(|record_write \S+ )"
     for subcommand in ("event", "startup", "log", "probe", "pid", "serving", "env"):
-        assert re.search(rf"(shim_run |SETTINGS_CMD\[@\]\}}\" |args=\(){subcommand}\b", code), subcommand
+        assert re.search(rf"{called}{subcommand}\b", code), subcommand
     assert "fields[19]" not in code and code.count("/stat\"") == 1, "only pid_alive reads /proc/PID/stat"
     # The events file is emptied at a start (`: >`), never written a line by bash; startup.json not at all.
     assert not re.search(r'>>\s*"?\$STATE_DIR/events\.jsonl|>\s*"?\$STATE_DIR/startup\.json', code)
