@@ -5,21 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .settings.env import DEFAULT_ENV_FILE, SettingsError
-from .settings.shim import Settings, load_settings
+
+if TYPE_CHECKING:  # imported where used: the scripts' small subcommands (event, log, probe, pid) start fast
+    from .settings.shim import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 DEFAULT_URL = "http://127.0.0.1:8080"
 COMMANDS = ("serve", "check", "env", "status", "progress", "history", "notify", "summary", "serving", "event",
-            "runtime", "gpu")
+            "runtime", "gpu", "log", "probe", "pid", "startup")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,10 +78,34 @@ def _parser() -> argparse.ArgumentParser:
     serving.add_argument("--state-dir", metavar="PATH", required=True)
     serving.add_argument("--shell", action="store_true", help="print SERVING_* assignments for bash's eval")
     event = commands.add_parser("event", help="append a run event to MAINT_STATE_DIR/events.jsonl (the scripts do)")
-    event.add_argument("name", help="start, trainer-exit, services-starting, services-waiting or services-ready")
+    event.add_argument("name", help="start, switched, trainer-exit, services-starting, services-waiting or "
+                       "services-ready")
     event.add_argument("services", nargs="*", help="the services it concerns")
     event.add_argument("--status", type=int, help="the trainer's exit status (trainer-exit)")
+    event.add_argument("--seconds", type=float, help="how long the switch in took (switched)")
+    event.add_argument("--at", type=float, metavar="UNIX_TIME", help="when it happened (default now)")
     event.add_argument("--state-dir", metavar="PATH", required=True)
+    log = commands.add_parser("log", help="write one JSON log line on stderr, as the shim's (the scripts do)")
+    log.add_argument("level", choices=("debug", "info", "warning", "error"))
+    log.add_argument("message")
+    log.add_argument("--logger", default="maintenance-shim", help="the logger's name (the script's)")
+    log.add_argument("--at", type=float, metavar="UNIX_TIME", help="when it happened (default now)")
+    probe = commands.add_parser("probe", help="check that the shim answers as it must (the scripts do)")
+    probe.add_argument("addresses", nargs="+", metavar="HOST:PORT|URL")
+    probe.add_argument("--path", default="/", help="the sample request's path (MAINT_VERIFY_PATH)")
+    probe.add_argument("--cors-origins", default="", help="MAINT_CORS_ORIGINS: preflight from the first")
+    probe.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="retry until ready (default once)")
+    probe.add_argument("--pid", type=int, help="with --wait: stop (exit 3) when this process exits")
+    probe.add_argument("--side", choices=("shim", "live"),
+                       help="instead: wait until each URL shows this side (exit 1; those that did not, a line each)")
+    probe.add_argument("--traefik-api", metavar="URL", help="with --side: each argument is SERVICE@PROVIDER="
+                       "SHIM_URL, and its side the one Traefik's API shows for that service")
+    pid = commands.add_parser("pid", help="a process's start time, or whether it is still the shim (the scripts do)")
+    pid.add_argument("pid", type=int)
+    pid.add_argument("--start", metavar="TICKS", help="exit 0 only if PID started then and runs `serve`")
+    startup = commands.add_parser("startup", help="record how long the services took to come back (the scripts do)")
+    startup.add_argument("--seconds", type=float, required=True)
+    startup.add_argument("--state-dir", metavar="PATH", required=True)
     runtime = commands.add_parser(
         "runtime", help="sleep, wake or check a service's inference server (MAINT_SERVICE_<name>_RUNTIME)"
     )
@@ -108,6 +132,8 @@ def _gpu(args: argparse.Namespace) -> int:
 
 
 def _settings(env_file: str | None, overrides: dict[str, Any] | None = None) -> Settings:
+    from .settings.shim import load_settings
+
     return load_settings(env_file, overrides=overrides)
 
 
@@ -186,6 +212,9 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
     url = args.url.rstrip("/") + "/_maintenance/status"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - operator-given URL
@@ -217,6 +246,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace) -> int:
+    import urllib.error
+
     if args.step < 0 or (args.total is not None and (args.total <= 0 or args.step > args.total)):
         return _fail("--step must be >= 0 and no larger than --total (> 0)", EXIT_BAD_SETTINGS)
     if args.file:
@@ -395,20 +426,64 @@ def _serving(args: argparse.Namespace) -> int:
 
 def _event(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
-    from .progress.runs import event_line
+    from .scriptio import append_event
     from .statedir import EVENTS_FILE
 
     try:
-        line = event_line(time.time(), args.name, args.status, tuple(args.services))
+        at = time.time() if args.at is None else args.at
+        append_event(Path(args.state_dir), at, args.name, args.status, tuple(args.services), args.seconds)
     except ValueError as error:
         return _fail(f"event: {error}", EXIT_BAD_SETTINGS)
-    try:
-        with (Path(args.state_dir) / EVENTS_FILE).open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
     except OSError as error:
         return _fail(f"cannot write {Path(args.state_dir) / EVENTS_FILE}: {error}")
+    return EXIT_OK
+
+
+def _log(args: argparse.Namespace) -> int:
+    import time
+
+    from .scriptio import log_line
+
+    print(log_line(time.time() if args.at is None else args.at, args.level, args.logger, args.message),
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _probe(args: argparse.Namespace) -> int:
+    """Exit 0 when ready (or on the side asked); 1 with why on stdout; 3 when --pid exited first."""
+    from . import probe
+
+    if args.side:
+        late = probe.wait_sides(args.addresses, args.side, args.wait, args.traefik_api)
+        print("\n".join(late))
+        return EXIT_FAILED if late else EXIT_OK
+    code, why = probe.wait_ready(args.addresses, args.path, args.cors_origins, args.wait, args.pid)
+    print(why)
+    return code
+
+
+def _pid(args: argparse.Namespace) -> int:
+    from .scriptio import is_shim
+    from .supervise import proc_starttime
+
+    if args.start is not None:
+        return EXIT_OK if is_shim(args.pid, args.start) else EXIT_FAILED
+    start = proc_starttime(args.pid)
+    print(start)
+    return EXIT_OK if start else EXIT_FAILED
+
+
+def _startup(args: argparse.Namespace) -> int:
+    from .scriptio import record_startup
+    from .statedir import STARTUP_FILE
+
+    try:
+        record_startup(Path(args.state_dir), args.seconds)
+    except ValueError as error:
+        return _fail(f"startup: {error}", EXIT_BAD_SETTINGS)
+    except OSError as error:
+        return _fail(f"cannot write {Path(args.state_dir) / STARTUP_FILE}: {error}")
     return EXIT_OK
 
 
@@ -421,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: str = args.command
     handlers = {"serve": _serve, "check": _check, "env": _env, "status": _status, "progress": _progress,
                 "history": _history, "notify": _notify, "summary": _summary, "serving": _serving, "event": _event,
-                "runtime": _runtime, "gpu": _gpu}
+                "runtime": _runtime, "gpu": _gpu, "log": _log, "probe": _probe, "pid": _pid, "startup": _startup}
     try:
         return handlers[command](args)
     except SettingsError as error:

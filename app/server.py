@@ -27,7 +27,7 @@ from .uvicorn_ext.server import ShimServer, _RefusedHandshakeFilter
 logger = logging.getLogger("maintenance_shim")
 EXIT_BIND_FAILED = 1
 BACKLOG = 2048
-WAITING_FOR_PORT = "loaded and retrying"  # in the log line scripts/lib.sh's port mode waits for
+WAITING_FOR_PORT = "loaded and retrying"  # in the log line scripts/lib/port.sh waits for
 
 
 class BindError(Exception):

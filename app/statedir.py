@@ -40,6 +40,7 @@ SERVING_FILE = "shim-serving.json"  # written by the supervisor (supervise.py), 
 REQUESTS_FILE = "requests-summary.json"  # written by the shim (traffic.py) every second and at shutdown
 
 
-# The time the scripts took to bring the services back, written by stop_maintenance.sh each time (lib.sh
-# startup_record): the first guess at the save-and-reload time before any run is in the history.
+# The time the scripts took to bring the services back, written for stop_maintenance.sh each time
+# (`maintenance-shim startup`, scriptio.record_startup): the first guess at the save-and-reload time before
+# any run is in the history.
 STARTUP_FILE = "startup.json"

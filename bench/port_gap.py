@@ -10,7 +10,7 @@ with only refused or reset connections on one service's port: from the end of th
 before it to the start of the first answered one after it (an upper bound on the real gap).
 
 What the shim controls is the start: it is launched first and stops the services only once it is loaded
-and retrying the bind (scripts/lib.sh port_takeover), so it takes each port within ~10 ms of its being
+and retrying the bind (scripts/lib/port.sh port_takeover), so it takes each port within ~10 ms of its being
 freed. At the stop, the shim lets the port go and the START hook starts the service: the window is the
 service's own start-up (here a Python interpreter importing http.server), which no switch can hide from
 a service that binds only once, at the end of its start-up.

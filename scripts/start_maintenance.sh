@@ -36,6 +36,7 @@ on_exit() {
   local rc=$?
   trap '' INT TERM HUP
   set +e
+  events_wait
   ((rc == 0 || rc > 128)) || report_unexpected
   [[ $PHASE == starting && $rc -ne 0 ]] || return 0
   kill_children

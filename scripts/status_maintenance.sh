@@ -68,7 +68,7 @@ main() {
     printf 'shim:     managed outside these scripts\n'
   elif [[ -n $pid ]] && pid_is_shim "$pid" "$(state_get SHIM_START)"; then
     printf 'shim:     PID %s, running (%s)\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")"
-    serving_summary "$pid" | sed 's/^/shim:     /'
+    serving_summary "$pid" | indent 'shim:     '
   elif [[ -n $pid ]] && [[ -n $(shim_target "$pid" "$(state_get SHIM_START)") ]]; then
     serving_read
     printf 'shim:     the supervisor (PID %s) is gone; its server (PID %s) serves on, unsupervised (a crash now is not restarted)\n' \
@@ -99,9 +99,7 @@ main() {
   done
 
   if ((${#PROBES[@]})) && [[ $(http_code "http://${PROBES[0]}/_maintenance/status") == 200 ]]; then
-    local -a cmd
-    read -r -a cmd <<<"$MAINT_SHIM_CMD"
-    "${cmd[@]}" status --url "http://${PROBES[0]}" 2>/dev/null | sed 's/^/shim:     /' || true
+    shim_run status --url "http://${PROBES[0]}" 2>/dev/null | indent 'shim:     ' || true
   fi
   exit "$rc"
 }

@@ -54,6 +54,7 @@ on_exit() {
   local rc=$?
   trap '' INT TERM HUP
   set +e
+  events_wait
   ((rc == 0 || rc > 128)) || report_unexpected
   [[ $rc -ne 0 ]] || return 0
   case $PHASE in
@@ -176,12 +177,10 @@ main() {
 # print_summary: what the run turned away (the shim wrote its final counts to the state dir as it stopped;
 # history_record has added them to the run's record in history.jsonl).
 print_summary() {
-  local -a shim
-  read -r -a shim <<<"$MAINT_SHIM_CMD"
   local -a form=()
   [[ -f $STATE_DIR/requests-summary.json ]] || return 0
   [[ ${MAINT_LOG_FORMAT:-} == json ]] && form=(--json)
-  "${shim[@]}" summary "${form[@]}" --state-dir "$STATE_DIR" 2>>"$MAINT_SHIM_LOG" || warn "could not print the run summary"
+  shim_run summary "${form[@]}" --state-dir "$STATE_DIR" 2>>"$MAINT_SHIM_LOG" || warn "could not print the run summary"
 }
 
 main "$@"

@@ -71,10 +71,8 @@ wait_child() {
 # app/gpu.py); memory still held is a warning naming the processes, and CMD runs anyway.
 gpu_check() {
   local out rc=0
-  local -a shim
   ((MAINT_GPU_FREE_TIMEOUT > 0)) || return 0
-  read -r -a shim <<<"$MAINT_SHIM_CMD"
-  out=$("${shim[@]}" gpu --wait "$MAINT_GPU_FREE_TIMEOUT" --below "$MAINT_GPU_FREE_MIB" 2>&1 9>&-) || rc=$?
+  out=$(shim_run gpu --wait "$MAINT_GPU_FREE_TIMEOUT" --below "$MAINT_GPU_FREE_MIB" 2>&1 9>&-) || rc=$?
   out=${out//maintenance-shim: /}
   if ((rc == 0)); then log "$out"; else warn "$out; running ${ARGS[0]} anyway"; fi
 }
@@ -89,7 +87,6 @@ main() {
     run_once
     return
   fi
-  fleet_nodes
   ((${#FLEET[@]})) || die "--rolling: no service has MAINT_SERVICE_<name>_NODES"
   (NODE=${FLEET[0]}; node_scope) || exit 1  # the fleet's requirements, checked before any node goes out
   local node rc=0 done_nodes=0
@@ -153,7 +150,7 @@ run_once() {
       TTY_INTERACTIVE=${TTY_INTERACTIVE:-1}
     # Rich sizes its frames from COLUMNS (80 without a terminal): at 80 a trainer's bar with loss, rate and ETA
     # columns is cut before its step count (LTX-Video-Trainer's 'Training Step …'). At least 200 columns.
-    if [[ ! ${COLUMNS:-} =~ ^[0-9]+$ ]] || ((COLUMNS < 200)); then COLUMNS=200; fi
+    if [[ -z ${COLUMNS:-} || $COLUMNS == *[!0-9]* ]] || ((COLUMNS < 200)); then COLUMNS=200; fi
     export COLUMNS
     # (env's options before its NAME=VALUE words: after one, the rest is the command.)
     env --default-signal=INT,QUIT ${NODE:+MAINT_NODE="$NODE"} MAINT_PROGRESS_FILE="$PROGRESS_FILE" \
@@ -164,6 +161,7 @@ run_once() {
     wait_child "$CMD_PID"
     CMD_RC=$CHILD_RC
     run_event trainer-exit "$CMD_RC"
+    events_wait  # before stop_maintenance.sh writes the next ones
     log "${ARGS[0]} exited with status $CMD_RC${SIGNALLED:+ (after SIG$SIGNALLED)}; stopping maintenance"
   fi
 

@@ -4,6 +4,7 @@ The switching scripts append one JSON line per event to ``$MAINT_STATE_DIR/event
 (``start_maintenance.sh`` empties it):
 
 - ``{"t": ..., "event": "start"}``: maintenance began;
+- ``{"t": ..., "event": "switched", "seconds": 1.2}``: the traffic is on the shim (the switch's own time);
 - ``{"t": ..., "event": "trainer-exit", "status": 0}``: the wrapped training command ended;
 - ``{"t": ..., "event": "services-starting", "services": ["studio"]}``: their start hooks run;
 - ``{"t": ..., "event": "services-waiting", "services": ["studio"]}``: waiting for their health checks;
@@ -17,7 +18,6 @@ progress arrives (the median duration of recent runs). Pure logic here; file acc
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -85,9 +85,11 @@ def parse_event(line: str) -> RunEvent:
     return RunEvent(float(t), event, status, tuple(services), None if seconds is None else float(seconds))
 
 
-def event_line(t: float, event: str, status: int | None = None, services: tuple[str, ...] = ()) -> str:
+def event_line(t: float, event: str, status: int | None = None, services: tuple[str, ...] = (),
+               seconds: float | None = None) -> str:
     """One events-file line, as parse_event reads it; ValueError for an event it would refuse."""
     line = json.dumps({"t": t, "event": event, **({"status": status} if status is not None else {}),
+                       **({"seconds": seconds} if seconds is not None else {}),
                        "services": list(services)}, separators=(",", ":"))
     parse_event(line)
     return line
@@ -365,6 +367,8 @@ class RunWatcher:
                 logger.warning("run events and summary: %r", error)
 
     async def run(self) -> None:
+        import asyncio  # here: `maintenance-shim event` (a process start per event) imports this module too
+
         while True:
             self.poll_once()
             await asyncio.sleep(self.poll_interval)

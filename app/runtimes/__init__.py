@@ -3,7 +3,7 @@
 One module per preset in this package, named as the setting's value (vllm.py is `RUNTIME=vllm`); each
 defines `PRESET`, an instance of a `Runtime` subclass (_base.py). A new preset is one new file: the
 registry below finds every module here whose name does not start with `_`. `command`, the default, is not
-a module: it means the service's own STOP and START hooks (scripts/lib.sh).
+a module: it means the service's own STOP and START hooks (scripts/lib/services.sh).
 """
 
 from __future__ import annotations

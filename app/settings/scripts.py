@@ -375,7 +375,7 @@ def shell_assignments(settings: Settings, scripts: ScriptSettings, resolved: dic
     shared = {
         "MAINT_LISTEN": ",".join(settings.listen),
         "MAINT_CORS_ORIGINS": ",".join(settings.cors_origins),
-        # say() in lib.sh logs JSON lines with it; notify() calls `maintenance-shim notify` when it is set.
+        # say() in scripts/lib/log.sh logs JSON lines with it; notify() calls `maintenance-shim notify` when it is set.
         "MAINT_LOG_FORMAT": settings.log_format,
         "MAINT_NOTIFY_URLS": " ".join(settings.notify_urls),
         # Every progress source's setting (NODE=PATH entries kept as written): with_maintenance.sh tees the
@@ -414,7 +414,8 @@ def _address_assignments(settings: Settings, scripts: ScriptSettings) -> list[st
     """The addresses the scripts use, parsed here once: SHIM_SPECS (the shim's --listen values) with
     SHIM_PROBES (where to reach each), SHIM_ADDR[name] (the shim listener answering for a proxied service:
     tagged =name, else the first untagged, else the first), SERVICE_PROBE[name] and SERVICE_PORT[name] (a
-    service's own LISTEN)."""
+    service's own LISTEN), FLEET (every node of MAINT_SERVICE_<name>_NODES, in order of first mention) and
+    SERVICE_NODES[name] (" n1 n2 ", for a match on " NODE ")."""
     specs: list[str] = []
     probes: list[str] = []
     service_probe: dict[str, str] = {}
@@ -444,7 +445,12 @@ def _address_assignments(settings: Settings, scripts: ScriptSettings) -> list[st
     def table(name: str, values: dict[str, str]) -> str:
         return f"{name}=(" + " ".join(f"[{key}]={shlex.quote(value)}" for key, value in values.items()) + ")"
 
+    nodes = {spec.name: [node for node in re.split(r"[\s,]+", spec.keys.get("NODES", "").strip()) if node]
+             for spec in scripts.service_specs}
+    fleet = list(dict.fromkeys(node for names in nodes.values() for node in names))
     return [
+        array("FLEET", fleet),
+        table("SERVICE_NODES", {name: f" {' '.join(names)} " for name, names in nodes.items() if names}),
         array("SHIM_SPECS", specs),
         array("SHIM_PROBES", probes),
         table("SHIM_ADDR", shim_addr),

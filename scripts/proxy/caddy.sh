@@ -17,12 +17,15 @@ include_render() {
 
 # caddy_run test|reload CMD: run CMD; on failure make PROXY_OUT's last line the error with its hint.
 caddy_run() {
-  local rc=0 err
+  local rc=0 err='' line from=''
   proxy_run "$2" || rc=$?
   ((rc)) || return 0
-  # Caddy prints JSON log lines, then `Error: ...`, sometimes followed by a hint on more lines ("Did you
-  # mean ...?"); the callers quote the last line, so make it the error with its hint.
-  err=$(sed -n '/^Error: /,$p' <<<"$PROXY_OUT" | tr -s '\n' ' ')
+  # Caddy prints its log lines, then `Error: ...`, sometimes followed by a hint on more lines ("Did you
+  # mean ...?"); the callers quote the last line, so make it the error with its hint, on one line.
+  while IFS= read -r line; do
+    [[ $line == 'Error: '* ]] && from=1
+    [[ -n $from && -n $line ]] && err+="$line "
+  done <<<"$PROXY_OUT"
   [[ -n $err ]] && PROXY_OUT+=$'\n'"${err% }"
   # A reload refused while starting the new config (e.g. a listener it could not bind) can leave that
   # config's server answering part of the requests next to the old one, through later reloads too,

@@ -22,8 +22,8 @@ include_render() {
   } >"$2"
 }
 
-# traefik_get PATH: GET the API; the body in API_OUT.
-traefik_get() { API_OUT=$(curl -sf --max-time 3 -- "${MAINT_TRAEFIK_API%/}$1" 2>/dev/null); }
+# traefik_get PATH: the API answers PATH with a 2xx.
+traefik_get() { curl -sf -o /dev/null --max-time 3 -- "$MAINT_TRAEFIK_API$1" 2>/dev/null; }
 
 proxy_test() {
   traefik_get /api/overview ||
@@ -31,26 +31,24 @@ proxy_test() {
 }
 
 # proxy_reload: Traefik reloads by itself when a watched file changes (at most every
-# providersThrottleDuration, 2 s by default); wait until its API shows every service on its side.
+# providersThrottleDuration, 2 s by default); wait until its API shows every service on its side
+# (`maintenance-shim probe --side --traefik-service` reads the API's JSON).
 proxy_reload() {
-  local name inc service want deadline
-  deadline=$(( $(mono) + MAINT_SWITCH_TIMEOUT * 100 ))
+  local name inc want late
+  local -A on=()  # shim|live -> the services' SERVICE@file=SHIM_URL, to wait for in one process each
   for name in "${SERVICES[@]}"; do
-    inc=$(svc "$name" INCLUDE); service=$(traefik_service "$name")
+    inc=$(svc "$name" INCLUDE)
     want=live; grep -qF -- "$MARKER" "$inc" 2>/dev/null && want=shim
-    while :; do
-      if traefik_get "/api/http/services/$service@file" && [[ $API_OUT == *'"status":"enabled"'* ]]; then
-        if [[ $API_OUT == *"\"url\":\"http://$(shim_addr_for "$name")\""* ]]; then
-          [[ $want == shim ]] && break
-        else
-          [[ $want == live ]] && break
-        fi
-      fi
-      if (( $(mono) >= deadline )); then
-        proxy_fail "traefik did not take $inc within ${MAINT_SWITCH_TIMEOUT}s: its API does not show $service@file on the $want side (a config error? see traefik's log)"
-        return 1
-      fi
-      sleep 0.1
-    done
+    on[$want]+=" $(traefik_service "$name")@file=http://$(shim_addr_for "$name")"
+  done
+  for want in "${!on[@]}"; do
+    local -a targets
+    read -r -a targets <<<"${on[$want]}"  # our own list: no blanks in a service name or an address
+    late=$(shim_run probe --side "$want" --wait "$MAINT_SWITCH_TIMEOUT" --traefik-api "$MAINT_TRAEFIK_API" \
+      -- "${targets[@]}" 2>/dev/null 9>&-) && continue
+    late=${late%%$'\n'*}  # the first that did not switch, as it was given
+    for name in "${SERVICES[@]}"; do [[ $late == "$(traefik_service "$name")@file="* ]] && break; done
+    proxy_fail "traefik did not take $(svc "$name" INCLUDE) within ${MAINT_SWITCH_TIMEOUT}s: its API does not show ${late%%=*} on the $want side (a config error? see traefik's log)"
+    return 1
   done
 }

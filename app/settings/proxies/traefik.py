@@ -19,7 +19,7 @@ class TraefikSettings(ProxySettings):
     @classmethod
     def _check_url(cls, value: str) -> str:
         check_http_url(value)
-        return value
+        return value.rstrip("/")  # the scripts append the API's paths to it
 
 
 class Traefik(Proxy):
