@@ -19,6 +19,8 @@ shim_launch() {
   env MAINT_BIND_RETRY_SECONDS="${SHIM_BIND_RETRY:-0}" \
     nice -n "$MAINT_SHIM_NICE" setsid "${SHIM_CMD[@]}" "${args[@]}" </dev/null >>"$MAINT_SHIM_LOG" 2>&1 9>&- &
   SHIM_PID=$!
+  # Recorded at once: a Ctrl-C while its start time is read (a process start) still finds it to stop.
+  state_set S_SHIM_PID "$SHIM_PID"; state_set S_SHIM_START ''
   SHIM_START=$(proc_starttime "$SHIM_PID") || SHIM_START=
 }
 
@@ -100,7 +102,11 @@ shim_target() {
 shim_stop() {
   local pid=$1 start=$2 deadline
   [[ -n $pid ]] || return 0
-  pid=$(shim_target "$1" "$2")
+  if [[ -z $start && $pid == "${SHIM_PID:-}" ]] && pid_alive "$pid"; then
+    :  # the child this script launched, its start time not read yet: unreaped, its PID cannot be another's
+  else
+    pid=$(shim_target "$1" "$2")
+  fi
   if [[ -z $pid ]]; then
     pid_alive "$1" && warn "PID $1 is no longer our shim (start time or command line differ); not signalling it"
     return 0
