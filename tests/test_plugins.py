@@ -342,3 +342,30 @@ def test_a_new_response_format_is_its_own_file(tmp_path: Path) -> None:
     finally:
         shim.stop()
     assert "Traceback" not in shim.output(), shim.output()
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    """No module of app/ imports, even for type checking or lazily, a module that imports it back (the layers
+    of docs/architecture.md stand on each other; a plug-in's base names what it needs as a Protocol)."""
+    modules = {}
+    for path in (ROOT / "app").rglob("*.py"):
+        parts = path.relative_to(ROOT / "app").with_suffix("").parts
+        name = ".".join(("maintenance_shim", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+        modules[name] = path
+    graph = {name: sorted({found for found in _imports(path) if found in modules and found != name})
+             for name, path in modules.items()}
+    seen: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(name: str, trail: list[str]) -> list[str]:
+        seen[name] = 1
+        for other in graph[name]:
+            if seen.get(other) == 1:
+                return [*trail[trail.index(other):], other] if other in trail else [name, other]
+            if other not in seen and (loop := visit(other, [*trail, other])):
+                return loop
+        seen[name] = 2
+        return []
+
+    for name in sorted(graph):
+        if name not in seen:
+            assert not (loop := visit(name, [name])), " -> ".join(loop)

@@ -154,7 +154,7 @@ class Renderer:
             zone=self.brand.timezone, display=lambda tag: self.brand.display_name(tag, locale),
         ))
 
-    def display_name(self, service: Service, locale: str) -> str:
+    def display_name(self, service: formats.ServiceInfo, locale: str) -> str:
         """The service's name for people: MAINT_SERVICE_<tag>_DISPLAY_NAME[_<LANG>], else the tag."""
         return self.brand.display_name(service.name, locale) if service.name else ""
 
@@ -256,7 +256,7 @@ class Renderer:
     def page(
         self,
         snapshot: Snapshot,
-        service: Service,
+        service: formats.ServiceInfo,
         locale: str,
         texts: Texts,
         maintenance: dict[str, Any],

@@ -13,15 +13,35 @@ import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from ...progress.tracker import Snapshot
-    from ..render import Renderer, Service
     from ..texts import Texts
 
 # The Content-Security-Policy of every answer that is not a page: nothing may load, nothing may frame it.
 PLAIN_CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+
+class ServiceInfo(Protocol):
+    """What a format may read of the replaced service (render.Service is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+class Renderer(Protocol):
+    """What a format may ask of the renderer (render.Renderer is one): the page and its CSP. Named here, not
+    imported from render.py, so that render.py stands above the formats it calls and nothing loops."""
+
+    page_csp: str
+
+    def page(
+        self, snapshot: Snapshot, service: ServiceInfo, locale: str, texts: Texts, maintenance: dict[str, Any]
+    ) -> str: ...
 
 
 class ResponseFormat:
@@ -48,7 +68,7 @@ class ResponseFormat:
         cls,
         renderer: Renderer,
         snapshot: Snapshot,
-        service: Service,
+        service: ServiceInfo,
         locale: str,
         texts: Texts,
         maintenance: dict[str, Any],

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from . import ResponseFormat
+from . import Renderer, ResponseFormat, ServiceInfo
 
 if TYPE_CHECKING:
     from ...progress.tracker import Snapshot
-    from ..render import Renderer, Service
     from ..texts import Texts
 
 # OpenAI's own 503 error object (type `service_unavailable_error`; the older API sent `server_error`),
@@ -64,7 +63,7 @@ class Json(ResponseFormat):
 
     @classmethod
     def render(
-        cls, renderer: Renderer, snapshot: Snapshot, service: Service, locale: str, texts: Texts,
+        cls, renderer: Renderer, snapshot: Snapshot, service: ServiceInfo, locale: str, texts: Texts,
         maintenance: dict[str, Any],
     ) -> bytes:
         if service.kind == "openai":

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import ResponseFormat
+from . import Renderer, ResponseFormat, ServiceInfo
 
 if TYPE_CHECKING:
     from ...progress.tracker import Snapshot
-    from ..render import Renderer, Service
     from ..texts import Texts
 
 
@@ -22,7 +21,7 @@ class Text(ResponseFormat):
 
     @classmethod
     def render(
-        cls, renderer: Renderer, snapshot: Snapshot, service: Service, locale: str, texts: Texts,
+        cls, renderer: Renderer, snapshot: Snapshot, service: ServiceInfo, locale: str, texts: Texts,
         maintenance: dict[str, Any],
     ) -> bytes:
         lines = [texts.title, "", texts.detail]
