@@ -57,6 +57,15 @@ MODULE_MARKS = {
 SLOW = ("e2e", "proxies", "browser", "trainers", "vllm", "field")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background of a shell without job control (`./scripts/test.sh &`, nohup) inherits
+    SIGINT ignored, and so would every script it starts: bash cannot trap a signal ignored on entry, and the
+    tests that interrupt the scripts with SIGINT would fail for that alone. Python's own handler instead: a
+    handled signal is reset to its default in the processes started from here."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = getattr(item, "module", None)
