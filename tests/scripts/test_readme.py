@@ -215,7 +215,8 @@ def _status(ns: Namespace) -> Sample | None:
                   float(eta["seconds"]) if eta.get("known") else None)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the walkthrough runs as root in private namespaces")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the walkthrough runs as written (apt's nginx on port 80) "
+                    "in private mount/PID/network namespaces; scripts/test.sh and CI run as root")
 def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     for tool in ("unshare", "nsenter", "nginx", "curl", "ip"):
         assert shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists(), f"{tool} is needed (CI installs it)"

@@ -8,10 +8,9 @@ every module here whose name does not start with ``_``, and ``followers()`` star
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
+from ...plugins import discover
 from ...settings.shim import Settings
 from ...settings.sources import registry as settings_registry
 from ._base import MAX_CATCH_UP, STUCK_SECONDS, TAIL_BYTES, AppendFollower, Context, Follower, OnNotice, OnProgress
@@ -36,14 +35,7 @@ __all__ = [
 @cache
 def registry() -> dict[str, type[Follower]]:
     """Every source module of this package, by name; each has its settings module, and the other way round."""
-    found: dict[str, type[Follower]] = {}
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        if module.name.startswith("_"):
-            continue
-        source = getattr(importlib.import_module(f"{__name__}.{module.name}"), "SOURCE", None)
-        if not (isinstance(source, type) and issubclass(source, Follower)) or source.name != module.name:
-            raise TypeError(f"{__name__}.{module.name}.SOURCE must be a Follower named {module.name!r}")
-        found[source.name] = source
+    found = discover(__name__, __path__, "SOURCE", Follower)
     settings = set(settings_registry())
     if set(found) != settings:
         raise TypeError(f"progress sources {sorted(found)} and their settings {sorted(settings)} differ "

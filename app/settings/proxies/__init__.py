@@ -7,12 +7,12 @@ Each module defines `PROXY`, a `Proxy` subclass; `MAINT_SWITCH` accepts every re
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+from ...plugins import discover
 
 
 class ProxySettings(BaseModel):
@@ -50,10 +50,4 @@ class Proxy:
 @cache
 def registry() -> dict[str, type[Proxy]]:
     """Every proxy module of this package, by name."""
-    found: dict[str, type[Proxy]] = {}
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        proxy = importlib.import_module(f"{__name__}.{module.name}").PROXY
-        if not (isinstance(proxy, type) and issubclass(proxy, Proxy)) or proxy.name != module.name:
-            raise TypeError(f"{__name__}.{module.name}.PROXY must be a Proxy named {module.name!r}")
-        found[proxy.name] = proxy
-    return found
+    return discover(__name__, __path__, "PROXY", Proxy)

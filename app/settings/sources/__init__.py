@@ -11,8 +11,6 @@ listed by `env` and in the settings reference.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from ...nodes import MAX_NODES, is_node_name
+from ...plugins import discover
 
 
 @dataclass(frozen=True)
@@ -107,16 +106,10 @@ class Source:
 @cache
 def registry() -> dict[str, type[Source]]:
     """Every source module of this package, by name (sorted: the settings reference's order)."""
-    found: dict[str, type[Source]] = {}
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        if module.name.startswith("_"):
-            continue
-        source = getattr(importlib.import_module(f"{__name__}.{module.name}"), "SOURCE", None)
-        if not (isinstance(source, type) and issubclass(source, Source)) or source.name != module.name:
-            raise TypeError(f"{__name__}.{module.name}.SOURCE must be a Source named {module.name!r}")
-        if list(source.settings.model_fields) != [source.name]:
-            raise TypeError(f"{__name__}.{module.name}: its settings must be the one field {source.name!r}")
-        found[source.name] = source
+    found = discover(__name__, __path__, "SOURCE", Source)
+    for name, source in found.items():
+        if list(source.settings.model_fields) != [name]:
+            raise TypeError(f"{__name__}.{name}: its settings must be the one field {name!r}")
     return found
 
 

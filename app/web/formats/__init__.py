@@ -8,12 +8,12 @@ to in `Accept`, its `?format=` values, any other trigger it has (the service kin
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from ...plugins import discover
 
 if TYPE_CHECKING:
     from ...progress.tracker import Snapshot
@@ -80,13 +80,8 @@ class ResponseFormat:
 @cache
 def registry() -> dict[str, type[ResponseFormat]]:
     """Every format module of this package, by name, in precedence order."""
-    found: list[type[ResponseFormat]] = []
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        fmt = getattr(importlib.import_module(f"{__name__}.{module.name}"), "FORMAT", None)
-        if not (isinstance(fmt, type) and issubclass(fmt, ResponseFormat)) or fmt.name != module.name:
-            raise TypeError(f"{__name__}.{module.name}.FORMAT must be a ResponseFormat named {module.name!r}")
-        found.append(fmt)
-    found.sort(key=lambda fmt: (fmt.precedence, fmt.name))
+    found = sorted(discover(__name__, __path__, "FORMAT", ResponseFormat).values(),
+                   key=lambda fmt: (fmt.precedence, fmt.name))
     return {fmt.name: fmt for fmt in found}
 
 
