@@ -44,4 +44,9 @@ cd "$root"
 "$venv/bin/ruff" check .
 "$venv/bin/mypy"
 shellcheck -x scripts/*.sh scripts/proxy/*.sh .ci/run
-"$venv/bin/python" -m pytest "$@"
+# Spread over workers (pytest-xdist): most of the suite's time is waiting on paced trainers, switches under load and
+# timeouts, not CPU, so twice as many workers as CPUs (2 to 8). Tests that share a module-scoped fixture stay on one
+# worker (--dist loadgroup, tests/conftest.py). Arguments come after, so `-n 0` runs it in one process.
+cpus=$(nproc 2>/dev/null || echo 2)
+workers=$((cpus * 2 < 2 ? 2 : cpus * 2 > 8 ? 8 : cpus * 2))
+"$venv/bin/python" -m pytest -n "$workers" --dist loadgroup "$@"

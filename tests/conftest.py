@@ -66,8 +66,38 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# The longest tests (a minute or more of mostly waiting: paced trainers, five switches under load, the README's
+# walkthrough), started first: with the suite spread over workers (scripts/test.sh: pytest-xdist), one left
+# for the end would be the run's tail.
+LONG_FIRST = (
+    "tests/scripts/test_readme.py::",
+    "tests/scripts/test_scripts.py::test_a_real_trainer_unchanged",
+    "tests/scripts/test_scripts_traefik.py::test_traefik_switch_five_times",
+    "tests/scripts/test_scripts_haproxy.py::test_haproxy_switch_five_times",
+    "tests/scripts/test_scripts.py::test_with_maintenance_interrupted",
+    "tests/scripts/test_scripts.py::test_start_interrupted_by_sigint",
+    "tests/scripts/test_scripts.py::test_phases_after_training",
+    "tests/scripts/test_rolling.py::",
+    "tests/test_bench_smoke.py::",
+)
+
+
+def _long_rank(item: pytest.Item) -> int:
+    return next((rank for rank, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), len(LONG_FIRST))
+
+
+def _shares_module_fixtures(item: pytest.Item) -> bool:
+    """A test using a module-scoped fixture: its module's tests run on one worker, so the fixture (a browser, a
+    built wheel, a shared shim) is set up once, as in a run without workers."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(defs and defs[-1].scope == "module" for defs in definitions.values())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_long_rank)  # stable: the order within each rank is the collection's
     for item in items:
+        if _shares_module_fixtures(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
         module = getattr(item, "module", None)
         names: set[str] = set(MODULE_MARKS.get(module.__name__.rsplit(".", 1)[-1], ()) if module else ())
         fixtures = set(getattr(item, "fixturenames", ()))

@@ -45,8 +45,11 @@ SLEEP_OK = "# sleep-ok:"  # on the sleep's line or the line above: why this slee
 
 
 def _is_sleep(node: ast.stmt) -> bool:
-    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-            and ast.unparse(node.value.func) in ("time.sleep", "sleep"))
+    """`time.sleep(...)`, and Playwright's `page.wait_for_timeout(...)` (a fixed sleep in the browser's time)."""
+    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+        return False
+    func = ast.unparse(node.value.func)
+    return func in ("time.sleep", "sleep") or func.endswith(".wait_for_timeout")
 
 
 def sleeps_followed_by_asserts(source: str) -> list[int]:
@@ -85,6 +88,8 @@ def test_the_rule_finds_a_sleep_then_a_count() -> None:
     polled = ("import time\ndef test_x():\n    while True:\n        if ready():\n            break\n"
               "        assert time.monotonic() < deadline\n        time.sleep(0.05)\n")
     assert sleeps_followed_by_asserts(bad) == [4]
+    browser = "def test_x(page):\n    first = seconds(page)\n    page.wait_for_timeout(1300)\n    assert seconds(page) < first\n"
+    assert sleeps_followed_by_asserts(browser) == [3]
     assert sleeps_followed_by_asserts(justified) == []
     assert sleeps_followed_by_asserts(polled) == []
 

@@ -7,6 +7,7 @@ from a TrainerCallback: every optimizer step, plus phases around each evaluation
 import argparse
 import os
 import tempfile
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -26,7 +27,11 @@ parser.add_argument("--batch", type=int, default=8)
 # Hugging Face's example scripts set on the main process (transformers.utils.logging.set_verbosity_info()), so
 # the 'Num Epochs' / 'Total optimization steps' banner is printed: case trainer_hf_disable_tqdm_real.
 parser.add_argument("--disable-tqdm", action="store_true")
+# A sleep after every optimizer step (in the Truth callback): the run's length then follows the clock, not this
+# machine's load (the live tests under with_maintenance.sh; the captures leave it at 0).
+parser.add_argument("--step-seconds", type=float, default=0.0)
 args = parser.parse_args()
+STEP_SECONDS = args.step_seconds  # the callbacks' own `args` are the TrainingArguments
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -49,6 +54,8 @@ class RandomTokens(torch.utils.data.Dataset):
 class Truth(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         truthlog.step(state.global_step, state.max_steps)
+        if STEP_SECONDS:
+            time.sleep(STEP_SECONDS)
         if state.global_step >= state.max_steps:
             truthlog.end()
         if control.should_evaluate:
