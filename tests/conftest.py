@@ -29,10 +29,15 @@ from tests.support import (
     free_port,
     start_on_free_ports,
     wait_http,
+    workers,
 )
 from tests.support.scripts import SERVICES, Service, Setup, _shim_cmd
+from tests.support.workers import pytest_configure_node, pytest_xdist_make_scheduler
 
-__all__ = ["ARTIFACTS", "ROOT", "Shim", "ShimFactory", "ShimLauncher", "clean_env", "free_port", "wait_http"]
+__all__ = [
+    "ARTIFACTS", "ROOT", "Shim", "ShimFactory", "ShimLauncher", "clean_env", "free_port", "pytest_configure_node",
+    "pytest_xdist_make_scheduler", "wait_http",
+]
 
 # Fixtures whose use makes a test end-to-end (the fixtures a test uses include those its fixtures use).
 E2E_FIXTURES = frozenset({
@@ -71,6 +76,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # for the end would be the run's tail.
 LONG_FIRST = (
     "tests/scripts/test_readme.py::",
+    "tests/progress/test_integrations.py::",  # one worker's: its training runs share a module fixture
+    "tests/scripts/test_install.py::",
+    "tests/web/test_page.py::",
     "tests/scripts/test_scripts.py::test_a_real_trainer_unchanged",
     "tests/scripts/test_scripts_traefik.py::test_traefik_switch_five_times",
     "tests/scripts/test_scripts_haproxy.py::test_haproxy_switch_five_times",
@@ -86,18 +94,14 @@ def _long_rank(item: pytest.Item) -> int:
     return next((rank for rank, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), len(LONG_FIRST))
 
 
-def _shares_module_fixtures(item: pytest.Item) -> bool:
-    """A test using a module-scoped fixture: its module's tests run on one worker, so the fixture (a browser, a
-    built wheel, a shared shim) is set up once, as in a run without workers."""
-    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    return any(defs and defs[-1].scope == "module" for defs in definitions.values())
+def pytest_unconfigure(config: pytest.Config) -> None:
+    workers.cleanup(config)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_long_rank)  # stable: the order within each rank is the collection's
+    workers.write_groups(config, items)
     for item in items:
-        if _shares_module_fixtures(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
         module = getattr(item, "module", None)
         names: set[str] = set(MODULE_MARKS.get(module.__name__.rsplit(".", 1)[-1], ()) if module else ())
         fixtures = set(getattr(item, "fixturenames", ()))

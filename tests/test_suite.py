@@ -88,7 +88,8 @@ def test_the_rule_finds_a_sleep_then_a_count() -> None:
     polled = ("import time\ndef test_x():\n    while True:\n        if ready():\n            break\n"
               "        assert time.monotonic() < deadline\n        time.sleep(0.05)\n")
     assert sleeps_followed_by_asserts(bad) == [4]
-    browser = "def test_x(page):\n    first = seconds(page)\n    page.wait_for_timeout(1300)\n    assert seconds(page) < first\n"
+    browser = ("def test_x(page):\n    first = seconds(page)\n    page.wait_for_timeout(1300)\n"
+               "    assert seconds(page) < first\n")
     assert sleeps_followed_by_asserts(browser) == [3]
     assert sleeps_followed_by_asserts(justified) == []
     assert sleeps_followed_by_asserts(polled) == []

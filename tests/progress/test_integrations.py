@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import pytest
 
 from maintenance_shim.integrations import ProgressSink, PushReporter, push_endpoint
-from tests.support import ROOT, Shim, ShimFactory, clean_env, free_port, request
+from tests.support import ROOT, Shim, ShimFactory, build_wheel, clean_env, free_port, request
 
 TOKEN = "integration-test-token-0123456789"
 TRAINING_TIMEOUT = 150.0  # seconds: a run takes 5 to 25 s (busy machine); this only bounds a hung one
@@ -522,8 +522,8 @@ def test_transformers_trainer_drives_the_status(hf_run: Run) -> None:
 @pytest.mark.e2e
 def test_the_wheel_ships_the_integrations_and_their_entry_points(tmp_path: Path) -> None:
     # scripts/test.sh and users install the wheel (not the editable tree): it must carry both.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
-                   check=True, timeout=300, capture_output=True)
+    built = build_wheel(ROOT, tmp_path)
+    assert built.returncode == 0, built.stderr
     with zipfile.ZipFile(next(tmp_path.glob("maintenance_shim-*.whl"))) as wheel:
         names = set(wheel.namelist())
         entry_points = next(wheel.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))

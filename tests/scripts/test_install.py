@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, clean_env, start_server, wait_http
+from tests.support import ROOT, build_wheel, clean_env, start_server, wait_http
 
 USER_APP = """
 from fastapi import FastAPI
@@ -41,6 +41,10 @@ def _run(
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def _built(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"{result.args} failed:\n{result.stdout}\n{result.stderr}"
 
 
 def side_by_side(*steps: Callable[[], object]) -> None:
@@ -83,8 +87,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
     env_dir = base / "venv"
     # Three independent steps, side by side: the two wheels and the venv (each checked by _run).
     side_by_side(
-        lambda: _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)]),
-        lambda: _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(user)]),
+        lambda: _built(build_wheel(ROOT, wheels)),
+        lambda: _built(build_wheel(user, wheels)),
         lambda: _run([sys.executable, "-m", "venv", str(env_dir)]),
     )
     shim_wheel = next(wheels.glob("maintenance_shim-*.whl"))

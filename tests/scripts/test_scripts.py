@@ -548,8 +548,10 @@ def _finishing_timeline(proc: subprocess.Popen[str], shim_port: int) -> list[tup
 
 def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup, tmp_path: Path) -> None:
     """Two runs with services that need 5 s to pass their health check: the first run's ETA after the last
-    step is MAINT_RESUME_SECONDS (30 s), the second run's the time the first one took (within 20 %, plus
-    1 s: the ETA is whole seconds of a snapshot recomputed once a second)."""
+    step is MAINT_RESUME_SECONDS (30 s), the second run's the time the first one took from its last step to
+    the services' return (within 2 s: the ETA is whole seconds of a snapshot recomputed once a second, and
+    the status is polled every 0.1 s). How close that comes to the second run's own time depends on how
+    alike the two runs' service starts are on this machine: reported in the artifact, not asserted."""
     s = setup
     trainer = tmp_path / "train.py"
     trainer.write_text(SAVING_TRAINER)
@@ -583,7 +585,7 @@ def test_phases_after_training_and_the_learned_save_and_reload_time(setup: Setup
     first_run, second_run = measured
     assert first_run["basis"] == "setting" and first_run["eta"] >= 25  # MAINT_RESUME_SECONDS=30
     assert second_run["basis"] == "history"
-    assert abs(second_run["eta"] - second_run["true"]) <= 0.2 * second_run["true"] + 1.0, measured
+    assert abs(second_run["eta"] - first_run["true"]) <= 2.0, measured
     history = (s.state_dir / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
     record = json.loads(history[-1])
@@ -607,8 +609,8 @@ CAPTURE = ROOT / "tests" / "data" / "capture"
 # timing (tests/progress/test_replay.py: hf_trainer_eval_save, lightning_tqdm, lightning_rich_interactive, captured
 # from these scripts). The paced stand-ins' steps are sleeps alone: their bound is asserted here. Errors are
 # reported.
-LIGHTNING_PACED = ["--max-epochs", "4", "--train-batches", "75", "--batch", "16", "--width", "64", "--val-batches", "10",
-                   "--step-seconds", "0.1"]
+LIGHTNING_PACED = ["--max-epochs", "4", "--train-batches", "75", "--batch", "16", "--width", "64",
+                   "--val-batches", "10", "--step-seconds", "0.1"]
 LIVE_TRAINERS: dict[str, tuple[list[str], float | None]] = {
     # The Hugging Face Trainer with evaluations every 100 steps and saves every 150: its tqdm bar.
     "transformers": ([str(CAPTURE / "hf_trainer_eval_save.py"), "--max-steps", "300", "--eval-size", "64",

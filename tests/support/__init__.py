@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import fcntl
+import hashlib
 import http.client
 import os
 import random
@@ -89,6 +90,18 @@ def free_port() -> int:
             _HELD.popleft().close()
         return port
     raise AssertionError(f"no free port in {low}-{high} after 1000 tries")
+
+
+def build_wheel(source: Path, dest: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`pip wheel --no-deps` of the project at `source` into `dest` (the result, unchecked). Builds of one source
+    tree take turns, across the suite's workers: setuptools writes build/ and *.egg-info inside the tree, and
+    two builds at once collide there ("File exists: build/bdist.linux-x86_64/wheel/...dist-info")."""
+    _LOCKS.mkdir(exist_ok=True)
+    lock_path = _LOCKS / f"wheel-{hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]}.lock"
+    with lock_path.open("ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(source)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def in_use(text: str) -> bool:
