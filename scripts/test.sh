@@ -42,11 +42,25 @@ fi
 
 cd "$root"
 "$venv/bin/ruff" check .
-"$venv/bin/mypy"
-shellcheck -x scripts/*.sh scripts/proxy/*.sh .ci/run
+# mypy and shellcheck (a minute on a fresh clone) run beside pytest; their output is printed after it, and any of
+# the three failing fails the whole.
+lint_log=$(mktemp)
+trap 'rm -f "$lint_log"' EXIT
+{ "$venv/bin/mypy" && shellcheck -x scripts/*.sh scripts/proxy/*.sh .ci/run; } >"$lint_log" 2>&1 &
+lint=$!
 # Spread over workers (pytest-xdist): most of the suite's time is waiting on paced trainers, switches under load and
 # timeouts, not CPU, so twice as many workers as CPUs (2 to 8). Tests that share a module-scoped fixture stay on one
-# worker (--dist loadgroup, tests/conftest.py). Arguments come after, so `-n 0` runs it in one process.
+# worker (--dist loadgroup, tests/support/workers.py). Arguments come after, so `-n 0` runs it in one process.
 cpus=$(nproc 2>/dev/null || echo 2)
 workers=$((cpus * 2 < 2 ? 2 : cpus * 2 > 8 ? 8 : cpus * 2))
-"$venv/bin/python" -m pytest -n "$workers" --dist loadgroup "$@"
+status=0
+"$venv/bin/python" -m pytest -n "$workers" --dist loadgroup "$@" || status=$?
+lint_status=0
+wait "$lint" || lint_status=$?
+printf '\n==== mypy and shellcheck (run beside pytest)\n'
+cat "$lint_log"
+if ((lint_status)); then
+  printf 'test.sh: mypy or shellcheck failed (exit %s)\n' "$lint_status" >&2
+  ((status)) || status=$lint_status
+fi
+exit "$status"

