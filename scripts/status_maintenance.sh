@@ -20,23 +20,20 @@ EOF
 }
 
 main() {
-  local state name inc target pid rc=0 addr
+  local state name pid rc=0 addr
   parse_args "$@"
   ((${#ARGS[@]} == 0)) || die "unexpected argument '${ARGS[0]}' (see --help)"
   load_env
-  STATE_FILE=$STATE_DIR/state
   state_load
   state=$(state_get STATE)
   nodes_out
   if [[ -z $NODE ]] && ((${#OUT[@]})); then
     # A fleet: the nodes out now, each with what its own state says (status_maintenance.sh --node NODE).
     for name in "${OUT[@]}"; do
-      STATE_FILE=$MAINT_STATE_DIR/nodes/$name/state
-      state_load
+      state_load_from "$MAINT_STATE_DIR/nodes/$name/state"
       printf 'node out: %s, %s since %s (%s)\n' "$name" "$(state_get STATE)" \
         "$(date -d "@$(state_get SINCE)" '+%F %T')" "stop_maintenance.sh --node $name brings it back"
     done
-    STATE_FILE=$STATE_DIR/state
     unset "${!S_@}"
     state_load
   fi
@@ -51,8 +48,7 @@ main() {
       proxy_report_live || { printf 'warning:  a service does not answer through %s (see above)\n' "$(proxy_name)"; exit 1; }
     fi
     if [[ -f $STATE_DIR/state.last ]]; then
-      STATE_FILE=$STATE_DIR/state.last
-      state_load
+      state_load_from "$STATE_DIR/state.last"
       printf 'last maintenance began %s (MAINT_SWITCH=%s)\n' "$(date -d "@$(state_get SINCE)" '+%F %T')" "$(state_get SWITCH)"
     fi
     exit 3

@@ -23,10 +23,13 @@ take_lock() {
 
 # The state file is KEY=value lines (shell-quoted), appended as each step happens; the last one wins.
 state_set() { printf '%s=%q\n' "$1" "$2" >>"$STATE_FILE"; printf -v "$1" '%s' "$2"; }
-state_load() {
-  if [[ -f $STATE_FILE ]]; then
+# state_load: the state file's values as S_* variables; state_load_from FILE: another one's (a node's, the last
+# run's), the state file staying what it was.
+state_load() { state_load_from "$STATE_FILE"; }
+state_load_from() {
+  if [[ -f $1 ]]; then
     # shellcheck source=/dev/null
-    . "$STATE_FILE"
+    . "$1"
   fi
 }
 state_get() { local var="S_$1"; printf '%s' "${!var:-}"; }

@@ -13,7 +13,7 @@ selected=("$@")
 run() {
   local name=$1
   shift
-  if [[ ${#selected[@]} -gt 0 ]] && [[ ! " ${selected[*]} " =~ " $name " ]]; then return 0; fi
+  if [[ ${#selected[@]} -gt 0 ]] && [[ " ${selected[*]} " != *" $name "* ]]; then return 0; fi
   echo "=== $name ($(date -u +%H:%M:%S))" >&2
   $REC "$name" --command "tests/data/capture/capture_all.sh $name" "$@" || echo "=== $name FAILED" >&2
 }
