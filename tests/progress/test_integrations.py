@@ -3,8 +3,9 @@
 Each training runs in its own process (tiny randomly initialised models, random tensors) while this
 process polls the shim's ``/_maintenance/status`` and the progress file every 0.1 s / 0.05 s; the runs are
 independent and go a few side by side (the ``runs`` fixture). Evaluations
-and saves are made to last a second or more (a large evaluation set, a sleep next to the real save) so a
-poller that reads the file every 0.5 s and a status recomputed once a second see them.
+and saves are made to last a second or more (a sleep after each evaluation batch, a sleep next to the real
+save) so a poller that reads the file every 0.5 s and a status recomputed once a second see them; asleep,
+not computing, so the rest of the suite keeps the CPU.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ TRAINING_TIMEOUT = 150.0  # seconds: a run takes 5 to 25 s (busy machine); this 
 # Training scripts (run in a subprocess; each prints one JSON line starting with RESULT at the end)
 
 HF_STEPS, HF_EVAL_EVERY, HF_SAVE_EVERY, HF_SAVE_SLEEP = 300, 100, 150, 1.5
-HF_EVAL_SAMPLES = 8_000  # 1.5 to 3 s of evaluation on one CPU core
+HF_EVAL_SAMPLES, HF_EVAL_BATCH_SLEEP = 64, 0.2  # 8 batches of 8: 1.6 s of evaluation, asleep
 
 HF_SCRIPT = textwrap.dedent(
     """
@@ -66,9 +67,13 @@ HF_SCRIPT = textwrap.dedent(
             time.sleep(save_sleep)
 
     class PacedSteps(TrainerCallback):
-        # A step floor (a real model's step time), so that steps are seen between the phase changes.
+        # A step floor (a real model's step time), so that steps are seen between the phase changes; and
+        # an evaluation batch's, so that the evaluation is seen.
         def on_step_end(self, args, state, control, **kwargs):
             time.sleep(float(os.environ.get("STEP_SLEEP", "0")))
+
+        def on_prediction_step(self, args, state, control, **kwargs):
+            time.sleep(float(os.environ.get("EVAL_BATCH_SLEEP", "0")))
 
     class CrashInEvaluation(TrainerCallback):
         def on_prediction_step(self, args, state, control, **kwargs):
@@ -474,7 +479,8 @@ def hf_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -> Run
         HF_SCRIPT,
         [HF_STEPS, HF_EVAL_EVERY, HF_SAVE_EVERY, HF_SAVE_SLEEP, HF_EVAL_SAMPLES],
         tmp_path,
-        env={"MAINT_PROGRESS_FILE": str(progress_file), "STEP_SLEEP": "0.015"},
+        env={"MAINT_PROGRESS_FILE": str(progress_file), "STEP_SLEEP": "0.015",
+             "EVAL_BATCH_SLEEP": str(HF_EVAL_BATCH_SLEEP)},
         shim=shim,
         watch=progress_file,
     )
@@ -541,7 +547,8 @@ def hf_push_job(launch: ShimFactory, tmp_path_factory: pytest.TempPathFactory) -
         HF_SCRIPT,
         [300, 150, 0, 0, HF_EVAL_SAMPLES],
         tmp_path_factory.mktemp("hf-push"),
-        env={"MAINT_PUSH_URL": shim.admin_url, "MAINT_ADMIN_TOKEN": TOKEN, "STEP_SLEEP": "0.015"},
+        env={"MAINT_PUSH_URL": shim.admin_url, "MAINT_ADMIN_TOKEN": TOKEN, "STEP_SLEEP": "0.015",
+             "EVAL_BATCH_SLEEP": str(HF_EVAL_BATCH_SLEEP)},
         shim=shim,
     )
     shim.stop()
