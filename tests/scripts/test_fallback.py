@@ -321,8 +321,8 @@ def test_fallback_kill9_gives_only_200_or_503_and_the_service_comes_back(box: Bo
     port = _start_proxy(kind, box)
     recovery: dict[str, float] = {}
     down_503: dict[str, int] = {}
-    with Load(port, HOSTS, max_seconds=60) as load:
-        keepalive = [KeepAlive(port, name, host, max_seconds=60) for name, host in HOSTS.items()]
+    with Load(port, HOSTS) as load:
+        keepalive = [KeepAlive(port, name, host) for name, host in HOSTS.items()]
         for k in keepalive:
             k.__enter__()
         try:
@@ -389,7 +389,7 @@ def test_fallback_survives_kill9_of_the_shims_serving_process(box: Box, kind: st
     port = _start_proxy(kind, box)
     shim = box.shim
     kills: list[tuple[float, float]] = []
-    with Load(port, HOSTS, max_seconds=90) as load:
+    with Load(port, HOSTS) as load:
         began = time.monotonic()
         for name in HOSTS:
             load.wait_for(name, "service-200", began)
@@ -488,7 +488,7 @@ def test_graceful_reloads_close_kept_alive_client_connections(tmp_path: Path) ->
                                           "--adapter", "caddyfile", "--force"]),
         }
         for label, (port, command) in reloads.items():
-            with KeepAlive(port, "studio", HOSTS["studio"], size=16, max_seconds=30) as ka:
+            with KeepAlive(port, "studio", HOSTS["studio"], size=16) as ka:
                 time.sleep(0.5)
                 for _ in range(3):
                     subprocess.run(command, check=True, capture_output=True, env={**env, **caddy.env})

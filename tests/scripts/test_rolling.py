@@ -197,7 +197,7 @@ def test_rolling_training_over_three_nodes_fails_no_request(fleet: Fleet) -> Non
     before = {node: f.pid(node) for node in NODES}
     fleet_trainer = Path(__file__).resolve().parents[1] / "support" / "fleet_trainer.py"
     trainer = [sys.executable, str(fleet_trainer), "--steps", "15", "--rate", "10", "--log", str(ran)]
-    with Load(f.haproxy.port, HOSTS, max_seconds=120, max_requests=6000) as load:
+    with Load(f.haproxy.port, HOSTS) as load:
         began = time.monotonic()
         load.wait_for("studio", "service-200", began)
         env_push = {"MAINT_PUSH_URL": f.shim.admin_url, "MAINT_ADMIN_TOKEN": TOKEN}  # for the trainer
@@ -242,7 +242,7 @@ def test_with_every_node_out_the_shim_answers_with_the_earliest_node(fleet: Flee
     f = fleet
     # Same total, different rates: after 8 s gpu-2 needs ~30 s more, gpu-1 ~80 s, gpu-3 ~140 s.
     plan = {"gpu-1": (2.5, 220), "gpu-2": (6.0, 220), "gpu-3": (1.5, 220)}
-    with Load(f.haproxy.port, HOSTS, max_seconds=120, max_requests=6000) as load:
+    with Load(f.haproxy.port, HOSTS) as load:
         began = time.monotonic()
         load.wait_for("studio", "service-200", began)
         for node in NODES:

@@ -90,8 +90,8 @@ def test_haproxy_switch_five_times_under_load_has_no_failed_request(haproxy_setu
     before = s.admin_states()
     pid = s.proxy.proc.pid
     took = []
-    with Load(s.proxy.port, HOSTS, max_seconds=150) as load, \
-            KeepAlive(s.proxy.port, "studio", HOSTS["studio"], max_seconds=150) as keepalive:
+    with Load(s.proxy.port, HOSTS) as load, \
+            KeepAlive(s.proxy.port, "studio", HOSTS["studio"]) as keepalive:
         began = time.monotonic()
         for name in SERVICES:
             load.wait_for(name, "service-200", began)
@@ -143,7 +143,7 @@ def test_haproxy_unknown_server_rolls_back(haproxy_setup: HAProxySetup) -> None:
     s = haproxy_setup
     before = s.admin_states()
     s.write_env(MAINT_SERVICE_video_HAPROXY_SERVER="video/nosuch")
-    with Load(s.proxy.port, HOSTS, max_seconds=60) as load:
+    with Load(s.proxy.port, HOSTS) as load:
         began = time.monotonic()
         for name in SERVICES:
             load.wait_for(name, "service-200", began)

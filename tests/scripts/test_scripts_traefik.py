@@ -90,8 +90,8 @@ def test_traefik_switch_five_times_under_load_has_no_failed_request(traefik_setu
     pid = s.proxy.proc.pid
     _wait_200(s)
     took = []
-    with Load(s.proxy.port, HOSTS, max_seconds=200) as load, \
-            KeepAlive(s.proxy.port, "studio", HOSTS["studio"], max_seconds=200) as keepalive:
+    with Load(s.proxy.port, HOSTS) as load, \
+            KeepAlive(s.proxy.port, "studio", HOSTS["studio"]) as keepalive:
         began = time.monotonic()
         for name in SERVICES:
             load.wait_for(name, "service-200", began)
@@ -139,7 +139,7 @@ def test_traefik_bad_config_rolls_back(traefik_setup: TraefikSetup) -> None:
     _wait_200(s)
     (s.proxy.dynamic / "broken.yml").write_text("http:\n  routers: [this is: not valid\n")
     s.write_env(MAINT_SWITCH_TIMEOUT="4")
-    with Load(s.proxy.port, HOSTS, max_seconds=60) as load:
+    with Load(s.proxy.port, HOSTS) as load:
         began = time.monotonic()
         for name in SERVICES:
             load.wait_for(name, "service-200", began)

@@ -4,7 +4,10 @@ Per service, three client threads, each a fresh connection per request (as brows
 ones): pages (`GET /page/N`, HTML), JSON calls (`POST /api/generate`, alternating with `GET /api/...`)
 and slow POSTs (a 4 KiB body sent in four pieces over 0.15 s). Plus `KeepAlive`: a few client
 connections held open and used in turn, counting the ones the proxy drops. Every loop stops at
-`max_seconds` or `max_requests`, whichever comes first, and targets 127.0.0.1 only. Each loop pauses PAUSE
+`max_seconds` or `max_requests`, whichever comes first, and targets 127.0.0.1 only. Those bounds are a safety
+net for a test that never stops its load, not a budget: the default, 600 s, is several times what the longest
+test takes beside a CPU hog (a five-switch test took 171 s there, past the 150 s it once gave its load, and
+waited for answers from a load that had ended). `wait_for` says so if the load ended first. Each loop pauses PAUSE
 between requests: with a slow POST always on its way and the other loops a request every few tens of ms, a
 request is in flight at every switch, and the load no longer takes the machine's two cores (a 5 ms pause
 did: 85 CPU-seconds for the five HAProxy switches, 48 now, and the suite around it waited for CPU).
@@ -80,8 +83,8 @@ class Load:
 
     port: int
     hosts: dict[str, str]
-    max_seconds: float = 120.0
-    max_requests: int = 20000
+    max_seconds: float = 600.0
+    max_requests: int = 100_000
     rows: list[tuple[float, float, str, str, str]] = field(default_factory=list)  # start, end, service, loop, kind
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -144,6 +147,9 @@ class Load:
     def wait_for(self, service: str, kind: str, since: float, timeout: float = 15) -> float:
         deadline = time.monotonic() + timeout
         while (found := self.first(service, kind, since)) is None:
+            assert any(thread.is_alive() for thread in self._threads), (
+                f"{service}: no {kind} since {since:.2f}, and the load has ended (its bounds: {self.max_seconds:g} s, "
+                f"{self.max_requests} requests a loop): {self.counts()}")
             assert time.monotonic() < deadline, f"{service}: no {kind} since {since:.2f}: {self.counts()}"
             time.sleep(0.02)
         return found
@@ -159,7 +165,7 @@ class KeepAlive:
     host: str
     size: int = 8
     interval: float = 0.25
-    max_seconds: float = 120.0
+    max_seconds: float = 600.0
     dropped: int = 0
     answered: Counter[str] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
