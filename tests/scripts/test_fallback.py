@@ -382,8 +382,8 @@ def test_fallback_survives_kill9_of_the_shims_serving_process(box: Box, kind: st
     """Both services down, every request answered by the shim through the proxy; then its serving process is
     killed (SIGKILL) three times under that load, and the supervisor forks a new one each time (the listening
     sockets stay open). Every answer must still be the shim's 503: no 502, refused or reset; through Caddy and
-    Traefik, only the POSTs in flight at a kill may get the proxy's 502 (they cannot send those again), and
-    through Caddy, POSTs in the second after a kill its own empty 503 (its passive check). Measured before
+    Traefik, only the POSTs in flight at a kill may get the proxy's 502 (they cannot send those again); no
+    empty 503 of Caddy's own since its config has no passive check (docs/switching.md). Measured before
     the nginx config was fixed (backup with the default max_fails=1 fail_timeout=10s): 11,665 x 502 "no
     live upstreams" in 8 s."""
     port = _start_proxy(kind, box)
