@@ -65,11 +65,14 @@ start_proxy() {
   log "the shim answers on ${PROBES[*]} (health, 503 with Retry-After${MAINT_CORS_ORIGINS:+, CORS preflight})"
   if proxy_mode; then
     proxy_to_shim
+    local proxy where
+    proxy=$(proxy_name)
     for name in "${SERVICES[@]}"; do
+      where=$(proxy_where "$name")
       if [[ -n $NODE ]]; then
-        log "$name: node $NODE is out of $(proxy_name) ($(proxy_where "$name")); the other nodes serve it, the shim at $(shim_addr_for "$name") once none is left"
+        log "$name: node $NODE is out of $proxy ($where); the other nodes serve it, the shim at ${SHIM_ADDR[$name]:-} once none is left"
       else
-        log "$name: $(proxy_name) now sends it to the shim at $(shim_addr_for "$name") ($(proxy_where "$name"))"
+        log "$name: $proxy now sends it to the shim at ${SHIM_ADDR[$name]:-} ($where)"
       fi
     done
   fi
@@ -115,7 +118,7 @@ main() {
   case $(state_get STATE) in
     '') ;;
     active)
-      log "already in maintenance since $(date -d "@$(state_get SINCE)" '+%F %T') (MAINT_SWITCH=$(state_get SWITCH), services: $(state_get SERVICES)); nothing done. Run stop_maintenance.sh first."
+      log "already in maintenance since $(date -d "@${S_SINCE:-}" '+%F %T') (MAINT_SWITCH=${S_SWITCH:-}, services: ${S_SERVICES:-}); nothing done. Run stop_maintenance.sh first."
       exit 3 ;;
     starting)
       warn "a previous start did not finish (state in $STATE_DIR); undoing it first"

@@ -35,7 +35,7 @@ rollback_stop() {
   local name
   PROBLEMS=()
   if [[ $MAINT_SWITCH == port ]]; then
-    if ! pid_is_shim "$(state_get SHIM_PID)" "$(state_get SHIM_START)"; then
+    if ! pid_is_shim "${S_SHIM_PID:-}" "${S_SHIM_START:-}"; then
       log "stopping the services again and giving their ports back to the shim"
       shim_listen_specs
       (port_takeover "${SERVICES[@]}") || PROBLEMS+=("the shim could not take the ports back")
@@ -93,7 +93,7 @@ stop_proxy() {
   fi
   run_event services-ready "" "${SERVICES[@]}"
   if proxy_mode; then
-    proxy_to_live || die "$(proxy_name) did not take the live side back: $(tail -n 1 <<<"$PROXY_OUT")"
+    proxy_to_live || die "$(proxy_name) did not take the live side back: ${PROXY_OUT##*$'\n'}"
     log "$(proxy_name) sends ${SERVICES[*]} to the services again"
   fi
   [[ -n $NODE ]] || startup_record "$T0"

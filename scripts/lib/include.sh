@@ -6,7 +6,8 @@
 # that watches the directory (Traefik) loads it.
 write_atomic() {
   local target=$1 source=$2 tmp
-  tmp="$(dirname -- "$target")/.$(basename -- "$target").maint.$$"
+  tmp=$(dirname -- "$target")
+  tmp+="/.${target##*/}.maint.$$"
   cp -- "$source" "$tmp" || die "cannot write $tmp"
   chmod --reference="$target" -- "$tmp" 2>/dev/null || true
   chown --reference="$target" -- "$tmp" 2>/dev/null || true
@@ -15,7 +16,9 @@ write_atomic() {
 
 # include_check NAME: the service's INCLUDE (required by load_env for these proxies) exists.
 include_check() {
-  [[ -f $(svc "$1" INCLUDE) ]] || die "MAINT_SERVICE_${1}_INCLUDE: $(svc "$1" INCLUDE) does not exist"
+  local inc
+  inc=$(svc "$1" INCLUDE)
+  [[ -f $inc ]] || die "MAINT_SERVICE_${1}_INCLUDE: $inc does not exist"
 }
 
 # include_header NAME: the first lines of the shim's include (the marker the scripts and status look for).
@@ -40,7 +43,8 @@ include_point() {
     write_atomic "$inc" "$new"
     rm -f -- "$new"
   else
-    inc=$(state_get "INCLUDE_$name"); inc=${inc:-$(svc "$name" INCLUDE)}
+    inc=$(state_get "INCLUDE_$name")
+    [[ -n $inc ]] || inc=$(svc "$name" INCLUDE)
     [[ -f $saved && -n $inc ]] || return 0
     write_atomic "$inc" "$saved"
   fi
@@ -60,7 +64,10 @@ include_status() {
   inc=$(svc "$1" INCLUDE)
   if grep -qF -- "$MARKER" "$inc" 2>/dev/null; then target="the shim at $(shim_addr_for "$1")"
   else target="the live service"; fi
-  printf '%-9s %s include %s -> %s; live copy %s\n' "$1:" "$(proxy_name)" "$inc" "$target" "$(live_saved "$1")"
+  local proxy saved
+  proxy=$(proxy_name)
+  saved=$(live_saved "$1")
+  printf '%-9s %s include %s -> %s; live copy %s\n' "$1:" "$proxy" "$inc" "$target" "$saved"
 }
 
 # proxy_to_shim: point every service at the shim, test, apply. Dies on failure; the caller's rollback

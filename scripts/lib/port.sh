@@ -28,7 +28,7 @@ port_trial() {
 # 10 ms for the hooks' time plus MAINT_BIND_RETRY_SECONDS. If it exits anyway (a port still taken), it is
 # relaunched the moment every port is free, for up to MAINT_BIND_RETRY_SECONDS after the hooks are done.
 port_takeover() {
-  local name rc pid hooks_done=0 bind_deadline=0 stop_deadline offset
+  local name rc pid hooks_done=0 bind_deadline=0 stop_deadline offset t
   local -A pids=()
   ports_of "$@"
   offset=$(stat -c %s -- "$MAINT_SHIM_LOG" 2>/dev/null) || offset=0
@@ -63,7 +63,8 @@ port_takeover() {
       for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && hooks_done=0; done
       ((hooks_done)) && bind_deadline=$(( $(mono) + MAINT_BIND_RETRY_SECONDS * 100 ))
     fi
-    if { ((hooks_done)) && (( $(mono) >= bind_deadline )); } || (( $(mono) >= stop_deadline )); then
+    t=$(mono)
+    if { ((hooks_done)) && ((t >= bind_deadline)); } || ((t >= stop_deadline)); then
       if any_port_bound "${PORTS[@]}"; then
         die "the services' ports (${PORTS[*]}) are still in use ${MAINT_BIND_RETRY_SECONDS}s after the STOP hooks finished${WHY:+; last attempt: $WHY}"
       fi
@@ -100,7 +101,8 @@ shim_wait_loaded() {
 # port_release: stop our shim, returning as soon as its listeners are closed (it may still be exiting).
 port_release() {
   local pid start deadline
-  pid=$(state_get SHIM_PID); start=$(state_get SHIM_START)
+  pid=$(state_get SHIM_PID)
+  start=$(state_get SHIM_START)
   ports_of "${SERVICES[@]}"
   [[ -n $pid ]] && pid=$(shim_target "$pid" "$start")
   if [[ -n $pid ]]; then

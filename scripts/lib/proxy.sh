@@ -40,16 +40,22 @@ proxy_cmd() {  # test|reload -> the adapter's proxy_test / proxy_reload; output 
 }
 
 # write_atomic TARGET SOURCE: replace TARGET by SOURCE's content via a temp file and rename, keeping
-proxy_status() { printf '%-9s %s %s; live side %s\n' "$1:" "$(proxy_name)" "$(proxy_where "$1")" "$(live_saved "$1")"; }
+proxy_status() {
+  local proxy where saved
+  proxy=$(proxy_name)
+  where=$(proxy_where "$1")
+  saved=$(live_saved "$1")
+  printf '%-9s %s %s; live side %s\n' "$1:" "$proxy" "$where" "$saved"
+}
 
 # puts the live side back (and applies it when S_RELOADED says the proxy may have switched).
 proxy_to_shim() {
   local name
   for name in "${SERVICES[@]}"; do proxy_point "$name" shim; done
   state_set S_PROXY shim
-  proxy_cmd test || die "$(proxy_name) config test failed with the shim's config: $(tail -n 1 <<<"$PROXY_OUT")"
+  proxy_cmd test || die "$(proxy_name) config test failed with the shim's config: ${PROXY_OUT##*$'\n'}"
   state_set S_RELOADED 1
-  proxy_cmd reload || die "$(proxy_name) reload failed: $(tail -n 1 <<<"$PROXY_OUT")"
+  proxy_cmd reload || die "$(proxy_name) reload failed: ${PROXY_OUT##*$'\n'}"
   proxy_settle shim
 }
 
@@ -81,7 +87,7 @@ proxy_to_live() {
 # through the proxy means the proxy cannot reach it (an upstream on the wrong port, a service that is not
 # there). Each such service is said loudly, on an error line of its own; returns 1 when there was one.
 proxy_report_live() {
-  local name url code bad=0
+  local name url code bad=0 proxy where
   for name in "${SERVICES[@]}"; do
     url=$(svc "$name" PROXY_URL)
     [[ -n $url ]] || continue
@@ -89,7 +95,9 @@ proxy_report_live() {
     case $code in
       502|504|000)
         bad=1
-        say error 'error: ' "$name is NOT reachable through $(proxy_name): $url answers ${code/#000/nothing (refused or timed out)}; check its upstream ($(proxy_where "$name")) against where the service listens" ;;
+        proxy=$(proxy_name)
+        where=$(proxy_where "$name")
+        say error 'error: ' "$name is NOT reachable through $proxy: $url answers ${code/#000/nothing (refused or timed out)}; check its upstream ($where) against where the service listens" ;;
     esac
   done
   return "$bad"

@@ -29,7 +29,7 @@ rollback_start() {
         state_set S_RELOADED 0
       else
         keep_shim=1
-        PROBLEMS+=("$(proxy_name) still runs the shim's config; its test or reload failed: $(tail -n 1 <<<"$PROXY_OUT")")
+        PROBLEMS+=("$(proxy_name) still runs the shim's config; its test or reload failed: ${PROXY_OUT##*$'\n'}")
       fi
     fi
   fi

@@ -13,7 +13,10 @@ hooks_run() {
   for name; do
     local cmd; cmd=$(svc "$name" "$kind")
     if runtime_preset "$name"; then
-      case $kind in STOP) cmd=$(runtime_cmd sleep "$name") ;; START) cmd=$(runtime_cmd wake "$name") ;; esac
+      case $kind in
+        STOP) cmd=$(runtime_cmd sleep "$name") ;;
+        START) cmd=$(runtime_cmd wake "$name") ;;
+      esac
     fi
     [[ -n $cmd ]] || continue
     log "$name: ${kind,,}: $cmd"
@@ -62,18 +65,20 @@ services_wait_healthy() {
   done
 }
 # runtime_preset NAME: the service frees the GPU through a runtime preset, not its own STOP/START hooks.
-runtime_preset() { [[ $(svc "$1" RUNTIME) != command && -n $(svc "$1" RUNTIME) ]]; }
+runtime_preset() { local var="MAINT_SERVICE_${1}_RUNTIME"; [[ ${!var:-command} != command ]]; }
 # runtime_cmd sleep|wake|ready NAME: the command (for bash -c) that has the preset do it (app/runtimes/).
 runtime_cmd() {
   printf '%q ' "${SHIM_CMD[@]}" runtime "$1" --service "$2"
   [[ -z ${MAINT_ENV_FILE:-} ]] || printf -- '--env-file %q' "$MAINT_ENV_FILE"
 }
 describe_unhealthy() {
-  local name url out=()
+  local name url out=() said
   for name in "${UNHEALTHY[@]}"; do
     url=$(svc "$name" HEALTH_URL)
     if runtime_preset "$name"; then
-      out+=("$name ($(svc "$name" RUNTIME) at $(svc "$name" RUNTIME_URL): $(bash -c "$(runtime_cmd ready "$name")" 2>&1 9>&-))")
+      said=$(bash -c "$(runtime_cmd ready "$name")" 2>&1 9>&-)
+      local runtime="MAINT_SERVICE_${name}_RUNTIME" runtime_url="MAINT_SERVICE_${name}_RUNTIME_URL"
+      out+=("$name (${!runtime:-} at ${!runtime_url:-}: $said)")
       continue
     fi
     out+=("$name (${url:-a TCP connect to $(svc "$name" LISTEN)})")

@@ -62,7 +62,9 @@ shim_start() {
 # shim_stop_recorded: stop the shim recorded in the state (never an external one).
 shim_stop_recorded() {
   [[ $(state_get SHIM_MANAGED) == external ]] && return 0
-  shim_stop "$(state_get SHIM_PID)" "$(state_get SHIM_START)"
+  local pid
+  pid=$(state_get SHIM_PID)
+  shim_stop "$pid" "${S_SHIM_START:-}"
   state_set S_SHIM_PID ''
 }
 

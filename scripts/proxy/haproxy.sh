@@ -12,7 +12,8 @@ proxy_describe() { printf 'haproxy'; }
 # resolved and checked by load_env (defaults <name>/live and <backend>/shim). With --node NODE, the live
 # server is the node's: <backend>/NODE, in the backend of HAPROXY_SERVER.
 haproxy_servers() {
-  HX_LIVE=$(svc "$1" HAPROXY_SERVER); HX_SHIM=$(svc "$1" HAPROXY_SHIM)
+  HX_LIVE=$(svc "$1" HAPROXY_SERVER)
+  HX_SHIM=$(svc "$1" HAPROXY_SHIM)
   [[ -z ${NODE:-} ]] || HX_LIVE=${HX_LIVE%%/*}/$NODE
 }
 

@@ -8,17 +8,23 @@
 
 proxy_describe() { printf 'traefik'; }
 traefik_service() { svc "$1" TRAEFIK_SERVICE; }  # resolved and checked by load_env (default: the name)
+# traefik_ref NAME: the SERVICE@file=http://SHIM_ADDR the API shows for NAME on the shim's side.
+traefik_ref() { local var="MAINT_SERVICE_${1}_TRAEFIK_SERVICE"; printf '%s@file=http://%s' "${!var:-}" "${SHIM_ADDR[$1]:-}"; }
 
 proxy_check() { include_check "$1"; }
-proxy_where() { printf 'service %s@file in %s' "$(traefik_service "$1")" "$(svc "$1" INCLUDE)"; }
+proxy_where() {
+  local service="MAINT_SERVICE_${1}_TRAEFIK_SERVICE" inc="MAINT_SERVICE_${1}_INCLUDE"
+  printf 'service %s@file in %s' "${!service:-}" "${!inc:-}"
+}
 proxy_point() { include_point "$1" "$2"; }
 
 # include_render NAME FILE: the dynamic config that defines NAME's Traefik service as the shim.
 include_render() {
   {
     include_header "$1"
+    local service="MAINT_SERVICE_${1}_TRAEFIK_SERVICE"
     printf 'http:\n  services:\n    %s:\n      loadBalancer:\n        servers:\n          - url: "http://%s"\n' \
-      "$(traefik_service "$1")" "$(shim_addr_for "$1")"
+      "${!service:-}" "${SHIM_ADDR[$1]:-}"
   } >"$2"
 }
 
@@ -39,7 +45,7 @@ proxy_reload() {
   for name in "${SERVICES[@]}"; do
     inc=$(svc "$name" INCLUDE)
     want=live; grep -qF -- "$MARKER" "$inc" 2>/dev/null && want=shim
-    on[$want]+=" $(traefik_service "$name")@file=http://$(shim_addr_for "$name")"
+    on[$want]+=" $(traefik_ref "$name")"
   done
   for want in "${!on[@]}"; do
     local -a targets

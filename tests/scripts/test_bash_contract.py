@@ -93,3 +93,58 @@ def test_records_and_probes_go_through_the_shim() -> None:
     assert "fields[19]" not in code and code.count("/stat\"") == 1, "only pid_alive reads /proc/PID/stat"
     # The events file is emptied at a start (`: >`), never written a line by bash; startup.json not at all.
     assert not re.search(r'>>\s*"?\$STATE_DIR/events\.jsonl|>\s*"?\$STATE_DIR/startup\.json', code)
+
+
+def _substitutions(code: str) -> int:
+    """How many command or process substitutions (`$(`, `<(`, `>(`, not `$((`) the shell running `code`
+    expands itself: the outermost ones; those nested inside another run in its child."""
+    count = depth = 0
+    double = False  # inside "...": a ' is a character
+    i = 0
+    while i < len(code):
+        char = code[i]
+        if char == "\\":
+            i += 1
+        elif char == "'" and not double:
+            end = code.find("'", i + 1)
+            i = len(code) if end < 0 else end
+        elif char == '"' and depth == 0:
+            double = not double
+        elif char in "$<>" and code[i + 1:i + 2] == "(" and code[i + 2:i + 3] != "(":
+            count += depth == 0
+            depth += 1
+            i += 1
+        elif char == "(" and depth:
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        i += 1
+    return count
+
+
+def test_no_command_expands_two_substitutions() -> None:
+    """bash 5.2 (Debian 12's) runs a signal's pending trap inside the parser it re-enters to expand a
+    `$(`, where the trap's own text fails to parse (`trap: line 2: unexpected EOF while looking for
+    matching `)'`) and the trap is lost: the interrupted script carries on. A signal is left pending
+    while a child runs, so the second substitution of one command is that window; bash runs pending traps
+    before each command, so one substitution per command leaves none worth the name (bash 5.3 fixed it:
+    eval.c's parse_command no longer runs traps inside a substitution's parse). So in the scripts that
+    trap INT and TERM, and the files they source, every command expands at most one, each on a line of
+    its own (a command over several lines is not looked at as one: there are none with two)."""
+    trapping = [path for path in _bash_files() if path.parent != SCRIPTS
+                or path.name in ("lib.sh", "start_maintenance.sh", "stop_maintenance.sh", "with_maintenance.sh")]
+    two = [f"{path.relative_to(ROOT)}:{number}: {code.strip()}" for path in trapping
+           for number, code in _code(path) if _substitutions(code) > 1]
+    assert two == [], "\n".join(two)
+
+
+def test_the_substitution_count_counts_only_the_outermost() -> None:
+    assert _substitutions('x=$(a "$(b)")') == 1
+    assert _substitutions('log "$(a) and $(b)"') == 2
+    assert _substitutions("n=$(( $(mono) + 1 ))") == 1
+    assert _substitutions("x=$(( a + b ))") == 0
+    assert _substitutions("done < <(f)") == 1
+    assert _substitutions("echo '$(a) $(b)'") == 0
+    assert _substitutions('echo "$(a)" \\$(b)') == 1
+    assert _substitutions('die "it\'s $(a): $(b)"') == 2
+    assert _substitutions("x=$(printf '(') y") == 1
