@@ -264,7 +264,7 @@ def _server_runner(settings: Settings, app: ASGIApp, sockets: list[socket.socket
         header_timeout=settings.header_timeout,
         max_connections=connection_limit(settings.max_connections, raise_fd_limit()),
     )
-    http = http_protocol(limits)
+    http = http_protocol(limits, getattr(app, "answer_now", None))
     if announce:
         logger.info("limits: %s", http.description)
     config = uvicorn.Config(

@@ -121,7 +121,13 @@ class ScriptSettings(BaseModel):
     stop_timeout: int = Field(120, ge=0, description="seconds a STOP hook may take (then: fail, roll back)")
     start_timeout: int = Field(120, ge=0, description="seconds a START hook may take")
     health_timeout: int = Field(300, ge=0, description="seconds for every service to pass its health check on stop")
-    settle_seconds: float = Field(1, ge=0, le=600, description="pause after a proxy reload")
+    settle_seconds: float = Field(
+        1,
+        ge=0,
+        le=600,
+        description="pause after a proxy shows the new side, before the side it left is stopped, for the "
+        'requests it took in before the switch (docs/switching.md, "The pause after a switch")',
+    )
     switch_timeout: int = Field(10, ge=0, description="seconds for a PROXY_URL to show the switch")
     state_dir: Path | None = Field(
         None,

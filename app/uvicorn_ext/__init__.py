@@ -33,8 +33,9 @@ class HttpChoice:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def http_protocol(limits: Limits) -> HttpChoice:
-    """The extended protocol bound to `limits`, or stock uvicorn's where this uvicorn cannot carry it."""
+def http_protocol(limits: Limits, answer_now: Any = None) -> HttpChoice:
+    """The extended protocol bound to `limits` (and the app's `answer_now`, see protocol.py), or stock
+    uvicorn's where this uvicorn cannot carry it."""
     gone = contract.missing()
     if not gone:
         try:
@@ -42,7 +43,7 @@ def http_protocol(limits: Limits) -> HttpChoice:
         except Exception as error:  # an import-time failure of the extension must not stop the 503s
             gone = [f"{type(error).__name__}: {error}"]
         else:
-            http = protocol_class(limits)
+            http = protocol_class(limits, answer_now)
             return HttpChoice(http, http.guard, http.guard.describe())
     logger.warning(
         "this uvicorn lacks what the shim's HTTP extension uses (%s): serving on stock uvicorn, with its own "

@@ -17,11 +17,11 @@ import re
 HTTPTOOLS_IMPL = "uvicorn.protocols.http.httptools_impl"
 MODULE_NAMES: dict[str, tuple[str, ...]] = {
     HTTPTOOLS_IMPL: ("STATUS_LINE", "HttpToolsProtocol", "RequestResponseCycle", "HEADER_RE", "HEADER_VALUE_RE"),
-    "uvicorn.protocols.http.flow_control": ("HIGH_WATER_LIMIT",),
+    "uvicorn.protocols.http.flow_control": ("HIGH_WATER_LIMIT", "FlowControl"),
 }
 # HttpToolsProtocol: attributes read or set, methods called, and methods overridden (uvicorn must still call them).
 PROTOCOL_MEMBERS: tuple[str, ...] = (
-    "config", "connections", "cycle", "expect_100_continue", "flow", "headers", "loop", "parser", "scope",
+    "app", "config", "connections", "cycle", "expect_100_continue", "flow", "headers", "loop", "parser", "scope",
     "server_state", "timeout_keep_alive", "timeout_keep_alive_task", "timeout_keep_alive_handler", "transport", "url",
     "ws_protocol_class", "pipeline",
     "_unset_keepalive_if_required", "handle_websocket_upgrade", "send_400_response",
@@ -34,6 +34,9 @@ CYCLE_MEMBERS: tuple[str, ...] = (
     "keep_alive", "message_event", "more_body", "on_response", "response_complete", "response_started",
     "scope", "transport", "waiting_for_100_continue", "send",
 )  # fmt: skip
+
+# FlowControl: what the protocol reads of a connection's flow (a client not reading its answers).
+FLOW_MEMBERS: tuple[str, ...] = ("write_paused",)
 
 
 def _has(cls: type, name: str, source: str) -> bool:
@@ -55,7 +58,10 @@ def missing() -> list[str]:
                 found[name] = getattr(module, name)
             else:
                 gone.append(f"{module_name}.{name}")
-    for class_name, members in (("HttpToolsProtocol", PROTOCOL_MEMBERS), ("RequestResponseCycle", CYCLE_MEMBERS)):
+    classes = (
+        ("HttpToolsProtocol", PROTOCOL_MEMBERS), ("RequestResponseCycle", CYCLE_MEMBERS), ("FlowControl", FLOW_MEMBERS),
+    )  # fmt: skip
+    for class_name, members in classes:
         cls = found.get(class_name)
         if not isinstance(cls, type):
             continue

@@ -27,7 +27,12 @@ the number of connections, and a body the app never reads is parsed for as long 
   without this, 0 in 200 with it);
 - the head of a catch-all answer written from its header lines, checked and encoded once (wire.py), where
   uvicorn would check, lowercase and join every header of every answer in a Python loop: a third fewer
-  instructions per request (bench/instructions.py), 1.3x to 1.4x the requests per second side by side.
+  instructions per request (bench/instructions.py), 1.3x to 1.4x the requests per second side by side;
+- a request that arrived whole in one read, whose answer the app has made already (`answer_now`, the
+  catch-all's cache), answered right after that read is parsed: head and body in one write, with no task,
+  no coroutine and no ASGI message (the app counts it as it would its own). Anything else (a body still on
+  its way, a request pipelined behind another, the app's other paths, a cache miss, a client not reading
+  its answers) runs the app as usual.
 
 Refusals are logged by kind, the first at once, then at most every REPORT_EVERY seconds with a count.
 """
@@ -38,7 +43,7 @@ import asyncio
 import logging
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
@@ -61,6 +66,10 @@ LINGER_BYTES = 1024 * 1024  # ... but read no more than this meanwhile (then let
 SMALL_BODY_BYTES = 65536
 MAX_BODY_BYTES = 1024 * 1024  # a body the app reads (only /_maintenance/progress does) is never larger
 REPORT_EVERY = 10.0  # seconds between log lines about refused requests and connections
+
+# The app's answer to a request's scope when it has one ready (status, its HeadLines, the body: empty for
+# HEAD), counted by the app; None for "run the app". MaintenanceApp.answer_now.
+AnswerNow = Callable[[Any], "tuple[int, HeadLines, bytes] | None"]
 
 _STATUS_TEXT = {
     408: b"Request Timeout",
@@ -335,6 +344,15 @@ class WholeAnswerCycle(RequestResponseCycle):
             self.transport = transport
             head.flush()
 
+    @staticmethod
+    def defaults_block(defaults: object) -> bytes | None:
+        """uvicorn's default headers encoded (None where its loop must write them), once per list."""
+        if defaults is not WholeAnswerCycle._defaults_for:
+            encoded = encode(cast("list[tuple[bytes, bytes]]", defaults))
+            WholeAnswerCycle._defaults_block = encoded[0] if encoded is not None and encoded[1] is None else None
+            WholeAnswerCycle._defaults_for = defaults
+        return WholeAnswerCycle._defaults_block
+
     def _write_known_head(self, start: Mapping[str, object], head: _HeadFirst) -> bool:
         """Write `start`'s head from its HeadLines, setting what uvicorn's loop sets; False (nothing done)
         where uvicorn's loop must run."""
@@ -348,12 +366,7 @@ class WholeAnswerCycle(RequestResponseCycle):
             return False
         status = start.get("status")
         status_line = lines.status_line or (STATUS_LINE.get(status) if isinstance(status, int) else None)
-        defaults = self.default_headers
-        if defaults is not WholeAnswerCycle._defaults_for:
-            encoded = encode(defaults)
-            WholeAnswerCycle._defaults_block = encoded[0] if encoded is not None and encoded[1] is None else None
-            WholeAnswerCycle._defaults_for = defaults
-        block = WholeAnswerCycle._defaults_block
+        block = self.defaults_block(self.default_headers)
         if status_line is None or block is None:
             return False
         self.response_started = True
@@ -379,12 +392,14 @@ class ShimHttpProtocol(HttpToolsProtocol):
     __slots__ = (
         "_body_bytes",
         "_body_cycle",
+        "_deferred",
         "_head_bytes",
         "_head_room",
         "_ignore_input",
         "_in_head",
         "_linger_budget",
         "_lingering",
+        "_parsing",
         "_refuse_after",
         "_upgrade_ok",
         "_upgrade_scope",
@@ -394,6 +409,7 @@ class ShimHttpProtocol(HttpToolsProtocol):
     _max_head = Limits.max_header_bytes
     _max_headers = Limits.max_headers
     _timeout = Limits.header_timeout
+    answer_now: AnswerNow | None = None  # the app's (protocol_class), as a staticmethod
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -408,6 +424,10 @@ class ShimHttpProtocol(HttpToolsProtocol):
         self._upgrade_scope: object = None  # the request `_upgrade_ok` was worked out for
         self._body_bytes = 0
         self._body_cycle: object = None  # the request `_body_bytes` counts
+        self._parsing = False  # inside parser.feed_data
+        # A request whose head the current read completed, its app not started yet: answered (answer_now) or
+        # started once the read is parsed, when it is known whether its body came with it.
+        self._deferred: tuple[RequestResponseCycle, Any] | None = None
         self.deadline: float | None = None  # loop time by which the current request must have arrived
 
     # Connection state seen by the guard
@@ -488,19 +508,27 @@ class ShimHttpProtocol(HttpToolsProtocol):
                 self._data_past_room(data, room)
                 return
             self._head_room = room - len(data)
+        self._parsing = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:  # also HttpParserCallbackError
+            self._parsing = False
+            self._run_deferred()  # its answer before whatever this error brings
             self._parse_failed(error)
             return
         except httptools.HttpParserUpgrade:
-            self._upgrade(previous)
+            self._parsing = False
+            self._upgrade(previous)  # first: an upgrade answered as HTTP closes the connection
+            self._run_deferred()
             return
+        self._parsing = False
         cycle = self.cycle
         if cycle is not previous and cycle is not None and cycle.more_body:
             # A new request's head arrived in this read and its body is still on its way: rare, and
             # handled off this path.
             self._new_request_checks(cycle)
+        if self._deferred is not None:
+            self._run_deferred()
 
     def _data_past_room(self, data: bytes, room: int) -> None:
         """More bytes than the head may still take: its end must come within them."""
@@ -660,7 +688,62 @@ class ShimHttpProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # Every cycle, pipelined ones too, starts here; its `send` is looked up when the task first runs.
         cycle.__class__ = WholeAnswerCycle
+        if self._parsing and self.answer_now is not None and self._deferred is None:
+            self._deferred = (cycle, app)  # data_received decides, after the read is parsed
+            return
         super()._start_asgi_task(cycle, app)
+
+    def _run_deferred(self) -> None:
+        """Answer the deferred request now if the app has its answer ready, else start its app as usual."""
+        deferred = self._deferred
+        if deferred is None:
+            return
+        self._deferred = None
+        cycle, app = deferred
+        if not self._answered_now(cycle, app):
+            super()._start_asgi_task(cycle, app)
+
+    def _answered_now(self, cycle: RequestResponseCycle, app: Any) -> bool:
+        """Write the app's ready answer to `cycle` (head and body in one write) and complete it as uvicorn's
+        cycle would; False, with nothing done, wherever the app must run."""
+        answer_now = self.answer_now
+        if (
+            answer_now is None
+            or cycle.more_body  # its body is still on its way
+            or cycle.disconnected
+            or cycle.access_log
+            or app is not self.app  # uvicorn's own 503 for its concurrency limit
+            or self.flow.write_paused  # a client not reading its answers: the app waits for it (drain)
+            or self._lingering
+            or self.transport.is_closing()
+        ):
+            return False
+        block = WholeAnswerCycle.defaults_block(cycle.default_headers)
+        if block is None:
+            return False
+        scope = cycle.scope
+        head_only = scope["method"] == "HEAD"
+        found = answer_now(scope)
+        if found is None:
+            return False
+        status, lines, body = found
+        status_line = lines.status_line or STATUS_LINE.get(status)
+        if status_line is None or (not head_only and len(body) != lines.content_length):
+            return False  # not expected of answer_now; uvicorn's checks, through the app
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        cycle.response_complete = True
+        close = b"" if cycle.keep_alive else b"connection: close\r\n"
+        head = b"".join((status_line, block, lines.block, close, b"\r\n"))
+        transport = self.transport
+        if body and not head_only:
+            transport.writelines((head, body))
+        else:
+            transport.write(head)
+        if not cycle.keep_alive:
+            transport.close()
+        self.on_response_complete()
+        return True
 
     def linger(self) -> None:
         """Close after a response whose request is unfinished: FIN now, discard input, close soon."""
@@ -754,13 +837,15 @@ class ShimHttpProtocol(HttpToolsProtocol):
         self.linger()
 
 
-def protocol_class(limits: Limits) -> type[ShimHttpProtocol]:
-    """A ShimHttpProtocol subclass bound to `limits` (one per serving process), for uvicorn.Config(http=...)."""
+def protocol_class(limits: Limits, answer_now: AnswerNow | None = None) -> type[ShimHttpProtocol]:
+    """A ShimHttpProtocol subclass bound to `limits` (one per serving process), for uvicorn.Config(http=...);
+    `answer_now` is the app's (MaintenanceApp.answer_now), None to run the app for every request."""
     namespace = {
         "__slots__": (),
         "guard": ConnectionGuard(limits),
         "_max_head": limits.max_header_bytes,
         "_max_headers": limits.max_headers,
         "_timeout": limits.header_timeout,
+        "answer_now": staticmethod(answer_now) if answer_now is not None else None,
     }
     return type("BoundShimHttpProtocol", (ShimHttpProtocol,), namespace)

@@ -195,6 +195,44 @@ class MaintenanceApp:
             answer = await self._prepare(scope, facts, asked, snapshot, encoded=True)
             if answers.snapshot is snapshot:  # not renewed meanwhile by a newer snapshot
                 answers.put(key, answer, asked_length(asked) + (len(origin) if origin is not None else 0))
+        self._tally(answer, scope)
+        start = answer.start_message  # the head written from its encoding (protocol.WholeAnswerCycle)
+        await send(start if start is not None else answer.start())
+        await send(answer.body_message)
+
+    def answer_now(self, scope: Scope) -> tuple[int, HeadLines, bytes] | None:
+        """The catch-all's answer to an HTTP request when it is made already and has its HeadLines: (status,
+        lines, body), counted (and logged) here, for the protocol to write at once, with no task and no ASGI
+        message (protocol.ShimHttpProtocol, `answer_now`); None for everything else (reserved, health and admin
+        paths, OPTIONS, an answer not made yet for this snapshot), which the app answers as usual. The same
+        answer `__call__` sends for the same request."""
+        path: str = scope["path"]
+        if (
+            path.startswith(RESERVED_PREFIX)
+            or path in self.health_paths
+            or (self._admin_listener and self.on_admin_listener(scope))
+        ):
+            return None
+        method: str = scope["method"]
+        if method == "OPTIONS":
+            return None
+        facts = RequestFacts.from_scope_headers(scope["headers"])
+        server = scope.get("server")
+        key: AnswerKey = (
+            server[1] if server else None, method == "HEAD", facts.origin,
+            self._asked(path, scope["query_string"], facts),
+        )  # fmt: skip
+        answers = self._answers
+        if answers.snapshot is not self._tracker.snapshot():
+            return None  # renewed on the way through the app
+        answer = answers.get(key)
+        if answer is None or answer.lines is None:
+            return None
+        self._tally(answer, scope)
+        return answer.status, answer.lines, answer.body
+
+    def _tally(self, answer: Answer, scope: Scope) -> None:
+        """Count (and log) a catch-all answer."""
         known = self._known
         if known is not None:
             # Traffic.hit inlined for a connection it already knows (see Traffic.known): the tally alone.
@@ -205,9 +243,6 @@ class MaintenanceApp:
                 self._count(answer.counted, scope, log=False)
         if self.observe is not None:
             self.observe(answer.counted, scope)
-        start = answer.start_message  # the head written from its encoding (protocol.WholeAnswerCycle)
-        await send(start if start is not None else answer.start())
-        await send(answer.body_message)
 
     def _count(self, key: CountKey, scope: Scope, log: bool = True) -> None:
         """Count (and log) an answer off the fast path."""
