@@ -94,6 +94,7 @@ def _plain_response(status: int) -> bytes:
 
 
 _RESPONSES = {status: _plain_response(status) for status in _STATUS_TEXT}
+_TRAILING_SPACE = (b" ", b"\t")
 
 
 class _Refuse(Exception):
@@ -392,6 +393,7 @@ class ShimHttpProtocol(HttpToolsProtocol):
     __slots__ = (
         "_body_bytes",
         "_body_cycle",
+        "_count_fields",
         "_deferred",
         "_head_bytes",
         "_head_room",
@@ -425,6 +427,9 @@ class ShimHttpProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_cycle: object = None  # the request `_body_bytes` counts
         self._parsing = False  # inside parser.feed_data
+        # From the end of a request to the next read: the fields parsed meanwhile (a head that began in the
+        # read that ended the request before) are counted by on_header, the reads after by their length.
+        self._count_fields = False
         # A request whose head the current read completed, its app not started yet: answered (answer_now) or
         # started once the read is parsed, when it is known whether its body came with it.
         self._deferred: tuple[RequestResponseCycle, Any] | None = None
@@ -503,6 +508,9 @@ class ShimHttpProtocol(HttpToolsProtocol):
         if self._in_head:
             if self.deadline is None:  # the first bytes of the next request on a kept-alive connection
                 self.deadline = self.guard.now + self._timeout
+            if self._count_fields:  # a new read: what the head took in the read before is charged to it
+                self._count_fields = False
+                self._head_room = self._max_head - self._head_bytes
             room = self._head_room
             if len(data) > room:
                 self._data_past_room(data, room)
@@ -591,18 +599,22 @@ class ShimHttpProtocol(HttpToolsProtocol):
             raise _Refuse(414 if len(self.url) * 2 > self._max_head else 431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # uvicorn's on_header, with the head limits applied to every request: the bytes counted as they
-        # arrive (data_received) cover a head still arriving, but not a second request that began in the
-        # same read as the end of the one before; these counts do, for every request of a pipeline.
-        size = self._head_bytes + len(name) + len(value) + 4
-        self._head_bytes = size
+        # uvicorn's on_header, with the head limits: the number of fields for every request; the bytes
+        # counted as they arrive (data_received) cover a head that began a read, and a head that began in
+        # the same read as the end of the request before (a pipeline) has its bytes counted here.
         headers = self.headers
-        if size > self._max_head or len(headers) >= self._max_headers:
-            raise _Refuse(414 if len(self.url) * 2 > self._max_head else 431)
+        if len(headers) >= self._max_headers:
+            raise _Refuse(431)
+        if self._count_fields:
+            size = self._head_bytes + len(name) + len(value) + 4
+            self._head_bytes = size
+            if size > self._max_head:
+                raise _Refuse(414 if len(self.url) * 2 > self._max_head else 431)
         name = name.lower()
-        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which RFC 9110 excludes
-        if name == b"expect" and value.lower() == b"100-continue":
+        if name == b"expect" and value.lower().rstrip(b" \t") == b"100-continue":
             self.expect_100_continue = True
+        # llhttp keeps a value's trailing whitespace, which RFC 9110 excludes: stripped where the app is
+        # started (_start_asgi_task), and by the catch-all's own reading of its few fields (RequestFacts).
         headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
@@ -624,10 +636,12 @@ class ShimHttpProtocol(HttpToolsProtocol):
         cycle.message_event.set()
 
     def on_message_complete(self) -> None:
-        # uvicorn's on_message_complete, then where the next request's head begins.
+        # uvicorn's on_message_complete, then where the next request's head begins: if in this read (a
+        # pipeline), its fields are counted as they are parsed (on_header) until the next read.
         self._in_head = True
         self._head_room = self._max_head
         self._head_bytes = 0
+        self._count_fields = True
         self.deadline = None
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
@@ -688,6 +702,10 @@ class ShimHttpProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # Every cycle, pipelined ones too, starts here; its `send` is looked up when the task first runs.
         cycle.__class__ = WholeAnswerCycle
+        headers = cast("list[tuple[bytes, bytes]]", cycle.scope["headers"])  # uvicorn's list (on_message_begin)
+        for index, (name, value) in enumerate(headers):
+            if value[-1:] in _TRAILING_SPACE:  # llhttp keeps it; RFC 9110 excludes it (see on_header)
+                headers[index] = (name, value.rstrip(b" \t"))
         if self._parsing and self.answer_now is not None and self._deferred is None:
             self._deferred = (cycle, app)  # data_received decides, after the read is parsed
             return

@@ -321,6 +321,9 @@ class RequestFacts(NamedTuple):
         for name, value in raw:
             slot = slot_of(name)
             if slot is not None:
+                # Trailing whitespace (llhttp keeps it) is stripped here too: the protocol answers the
+                # catch-all's requests from this reading without stripping every field (uvicorn_ext).
+                value = value.rstrip(b" \t")
                 if slot == 2 and found[2] is not None:  # several Cookie headers are one list
                     value = found[2] + b"; " + value
                 found[slot] = value
