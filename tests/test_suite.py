@@ -81,6 +81,62 @@ def sleeps_followed_by_asserts(source: str) -> list[int]:
     return sorted(found)
 
 
+def _is_count_threshold(node: ast.AST) -> bool:
+    """`assert <a count: len(...), sum(...), .count(...), counts[...]> > N` (or >=) asking for more than one:
+    how much happened, which on a busy machine is less (`> 0`, that it happened at all, is not a count)."""
+    if not isinstance(node, ast.Assert):
+        return False
+    for compare in ast.walk(node.test):
+        if not (isinstance(compare, ast.Compare) and len(compare.ops) == 1
+                and isinstance(compare.comparators[0], ast.Constant)):
+            continue
+        op, value = compare.ops[0], compare.comparators[0].value
+        more_than_one = (isinstance(op, ast.Gt) and value >= 1) or (isinstance(op, ast.GtE) and value >= 2)
+        if isinstance(value, (int, float)) and more_than_one:
+            left = ast.unparse(compare.left)
+            if any(word in left for word in ("sum(", "len(", ".count(", "counts")):
+                return True
+    return False
+
+
+def sleeps_then_count_thresholds(source: str) -> list[int]:
+    """Lines of count thresholds (`_is_count_threshold`) anywhere after a fixed sleep in the same test: a
+    loop paced by sleeps, then a minimum on what it counted (the sleeps_followed_by_asserts rule only sees
+    the next three statements). A sleep inside a loop that asserts a deadline is a wait, not a pace; a
+    sleep with a `# sleep-ok:` reason is justified."""
+    lines = source.splitlines()
+    found = []
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        waits = {id(inner) for loop in ast.walk(function) if isinstance(loop, ast.While)
+                 and any(isinstance(node, ast.Assert) for node in ast.walk(loop)) for inner in ast.walk(loop)}
+        paced = [node.lineno for node in ast.walk(function)
+                 if isinstance(node, ast.stmt) and _is_sleep(node) and id(node) not in waits
+                 and SLEEP_OK not in lines[node.lineno - 1] and SLEEP_OK not in lines[node.lineno - 2]]
+        if paced:
+            found += [node.lineno for node in ast.walk(function)
+                      if _is_count_threshold(node) and getattr(node, "lineno", 0) > min(paced)]
+    return sorted(set(found))
+
+
+def test_the_rule_finds_a_count_after_a_paced_loop() -> None:
+    paced = ("import time\ndef test_x():\n    seen = []\n    for _ in range(9):\n        time.sleep(0.3)\n"
+             "        seen.append(1)\n    assert sum(seen) > 5\n")
+    waited = ("import time\ndef test_x():\n    while len(seen) < 5:\n        assert time.monotonic() < deadline\n"
+              "        time.sleep(0.05)\n    assert len(seen) >= 5\n")
+    assert sleeps_then_count_thresholds(paced) == [7]
+    assert sleeps_then_count_thresholds(waited) == []
+
+
+def test_no_test_counts_what_a_paced_loop_did() -> None:
+    tests = ROOT / "tests"
+    found = {name: lines for path in sorted(tests.rglob("*.py"))
+             if (name := path.relative_to(tests).as_posix()) not in HELPERS and not name.startswith("data/")
+             and (lines := sleeps_then_count_thresholds(path.read_text()))}
+    assert found == {}, f"a count threshold after fixed sleeps (file: lines); wait for the count instead: {found}"
+
+
 def test_the_rule_finds_a_sleep_then_a_count() -> None:
     bad = "import time\ndef test_x():\n    n = []\n    time.sleep(1)\n    assert len(n) == 3\n"
     justified = ("import time\ndef test_x():\n    n = []\n    time.sleep(1)  # sleep-ok: a quiet period\n"

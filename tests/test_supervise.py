@@ -82,12 +82,19 @@ def test_kill_9_of_the_server_is_replaced_at_once(start_shim: ShimFactory, tmp_p
                 kind = type(error).__name__
             outcomes.append((started, kind))
 
+    def answered_since(moment: float, count: int = 10) -> None:
+        """Wait (a generous deadline) until `count` requests begun after `moment` got the 503."""
+        deadline = time.monotonic() + 60
+        while sum(started > moment and kind == "503" for started, kind in list(outcomes)) < count:
+            assert time.monotonic() < deadline and thread.is_alive(), f"fewer than {count} 503s after {moment}"
+            time.sleep(0.02)
+
     thread = threading.Thread(target=fresh, daemon=True)
     thread.start()
-    windows = []
+    windows: list[tuple[float, float]] = []
     try:
         for _ in range(3):
-            time.sleep(0.3)
+            answered_since(windows[-1][1] if windows else 0.0)  # served before each kill
             before = _state(state_dir)
             killed = time.monotonic()
             os.kill(before.serving, signal.SIGKILL)
@@ -95,7 +102,7 @@ def test_kill_9_of_the_server_is_replaced_at_once(start_shim: ShimFactory, tmp_p
                 assert time.monotonic() - killed < 2, "no new server within 2 s"
                 time.sleep(0.005)
             windows.append((killed, time.monotonic()))
-        time.sleep(0.3)
+        answered_since(windows[-1][1])  # and by the last new server
     finally:
         stop.set()
         thread.join(10)
@@ -107,7 +114,8 @@ def test_kill_9_of_the_server_is_replaced_at_once(start_shim: ShimFactory, tmp_p
     assert len(lost) <= len(windows), lost
     for started, kind in lost:  # begun before the kill, on the connection the killed process held
         assert kind in _LOST_IN_FLIGHT and any(s - 1 < started <= e for s, e in windows), (lost, windows)
-    assert sum(kind == "503" for _, kind in outcomes) > 100
+    for _, end in windows:  # every new server answered (waited for above, asserted here on the record)
+        assert sum(started > end and kind == "503" for started, kind in outcomes) >= 10
     assert shim.output().count("killed by SIGKILL; starting a new one on the same sockets") == 3
 
 

@@ -21,11 +21,13 @@ MODULE_NAMES: dict[str, tuple[str, ...]] = {
 }
 # HttpToolsProtocol: attributes read or set, methods called, and methods overridden (uvicorn must still call them).
 PROTOCOL_MEMBERS: tuple[str, ...] = (
-    "app", "config", "connections", "cycle", "expect_100_continue", "flow", "headers", "loop", "parser", "scope",
+    "access_log", "access_logger", "app", "config", "connections", "cycle", "expect_100_continue", "flow", "headers",
+    "limit_concurrency", "logger", "loop", "parser", "root_path", "scope",
     "server_state", "timeout_keep_alive", "timeout_keep_alive_task", "timeout_keep_alive_handler", "transport", "url",
     "ws_protocol_class", "pipeline",
     "_unset_keepalive_if_required", "handle_websocket_upgrade", "send_400_response",
-    "connection_made", "connection_lost", "data_received", "on_body", "on_message_complete",
+    "connection_made", "connection_lost", "data_received", "on_body", "on_message_begin", "on_headers_complete",
+    "on_message_complete",
     "_should_upgrade", "_start_asgi_task",
 )  # fmt: skip
 # RequestResponseCycle: what WholeAnswerCycle and the protocol read or set on a cycle, and `send`.

@@ -28,11 +28,12 @@ the number of connections, and a body the app never reads is parsed for as long 
 - the head of a catch-all answer written from its header lines, checked and encoded once (wire.py), where
   uvicorn would check, lowercase and join every header of every answer in a Python loop: a third fewer
   instructions per request (bench/instructions.py), 1.3x to 1.4x the requests per second side by side;
-- a request that arrived whole in one read, whose answer the app has made already (`answer_now`, the
-  catch-all's cache), answered right after that read is parsed: head and body in one write, with no task,
-  no coroutine and no ASGI message (the app counts it as it would its own). Anything else (a body still on
-  its way, a request pipelined behind another, the app's other paths, a cache miss, a client not reading
-  its answers) runs the app as usual.
+- a request that arrived whole in one read (a small body included), whose answer the app has made already
+  (`answer_now`, the catch-all's cache), answered as soon as it is parsed: head and body in one write, with
+  no request-response cycle, no task and no ASGI message (the app counts it as it would its own); requests
+  pipelined in one read each in turn. Anything else (a body still on its way or over SMALL_BODY_BYTES, a
+  request queued behind one the app is answering, the app's other paths, a cache miss, a client not
+  reading its answers) gets the cycle uvicorn would have made, and the app, as usual.
 
 Refusals are logged by kind, the first at once, then at most every REPORT_EVERY seconds with a count.
 """
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -382,10 +384,10 @@ class WholeAnswerCycle(RequestResponseCycle):
 class ShimHttpProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with header, time, body and connection limits (see the module docstring).
 
-    Per request it adds one Python call to uvicorn's (`_start_asgi_task`, which makes the cycle a
-    `WholeAnswerCycle`): `data_received` and `on_message_complete` replace uvicorn's (calling the parser
-    and setting the cycle's state as uvicorn does), everything else runs only for uploads, upgrades and
-    refusals.
+    `data_received`, `on_headers_complete` and `on_message_complete` replace uvicorn's (calling the parser,
+    making the cycle and setting its state as uvicorn does, the cycle only when the app runs: `_resolve`);
+    `_start_asgi_task` makes every cycle a `WholeAnswerCycle`; everything else runs only for uploads,
+    upgrades and refusals.
     """
 
     # Slots, not the instance dict: uvicorn's protocol already has about as many attributes as CPython's
@@ -394,17 +396,20 @@ class ShimHttpProtocol(HttpToolsProtocol):
         "_body_bytes",
         "_body_cycle",
         "_count_fields",
-        "_deferred",
+        "_done",
+        "_early",
         "_head_bytes",
         "_head_room",
         "_ignore_input",
         "_in_head",
+        "_keep_alive",
         "_linger_budget",
         "_lingering",
         "_parsing",
         "_refuse_after",
         "_upgrade_ok",
         "_upgrade_scope",
+        "_waiting",
         "deadline",
     )
     guard: ConnectionGuard = ConnectionGuard(Limits())
@@ -430,9 +435,14 @@ class ShimHttpProtocol(HttpToolsProtocol):
         # From the end of a request to the next read: the fields parsed meanwhile (a head that began in the
         # read that ended the request before) are counted by on_header, the reads after by their length.
         self._count_fields = False
-        # A request whose head the current read completed, its app not started yet: answered (answer_now) or
-        # started once the read is parsed, when it is known whether its body came with it.
-        self._deferred: tuple[RequestResponseCycle, Any] | None = None
+        # A request whose head this read completed, with no cycle made and no app started yet (`_waiting`),
+        # and whether its message is complete (`_done`): answered at once (answer_now) once the read is
+        # parsed, or given its cycle and app as uvicorn would have (`_resolve`), before anything else happens
+        # on the connection (a body part, the next request, an error, the end of the read).
+        self._waiting = False
+        self._done = False
+        self._keep_alive = True  # the waiting request's, read at its head as uvicorn reads it
+        self._early = b""  # the waiting request's body so far (at most SMALL_BODY_BYTES), for its app if it runs
         self.deadline: float | None = None  # loop time by which the current request must have arrived
 
     # Connection state seen by the guard
@@ -521,22 +531,24 @@ class ShimHttpProtocol(HttpToolsProtocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:  # also HttpParserCallbackError
             self._parsing = False
-            self._run_deferred()  # its answer before whatever this error brings
+            if self._waiting:
+                self._resolve(last=True)  # its answer before whatever this error brings
             self._parse_failed(error)
             return
         except httptools.HttpParserUpgrade:
             self._parsing = False
-            self._upgrade(previous)  # first: an upgrade answered as HTTP closes the connection
-            self._run_deferred()
+            if self._waiting:
+                self._resolve(last=True)
+            self._upgrade(previous)
             return
         self._parsing = False
+        if self._waiting:
+            self._resolve(last=True)
         cycle = self.cycle
         if cycle is not previous and cycle is not None and cycle.more_body:
             # A new request's head arrived in this read and its body is still on its way: rare, and
             # handled off this path.
             self._new_request_checks(cycle)
-        if self._deferred is not None:
-            self._run_deferred()
 
     def _data_past_room(self, data: bytes, room: int) -> None:
         """More bytes than the head may still take: its end must come within them."""
@@ -590,6 +602,45 @@ class ShimHttpProtocol(HttpToolsProtocol):
 
     # Parser callbacks
 
+    def on_message_begin(self) -> None:
+        if self._waiting:  # the request before, in the same read (a pipeline): answered first
+            self._resolve(last=False)
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        # uvicorn's on_headers_complete, without making the cycle where the app may answer at once: a
+        # request read in one piece gets no cycle, no task and no ASGI message (`_resolve`).
+        cycle = self.cycle
+        parser = self.parser
+        if (
+            self.answer_now is None
+            or self._waiting
+            or (cycle is not None and not cycle.response_complete)  # queued behind another: uvicorn's
+            or self.limit_concurrency is not None  # uvicorn's own 503 past its limit (ours is the guard's)
+            or parser.should_upgrade()
+        ):
+            super().on_headers_complete()
+            return
+        http_version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed_url.query or b""
+        self._keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        self._waiting = True
+        self._done = False
+        self._early = b""
+        self._body_cycle = scope
+        self._body_bytes = 0
+
     def on_url(self, url: bytes) -> None:
         # uvicorn's on_url, counting the request's head bytes (see on_header).
         self.url += url
@@ -621,6 +672,13 @@ class ShimHttpProtocol(HttpToolsProtocol):
         # uvicorn's on_body, with a cap on what is buffered for the app, and nothing buffered once the app
         # has started its answer: it did not wait for the body, and the catch-all never reads one (a body
         # kept for nobody held up to 64 KiB a connection, for as long as the connection lingered).
+        if self._waiting:
+            size = self._body_bytes + len(body)
+            if size <= SMALL_BODY_BYTES:  # kept for the app, if it runs; dropped if answered at once
+                self._body_bytes = size
+                self._early += body
+                return
+            self._resolve(last=False)  # a larger body: the app runs, as uvicorn would have started it
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_started:
             return
@@ -643,6 +701,9 @@ class ShimHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._count_fields = True
         self.deadline = None
+        if self._waiting:
+            self._done = True
+            return
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
@@ -706,40 +767,55 @@ class ShimHttpProtocol(HttpToolsProtocol):
         for index, (name, value) in enumerate(headers):
             if value[-1:] in _TRAILING_SPACE:  # llhttp keeps it; RFC 9110 excludes it (see on_header)
                 headers[index] = (name, value.rstrip(b" \t"))
-        if self._parsing and self.answer_now is not None and self._deferred is None:
-            self._deferred = (cycle, app)  # data_received decides, after the read is parsed
-            return
         super()._start_asgi_task(cycle, app)
 
-    def _run_deferred(self) -> None:
-        """Answer the deferred request now if the app has its answer ready, else start its app as usual."""
-        deferred = self._deferred
-        if deferred is None:
+    def _resolve(self, last: bool) -> None:
+        """The waiting request: answered now if its message is complete and the app has its answer ready,
+        else given the cycle uvicorn's on_headers_complete would have made, and its app started. `last`: at
+        the end of the read (else in its middle, where the keep-alive timer must not start)."""
+        self._waiting = False
+        if self._done and self._answered_now(last):
             return
-        self._deferred = None
-        cycle, app = deferred
-        if not self._answered_now(cycle, app):
-            super()._start_asgi_task(cycle, app)
+        scope = self.scope
+        cycle = RequestResponseCycle(
+            scope=cast(Any, scope),
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=self._keep_alive,
+            on_response=self.on_response_complete,
+        )
+        if self._early:  # what on_body would have buffered for it
+            cycle.body += self._early
+            self._early = b""
+        self._body_cycle = cycle  # the body bytes counted so far are its
+        if self._done:  # what on_message_complete does for a cycle
+            cycle.more_body = False
+            cycle.message_event.set()
+        self.cycle = cycle
+        self._start_asgi_task(cycle, self.app)
 
-    def _answered_now(self, cycle: RequestResponseCycle, app: Any) -> bool:
-        """Write the app's ready answer to `cycle` (head and body in one write) and complete it as uvicorn's
-        cycle would; False, with nothing done, wherever the app must run."""
+    def _answered_now(self, last: bool) -> bool:
+        """Write the app's ready answer to the waiting request (head and body in one write) and count it as
+        uvicorn's cycle would count an answer; False, with nothing done, wherever the app must run."""
         answer_now = self.answer_now
         if (
             answer_now is None
-            or cycle.more_body  # its body is still on its way
-            or cycle.disconnected
-            or cycle.access_log
-            or app is not self.app  # uvicorn's own 503 for its concurrency limit
+            or self.access_log
             or self.flow.write_paused  # a client not reading its answers: the app waits for it (drain)
             or self._lingering
             or self.transport.is_closing()
         ):
             return False
-        block = WholeAnswerCycle.defaults_block(cycle.default_headers)
+        block = WholeAnswerCycle.defaults_block(self.server_state.default_headers)
         if block is None:
             return False
-        scope = cycle.scope
+        scope = self.scope
         head_only = scope["method"] == "HEAD"
         found = answer_now(scope)
         if found is None:
@@ -748,19 +824,19 @@ class ShimHttpProtocol(HttpToolsProtocol):
         status_line = lines.status_line or STATUS_LINE.get(status)
         if status_line is None or (not head_only and len(body) != lines.content_length):
             return False  # not expected of answer_now; uvicorn's checks, through the app
-        cycle.response_started = True
-        cycle.waiting_for_100_continue = False
-        cycle.response_complete = True
-        close = b"" if cycle.keep_alive else b"connection: close\r\n"
-        head = b"".join((status_line, block, lines.block, close, b"\r\n"))
+        keep_alive = self._keep_alive
+        head = b"".join((status_line, block, lines.block, b"" if keep_alive else b"connection: close\r\n", b"\r\n"))
         transport = self.transport
         if body and not head_only:
             transport.writelines((head, body))
         else:
             transport.write(head)
-        if not cycle.keep_alive:
+        if not keep_alive:
             transport.close()
+        self._early = b""
         self.on_response_complete()
+        if not last:  # more of this read to parse: the next request is not kept waiting by the timer
+            self._unset_keepalive_if_required()
         return True
 
     def linger(self) -> None:

@@ -203,7 +203,7 @@ def test_rolling_training_over_three_nodes_fails_no_request(fleet: Fleet) -> Non
         env_push = {"MAINT_PUSH_URL": f.shim.admin_url, "MAINT_ADMIN_TOKEN": TOKEN}  # for the trainer
         result = f.run("with_maintenance.sh", "--rolling", "--", *trainer, timeout=150, env=env_push)
         ended = time.monotonic()
-        time.sleep(0.5)
+        load.wait_for("studio", "service-200", ended)  # the load ran to the end of the rolling run
     assert result.returncode == 0, result.stderr
     lines = ran.read_text().split()
     assert [lines[i] for i in range(0, len(lines), 3)] == list(NODES), ran.read_text()  # each node, in order
@@ -223,7 +223,6 @@ def test_rolling_training_over_three_nodes_fails_no_request(fleet: Fleet) -> Non
                     + f"  failures: {dict(load.failures())}\n" + result.stderr)
     assert load.failures() == {}, counts
     assert set(counts) == {"service-200"}, counts  # two nodes served throughout: the shim was never needed
-    assert counts["service-200"] > 100, counts
 
 
 def _push_loop(f: Fleet, node: str, rate: float, total: int, seconds: float, errors: list[str]) -> None:

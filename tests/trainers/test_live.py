@@ -48,6 +48,8 @@ def test_status_follows_a_real_tqdm_run(start_shim: ShimFactory, tmp_path: Path)
         try:
             # 18 s paced by the clock; the deadline is generous for a busy machine.
             while trainer.poll() is None and time.monotonic() - started < 120:
+                # A sample every half second of an 18 s run paced by the clock: its middle (8 s) gives about 16.
+                # sleep-ok: 5 are asked for below, and a sample waits for nothing but the shim's answer.
                 time.sleep(0.5)
                 seen.append(status(shim))
         finally:

@@ -48,8 +48,8 @@ def _used_uvicorn_members() -> set[str]:
 
 
 # Methods of ours that uvicorn calls (overrides): each must still exist upstream to be called at all.
-_UVICORN_CALLS = {"connection_made", "connection_lost", "data_received", "on_body", "on_message_complete",
-                  "_should_upgrade", "_start_asgi_task", "send"}
+_UVICORN_CALLS = {"connection_made", "connection_lost", "data_received", "on_body", "on_message_begin",
+                  "on_headers_complete", "on_message_complete", "_should_upgrade", "_start_asgi_task", "send"}
 
 
 def test_the_contract_names_every_member_the_extension_uses() -> None:
