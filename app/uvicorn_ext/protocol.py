@@ -405,7 +405,6 @@ class ShimHttpProtocol(HttpToolsProtocol):
         "_keep_alive",
         "_linger_budget",
         "_lingering",
-        "_parsing",
         "_refuse_after",
         "_upgrade_ok",
         "_upgrade_scope",
@@ -431,7 +430,6 @@ class ShimHttpProtocol(HttpToolsProtocol):
         self._upgrade_scope: object = None  # the request `_upgrade_ok` was worked out for
         self._body_bytes = 0
         self._body_cycle: object = None  # the request `_body_bytes` counts
-        self._parsing = False  # inside parser.feed_data
         # From the end of a request to the next read: the fields parsed meanwhile (a head that began in the
         # read that ended the request before) are counted by on_header, the reads after by their length.
         self._count_fields = False
@@ -526,22 +524,18 @@ class ShimHttpProtocol(HttpToolsProtocol):
                 self._data_past_room(data, room)
                 return
             self._head_room = room - len(data)
-        self._parsing = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:  # also HttpParserCallbackError
-            self._parsing = False
             if self._waiting:
                 self._resolve(last=True)  # its answer before whatever this error brings
             self._parse_failed(error)
             return
         except httptools.HttpParserUpgrade:
-            self._parsing = False
             if self._waiting:
                 self._resolve(last=True)
             self._upgrade(previous)
             return
-        self._parsing = False
         if self._waiting:
             self._resolve(last=True)
         cycle = self.cycle
